@@ -1,0 +1,31 @@
+"""rumpnet: a userspace TCP/IP sandbox, a "mini rump kernel" in Python.
+
+Run a node inside your own trio program::
+
+    async with rumpnet.open_node() as node:
+        ifname = node.create_shmif("/tmp/bus")
+        node.add_address(ifname, "10.0.0.1/24")
+        sock = node.socket(rumpnet.SOCK_RAW, rumpnet.IPPROTO_ICMP)
+        stats = await rumpnet.ping(sock, "10.0.0.2", count=3)
+
+or talk to a node running in another process (`rumpnet server URL`) with
+`rumpnet.connect(url)`.
+"""
+
+from .bus import Bus, BusError, BusHeader, Cursor, create
+from .client import NodeUnreachable, RemoteNode, RemoteSocket, connect
+from .ifnet import InterfaceError
+from .node import Node, open_node
+from .ping import PingStats, ping
+from .sockets import SOCK_DGRAM, SOCK_RAW
+
+IPPROTO_ICMP = 1
+IPPROTO_UDP = 17
+
+__all__ = [
+    "Bus", "BusError", "BusHeader", "Cursor", "create",
+    "NodeUnreachable", "RemoteNode", "RemoteSocket", "connect",
+    "InterfaceError", "Node", "open_node",
+    "PingStats", "ping",
+    "SOCK_DGRAM", "SOCK_RAW", "IPPROTO_ICMP", "IPPROTO_UDP",
+]

@@ -1,0 +1,172 @@
+"""ARP (RFC 826): who has an IPv4 address on this link (BSD's netinet/if_arp.c).
+
+The cache maps (interface, IPv4 address) to a hardware address. An unresolved
+destination holds the packets sent to it while requests go out once a second,
+up to ARP_MAXTRIES; after that the host is "down" for ARP_DOWN seconds and
+sends fail with EHOSTDOWN, as in NetBSD.
+"""
+
+import errno
+import ipaddress
+import struct
+from dataclasses import dataclass, field
+
+from .ether import ETHERTYPE_ARP, ETHERTYPE_IP
+from .ifnet import BROADCAST_MAC
+
+ARPHRD_ETHER = 1
+ARPOP_REQUEST = 1
+ARPOP_REPLY = 2
+ARP_MAXTRIES = 5
+ARP_DOWN = 20.0
+ARP_MAXHOLD = 16
+_ARP = struct.Struct("!HHBBH6s4s6s4s")
+
+
+@dataclass
+class ArpEntry:
+    mac: bytes | None = None
+    expires: float = 0.0
+    permanent: bool = False
+    asked: int = 0
+    next_ask: float = 0.0
+    down_until: float = 0.0
+    hold: list = field(default_factory=list)
+
+    @property
+    def resolved(self):
+        return self.mac is not None
+
+
+def arp_packet(op, sha, spa, tha, tpa):
+    return _ARP.pack(ARPHRD_ETHER, ETHERTYPE_IP, 6, 4, op, sha, spa, tha, tpa)
+
+
+class ArpTable:
+    def __init__(self, node):
+        self.node = node
+        self.entries = {}  # (ifname, packed IPv4) -> ArpEntry
+
+    def _send(self, ifp, dst_mac, op, tha, tpa):
+        spa = ifp.primary().packed if ifp.primary() else b"\0" * 4
+        self.node.ether_output(ifp, dst_mac, ETHERTYPE_ARP, arp_packet(op, ifp.mac, spa, tha, tpa))
+
+    def request(self, ifp, target):
+        self.node.stats.arp["requests_sent"] += 1
+        self._send(ifp, BROADCAST_MAC, ARPOP_REQUEST, b"\0" * 6, target)
+
+    def announce(self, ifp, address):
+        """A gratuitous ARP: a request for our own new address, so peers update their caches."""
+        self.node.stats.arp["gratuitous_sent"] += 1
+        self.node.ether_output(ifp, BROADCAST_MAC, ETHERTYPE_ARP,
+                               arp_packet(ARPOP_REQUEST, ifp.mac, address, b"\0" * 6, address))
+
+    def resolve(self, ifp, nexthop, payload):
+        """Send an IPv4 payload to nexthop on ifp, now or once ARP has answered (arpresolve)."""
+        now = self.node.now()
+        entry = self.entries.get((ifp.name, nexthop))
+        if entry is not None and entry.resolved and (entry.permanent or entry.expires > now):
+            self.node.ether_output(ifp, entry.mac, ETHERTYPE_IP, payload)
+            return
+        if entry is None or entry.resolved:
+            entry = self.entries[(ifp.name, nexthop)] = ArpEntry()
+        if entry.down_until > now:
+            raise OSError(errno.EHOSTDOWN, "Host is down")
+        if len(entry.hold) >= ARP_MAXHOLD:
+            entry.hold.pop(0)
+            self.node.stats.arp["hold_dropped"] += 1
+        entry.hold.append((ifp, payload))
+        if entry.next_ask <= now:
+            entry.asked += 1
+            entry.next_ask = now + 1.0
+            self.request(ifp, nexthop)
+
+    def timer(self, now):
+        """Once a second: ask again for unresolved entries, give up on silent ones, expire old ones."""
+        for key, entry in list(self.entries.items()):
+            ifp = self.node.interfaces.get(key[0])
+            if ifp is None:
+                del self.entries[key]
+            elif entry.resolved:
+                if not entry.permanent and entry.expires <= now:
+                    self.node.stats.arp["timeouts"] += 1
+                    del self.entries[key]
+            elif entry.down_until:
+                if entry.down_until <= now:
+                    del self.entries[key]
+            elif entry.next_ask <= now:
+                if entry.asked >= ARP_MAXTRIES:
+                    self.node.stats.arp["hold_dropped"] += len(entry.hold)
+                    entry.hold.clear()
+                    entry.down_until = now + ARP_DOWN
+                elif ifp.running:
+                    entry.asked += 1
+                    entry.next_ask = now + 1.0
+                    self.request(ifp, key[1])
+
+    def learn(self, ifp, address, mac, create):
+        key = (ifp.name, address)
+        entry = self.entries.get(key)
+        if entry is None:
+            if not create:
+                return
+            entry = self.entries[key] = ArpEntry()
+        if entry.permanent:
+            return
+        entry.mac = mac
+        entry.expires = self.node.now() + self.node.sysctl["net.inet.arp.keep"]
+        entry.down_until = 0.0
+        held, entry.hold = entry.hold, []
+        for out_ifp, payload in held:
+            self.node.ether_output(out_ifp, mac, ETHERTYPE_IP, payload)
+
+    def input(self, ifp, packet):
+        """arpintr/in_arpinput: learn the sender, answer requests for our addresses."""
+        stats = self.node.stats.arp
+        stats["input"] += 1
+        if len(packet) < _ARP.size:
+            stats["short"] += 1
+            return
+        hrd, pro, hln, pln, op, sha, spa, tha, tpa = _ARP.unpack_from(packet)
+        if hrd != ARPHRD_ETHER or pro != ETHERTYPE_IP or hln != 6 or pln != 4:
+            stats["bad_format"] += 1
+            return
+        if op not in (ARPOP_REQUEST, ARPOP_REPLY):
+            stats["bad_op"] += 1
+            return
+        stats["requests_received" if op == ARPOP_REQUEST else "replies_received"] += 1
+        if sha == ifp.mac:
+            stats["own_source"] += 1
+            return
+        if sha == BROADCAST_MAC or sha[0] & 1:
+            stats["bad_format"] += 1
+            return
+        if ifp.owns(spa):
+            stats["dup_address"] += 1
+            return
+        for_us = ifp.owns(tpa)
+        self.learn(ifp, spa, sha, create=for_us)
+        if not for_us:
+            stats["not_for_us"] += 1
+            return
+        if op == ARPOP_REQUEST:
+            stats["replies_sent"] += 1
+            self.node.ether_output(ifp, sha, ETHERTYPE_ARP, arp_packet(ARPOP_REPLY, ifp.mac, tpa, sha, spa))
+
+    def delete(self, address):
+        packed = ipaddress.IPv4Address(address).packed
+        keys = [key for key in self.entries if key[1] == packed]
+        if not keys:
+            raise LookupError(f"{address}: no entry")
+        for key in keys:
+            del self.entries[key]
+
+    def describe(self):
+        now = self.node.now()
+        rows = []
+        for (ifname, address), entry in self.entries.items():
+            rows.append({"address": str(ipaddress.IPv4Address(address)), "interface": ifname,
+                         "mac": entry.mac.hex(":") if entry.mac else None, "permanent": entry.permanent,
+                         "expires": None if entry.permanent or not entry.mac else max(0, round(entry.expires - now))})
+        return rows
+

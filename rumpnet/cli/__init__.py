@@ -1,0 +1,52 @@
+"""`rumpnet COMMAND ...`: the command-line tools, each a client of a node or of a bus file."""
+
+import importlib
+import sys
+
+from .common import Usage
+
+# command -> (module, one-line description)
+COMMANDS = {
+    "server": ("server", "start a node listening on a control socket URL"),
+    "halt": ("halt", "stop the node"),
+    "ifconfig": ("ifconfig", "create, configure and show interfaces"),
+    "ping": ("ping", "send ICMP echo requests from the node"),
+    "arp": ("arp", "show and delete ARP cache entries"),
+    "route": ("route", "show, add and delete routes"),
+    "sysctl": ("sysctl", "read and set the node's tunables"),
+    "netstat": ("netstat", "show interfaces, sockets and protocol counters"),
+    "demo": ("demo", "start two nodes on a bus and ping between them"),
+}
+
+
+def usage_text():
+    lines = ["usage: rumpnet [--server URL] COMMAND [ARGS...]", "", "commands:"]
+    lines += [f"  {name:10} {text}" for name, (_, text) in COMMANDS.items()]
+    lines += ["", "The node is the one at --server URL, else $RUMP_SERVER (unix://PATH).",
+              "Run `rumpnet COMMAND -h` for a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    server = None
+    if len(argv) >= 2 and argv[0] == "--server":
+        server = argv[1]
+        del argv[:2]
+    elif argv and argv[0].startswith("--server="):
+        server = argv.pop(0).split("=", 1)[1]
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage_text())
+        return 0
+    name = argv.pop(0)
+    if name not in COMMANDS:
+        print(f"rumpnet: {name}: unknown command (run `rumpnet --help` for the list)", file=sys.stderr)
+        return 1
+    module = importlib.import_module(f".{COMMANDS[name][0]}", __name__)
+    try:
+        return module.main(argv, server)
+    except Usage as e:
+        print(f"rumpnet {name}: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

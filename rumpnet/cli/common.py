@@ -1,0 +1,43 @@
+"""What every command shares: parsing that fails in one line, and running a client of a node."""
+
+import argparse
+import sys
+
+import trio
+
+from ..client import NodeUnreachable, connect
+
+
+class Usage(Exception):
+    """A bad command line; main() prints it in one line and exits 1."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that raises Usage (one line, exit 1) instead of printing usage and exiting 2."""
+
+    def __init__(self, command, description, **kwargs):
+        super().__init__(prog=f"rumpnet {command}", description=description, **kwargs)
+        self.add_argument("--server", metavar="URL", help="the node (default: $RUMP_SERVER)")
+
+    def error(self, message):
+        raise Usage(message)
+
+
+def fail(command, message, status=1):
+    print(f"rumpnet {command}: {message}", file=sys.stderr)
+    return status
+
+
+def run_client(command, server, body):
+    """Run `await body(node)` against the node at server; errors become one line and exit 1."""
+
+    async def session():
+        async with connect(server) as node:
+            return await body(node)
+
+    try:
+        return trio.run(session) or 0
+    except NodeUnreachable as e:
+        return fail(command, str(e))
+    except OSError as e:
+        return fail(command, e.strerror or str(e))

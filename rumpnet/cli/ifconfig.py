@@ -1,0 +1,169 @@
+"""rumpnet ifconfig: create, configure and show interfaces, as NetBSD's ifconfig(8).
+
+    ifconfig shmif0 create
+    ifconfig shmif0 linkstr /tmp/bus
+    ifconfig shmif0 inet 10.0.0.1 netmask 255.255.255.0     (or 10.0.0.1/24)
+    ifconfig shmif0 up | down | destroy | delete | ip4csum | -udp4csum ...
+    ifconfig -a [-v] | ifconfig shmif0 [-v] | ifconfig -l
+
+Every word of a command line is checked before the first one is applied.
+"""
+
+import ipaddress
+import os
+
+from .. import offload
+from ..ifnet import flag_names
+from .common import Usage, fail, run_client
+
+HELP = __doc__.split("\n\n", 1)[1].rsplit("\n\n", 1)[0]
+
+
+def parse_netmask(text):
+    try:
+        if text.lower().startswith("0x"):
+            return str(ipaddress.IPv4Address(int(text, 16)))
+        return str(ipaddress.IPv4Address(text))
+    except ValueError:
+        raise Usage(f"netmask {text!r} is not a netmask (255.255.255.0 or 0xffffff00)") from None
+
+
+def parse_operations(words):
+    """The words after the interface name, as a list of (call, args) to make in order."""
+    ops = []
+    i = 0
+
+    def operand(keyword):
+        if i + 1 >= len(words):
+            raise Usage(f"{keyword} needs a value")
+        return words[i + 1]
+
+    while i < len(words):
+        word = words[i]
+        if word in ("create", "destroy", "up", "down", "delete", "-linkstr"):
+            ops.append((word, {}))
+        elif word == "linkstr":
+            ops.append(("linkstr", {"path": os.path.abspath(operand(word))}))
+            i += 1
+        elif word in ("inet", "netmask") or word[0].isdigit():
+            if word == "netmask":
+                raise Usage("netmask must follow an address")
+            if word == "inet":
+                address = operand(word)
+                i += 1
+            else:
+                address = word
+            args = {"address": address}
+            try:
+                ipaddress.IPv4Interface(address)
+            except ValueError:
+                raise Usage(f"{address!r} is not an IPv4 address (A.B.C.D or A.B.C.D/N)") from None
+            if i + 1 < len(words) and words[i + 1] == "netmask":
+                if "/" in address:
+                    raise Usage("give either A.B.C.D/N or a netmask, not both")
+                i += 1
+                args["netmask"] = parse_netmask(operand("netmask"))
+                i += 1
+            ops.append(("inet", args))
+        elif word.lstrip("-") in offload.KEYWORDS:
+            bits = offload.KEYWORDS[word.lstrip("-")]
+            ops.append(("capabilities", {"disable": bits} if word.startswith("-") else {"enable": bits}))
+        else:
+            raise Usage(f"{word!r}: unknown keyword (known: create, destroy, linkstr PATH, inet ADDR [netmask M], "
+                        "up, down, delete, ip4csum, udp4csum, tcp4csum, tso4 and their -negations)")
+        i += 1
+    return ops
+
+
+async def apply(node, name, ops):
+    created = False
+    try:
+        for call, args in ops:
+            if call == "create":
+                await node.call("if_create", name=name)
+                created = True
+            elif call == "destroy":
+                await node.call("if_destroy", name=name)
+            elif call == "linkstr":
+                await node.call("if_linkstr", name=name, path=args["path"])
+            elif call == "-linkstr":
+                raise OSError(22, "-linkstr: destroy the interface to leave its bus")
+            elif call == "inet":
+                await node.call("if_address", name=name, **args)
+            elif call == "delete":
+                await node.call("if_delete_address", name=name)
+            elif call in ("up", "down"):
+                await node.call("if_up", name=name, up=call == "up")
+            elif call == "capabilities":
+                await node.call("if_capabilities", name=name, **args)
+    except OSError:
+        if created:
+            await node.call("if_destroy", name=name)
+        raise
+
+
+def format_interface(info, verbose=False):
+    lines = [f"{info['name']}: flags=0x{info['flags']:x}<{flag_names(info['flags'])}> mtu {info['mtu']}"]
+    if info["capabilities"]:
+        lines.append(f"\tcapabilities=0x{info['capabilities']:x}<{offload.cap_names(info['capabilities'])}>")
+        enabled = info["capenable"]
+        lines.append(f"\tenabled=0x{enabled:x}<{offload.cap_names(enabled)}>" if enabled else "\tenabled=0")
+    lines.append(f"\taddress: {info['mac']}")
+    if info["linkstr"]:
+        lines.append(f"\tlinkstr: {info['linkstr']}")
+    for a in info["addresses"]:
+        lines.append(f"\tinet {a['address']}/{a['prefixlen']} broadcast {a['broadcast']} flags 0x0")
+    c = info["counters"]
+    lines.append(f"\tinput: {c['ipackets']} packets, {c['ibytes']} bytes, {c['imcasts']} multicasts, "
+                 f"{c['ierrors']} errors, {c['iqdrops']} drops")
+    lines.append(f"\toutput: {c['opackets']} packets, {c['obytes']} bytes, {c['omcasts']} multicasts, "
+                 f"{c['oerrors']} errors")
+    if verbose:
+        lines.append(f"\tkind: {info['kind']}")
+    return "\n".join(lines)
+
+
+def main(argv, server):
+    words = list(argv)
+    if "--server" in words:
+        at = words.index("--server")
+        if at + 1 >= len(words):
+            raise Usage("--server needs a URL")
+        server = words[at + 1]
+        del words[at:at + 2]
+    if words and words[0] in ("-h", "--help"):
+        print("usage: rumpnet ifconfig ...\n" + HELP)
+        return 0
+    flags = set()
+    while words and words[0].startswith("-") and words[0][1:] and set(words[0][1:]) <= set("alv"):
+        flags |= set(words.pop(0)[1:])
+    if "l" in flags:
+        if words:
+            raise Usage("-l takes no interface")
+
+        async def list_names(node):
+            print(" ".join(i["name"] for i in await node.call("if_list")))
+        return run_client("ifconfig", server, list_names)
+    if not words or "a" in flags:
+        if words:
+            raise Usage("-a takes no interface")
+
+        async def show_all(node):
+            for info in await node.call("if_list"):
+                print(format_interface(info, "v" in flags))
+        return run_client("ifconfig", server, show_all)
+    name, ops = words[0], parse_operations(words[1:])
+    if name.startswith("-"):
+        raise Usage(f"unknown option {name!r} (known: -a, -l, -v)")
+
+    async def body(node):
+        if ops:
+            await apply(node, name, ops)
+            return
+        for info in await node.call("if_list"):
+            if info["name"] == name:
+                print(format_interface(info, "v" in flags))
+                return
+        return fail("ifconfig", f"{name}: no such interface")
+
+    return run_client("ifconfig", server, body)

@@ -1,0 +1,72 @@
+"""rumpnet ping: ICMP echo from the node, a client using a raw socket as rump.ping does.
+
+Exit status as NetBSD ping(8): 0 when a reply came, 2 when none did, 1 on error.
+"""
+
+import ipaddress
+import sys
+
+from ..ping import ping
+from ..sockets import SOCK_RAW
+from .common import Parser, Usage, run_client
+
+IPPROTO_ICMP = 1
+
+
+def positive(kind, low, high=None):
+    def convert(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise ValueError(text) from None
+        if value < low or (high is not None and value > high):
+            raise ValueError(text)
+        return value
+    convert.__name__ = f"{kind.__name__} from {low}" + (f" to {high}" if high is not None else "")
+    return convert
+
+
+def main(argv, server):
+    parser = Parser("ping", "Send ICMP echo requests from the node and report the replies.")
+    parser.add_argument("-c", dest="count", type=positive(int, 1), default=0, help="stop after COUNT replies")
+    parser.add_argument("-i", dest="wait", type=positive(float, 0.001), default=1.0,
+                        help="seconds between packets (default 1)")
+    parser.add_argument("-s", dest="size", type=positive(int, 0, 1472), default=56, help="data bytes (default 56)")
+    parser.add_argument("-T", dest="ttl", type=positive(int, 1, 255), help="time to live of the requests")
+    parser.add_argument("-w", dest="deadline", type=positive(float, 0.001), help="stop after DEADLINE seconds")
+    parser.add_argument("-f", dest="flood", action="store_true", help="flood: a dot per request, a backspace per reply")
+    parser.add_argument("-q", dest="quiet", action="store_true", help="print the summary only")
+    parser.add_argument("host")
+    args = parser.parse_args(argv)
+    try:
+        ipaddress.IPv4Address(args.host)
+    except ValueError:
+        raise Usage(f"{args.host}: not an IPv4 address (names are not resolved)") from None
+    interval = min(args.wait, 0.01) if args.flood else args.wait
+
+    def out(text, end="\n"):
+        sys.stdout.write(text + end)
+        sys.stdout.flush()
+
+    async def body(node):
+        sock = await node.socket(SOCK_RAW, IPPROTO_ICMP)
+        if args.ttl:
+            await sock.setsockopt("IP_TTL", args.ttl)
+        stats = await ping(sock, args.host, count=args.count, interval=interval, size=args.size,
+                           deadline=args.deadline, flood=args.flood, quiet=False, out=out if not args.quiet else
+                           _summary_only(out))
+        return 0 if stats.received else 2
+
+    return run_client("ping", args.server or server, body)
+
+
+def _summary_only(out):
+    """With -q, only the statistics lines pass (they follow the blank line)."""
+    state = {"on": False}
+
+    def quiet_out(text, end="\n"):
+        if text == "" and end == "\n":
+            state["on"] = True
+        if state["on"] or text.startswith("PING "):
+            out(text, end)
+    return quiet_out

@@ -1,0 +1,38 @@
+"""rumpnet server: start a node listening on a control socket, as rump_server(1).
+
+It detaches and returns once the node is ready; -f keeps it in the foreground.
+"""
+
+import argparse
+
+from ..protocol import parse_url
+from ..server import daemon, foreground
+from .common import Usage, fail
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise Usage(message)
+
+
+def main(argv, server):
+    parser = _Parser(prog="rumpnet server",
+                     description="Start a node whose control socket is URL (unix://relative/path or "
+                                 "unix:///absolute/path). The socket is made mode 0600.")
+    parser.add_argument("-f", "--foreground", action="store_true", help="stay attached (stop with Ctrl-C)")
+    parser.add_argument("url")
+    args = parser.parse_args(argv)
+    try:
+        path = parse_url(args.url)
+    except ValueError as e:
+        raise Usage(str(e)) from None
+    if args.foreground:
+        try:
+            foreground(path)
+        except OSError as e:
+            return fail("server", e.strerror or str(e))
+        return 0
+    problem = daemon(path)
+    if problem:
+        return fail("server", problem)
+    return 0

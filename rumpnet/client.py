@@ -1,0 +1,136 @@
+"""The client side of the control socket: a running node, driven from another process.
+
+`connect(url)` gives a RemoteNode whose calls mirror the node's own API, and
+whose sockets (RemoteSocket) offer the same async methods as local ones, so
+tools such as ping run unchanged over either. This is rumpnet's rumpclient.
+"""
+
+import errno
+import itertools
+import os
+from contextlib import asynccontextmanager
+
+import trio
+
+from .protocol import MessageStream, ProtocolError, parse_url
+
+
+class NodeUnreachable(Exception):
+    """No node answers at the URL; the message says which and why."""
+
+
+class RemoteNode:
+    def __init__(self, url, messages, nursery):
+        self.url = url
+        self.messages = messages
+        self._ids = itertools.count(1)
+        self._pending = {}
+        self.nursery = nursery
+
+    async def _reader(self):
+        try:
+            while True:
+                message = await self.messages.receive()
+                if message is None:
+                    break
+                header, data = message
+                waiter = self._pending.pop(header.get("id"), None)
+                if waiter is not None:
+                    waiter[1].append((header, data))
+                    waiter[0].set()
+        except (ProtocolError, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        for event, box in self._pending.values():
+            box.append(None)
+            event.set()
+        self._pending.clear()
+
+    async def call(self, call_name, data=b"", **args):
+        """Make one call on the node; returns its result, or raises OSError with the node's errno."""
+        request_id = next(self._ids)
+        event, box = trio.Event(), []
+        self._pending[request_id] = (event, box)
+        try:
+            await self.messages.send({"id": request_id, "call": call_name, "args": args}, data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._pending.pop(request_id, None)
+            raise NodeUnreachable(f"{self.url}: the node went away") from None
+        await event.wait()
+        if not box or box[0] is None:
+            raise NodeUnreachable(f"{self.url}: the node went away")
+        header, out = box[0]
+        if "errno" in header:
+            raise OSError(header["errno"], header.get("message") or os.strerror(header["errno"]))
+        result = header.get("result")
+        return (result, out) if call_name == "recvfrom" else result
+
+    async def socket(self, kind, proto=0):
+        return RemoteSocket(self, await self.call("socket", kind=kind, proto=proto))
+
+
+class RemoteSocket:
+    """A socket in a remote node, with a local socket's async methods."""
+
+    def __init__(self, node, fd):
+        self.node = node
+        self.fd = fd
+
+    async def bind(self, address):
+        await self.node.call("bind", fd=self.fd, address=list(address))
+
+    async def connect(self, address):
+        await self.node.call("connect", fd=self.fd, address=list(address))
+
+    async def sendto(self, data, address=None):
+        return await self.node.call("sendto", data=bytes(data), fd=self.fd,
+                                    address=list(address) if address else None)
+
+    async def send(self, data):
+        return await self.sendto(data)
+
+    async def recvfrom(self, bufsize=65535, timeout=None):
+        address, data = await self.node.call("recvfrom", fd=self.fd, bufsize=bufsize, timeout=timeout)
+        return data, tuple(address)
+
+    async def recv(self, bufsize=65535, timeout=None):
+        data, _ = await self.recvfrom(bufsize, timeout)
+        return data
+
+    async def setsockopt(self, name, value):
+        await self.node.call("setsockopt", fd=self.fd, name=name, value=value)
+
+    async def getsockname(self):
+        return tuple(await self.node.call("getsockname", fd=self.fd))
+
+    async def close(self):
+        await self.node.call("close", fd=self.fd)
+
+
+def server_url(explicit=None):
+    """The node to talk to: --server, else $RUMP_SERVER (as rumpclient reads it)."""
+    url = explicit or os.environ.get("RUMP_SERVER")
+    if not url:
+        raise NodeUnreachable("no node given: set RUMP_SERVER=unix://PATH or use --server unix://PATH")
+    return url
+
+
+@asynccontextmanager
+async def connect(url=None):
+    url = server_url(url)
+    try:
+        path = parse_url(url)
+    except ValueError as e:
+        raise NodeUnreachable(str(e)) from None
+    try:
+        stream = await trio.open_unix_socket(path)
+    except OSError as e:
+        hint = " (is the node running? start one with: rumpnet server URL)" \
+            if e.errno in (errno.ENOENT, errno.ECONNREFUSED) else ""
+        raise NodeUnreachable(f"{url}: cannot connect: {e.strerror}{hint}") from None
+    async with stream, trio.open_nursery() as nursery:
+        remote = RemoteNode(url, MessageStream(stream), nursery)
+        nursery.start_soon(remote._reader)
+        try:
+            yield remote
+        finally:
+            nursery.cancel_scope.cancel()

@@ -1,0 +1,34 @@
+"""Ethernet II framing: ether_input and ether_output (BSD's net/if_ethersubr.c)."""
+
+import struct
+
+ETHERTYPE_IP = 0x0800
+ETHERTYPE_ARP = 0x0806
+ETHER_HDR_LEN = 14
+_HEADER = struct.Struct("!6s6sH")
+
+
+def ether_frame(dst, src, ethertype, payload):
+    return _HEADER.pack(dst, src, ethertype) + payload
+
+
+def ether_input(node, ifp, frame, csum_marks):
+    """Hand a received frame to ARP or IP by its type; drop and count the rest."""
+    stats = node.stats.ether
+    stats["input"] += 1
+    if len(frame) < ETHER_HDR_LEN:
+        stats["short"] += 1
+        return
+    dst, _src, ethertype = _HEADER.unpack_from(frame)
+    if ethertype == ETHERTYPE_IP:
+        node.ip_input(ifp, frame[ETHER_HDR_LEN:], csum_marks, dst[0] & 1)
+    elif ethertype == ETHERTYPE_ARP:
+        node.arp_input(ifp, frame[ETHER_HDR_LEN:])
+    else:
+        stats["unknown_type"] += 1
+        ifp.counters.iqdrops += 1
+
+
+def ether_output(node, ifp, dst_mac, ethertype, payload):
+    node.stats.ether["output"] += 1
+    ifp.output(ether_frame(dst_mac, ifp.mac, ethertype, payload))

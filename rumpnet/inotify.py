@@ -1,0 +1,48 @@
+"""inotify(7) on one file, awaited from trio: how shmif readers sleep until a writer's wake-up."""
+
+import ctypes
+import os
+
+import trio
+
+IN_MODIFY = 0x00000002
+IN_NONBLOCK = os.O_NONBLOCK
+IN_CLOEXEC = os.O_CLOEXEC
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.inotify_init1.argtypes = [ctypes.c_int]
+_libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
+
+
+class ModifyWatch:
+    """A non-blocking inotify descriptor watching one path for IN_MODIFY."""
+
+    def __init__(self, path):
+        self.fd = _libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
+        if self.fd < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"inotify_init1: {os.strerror(err)}")
+        if _libc.inotify_add_watch(self.fd, os.fsencode(path), IN_MODIFY) < 0:
+            err = ctypes.get_errno()
+            os.close(self.fd)
+            raise OSError(err, f"{path}: inotify_add_watch: {os.strerror(err)}")
+
+    def drain(self):
+        """Consume every queued event; returns whether there were any."""
+        seen = False
+        while True:
+            try:
+                if not os.read(self.fd, 4096):
+                    return seen
+            except BlockingIOError:
+                return seen
+            seen = True
+
+    async def wait(self):
+        await trio.lowlevel.wait_readable(self.fd)
+        self.drain()
+
+    def close(self):
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1

@@ -1,0 +1,134 @@
+"""Checksum offload emulation (shmif(4)): the interface, not the stack, does the sums.
+
+`capenable` holds NetBSD's IFCAP_* bits (net/if.h). With a TX bit set the stack
+leaves that checksum zero and the interface fills it in before the frame
+reaches the wire; with an RX bit set the interface verifies it and marks the
+packet, and the stack trusts the mark. Either way the frames on the wire are
+the same.
+"""
+
+import struct
+
+from .checksum import in_cksum, pseudo_header_sum
+
+IFCAP_TSOv4 = 0x00080
+IFCAP_CSUM_IPv4_Rx = 0x00100
+IFCAP_CSUM_IPv4_Tx = 0x00200
+IFCAP_CSUM_TCPv4_Rx = 0x00400
+IFCAP_CSUM_TCPv4_Tx = 0x00800
+IFCAP_CSUM_UDPv4_Rx = 0x01000
+IFCAP_CSUM_UDPv4_Tx = 0x02000
+IFCAP_CSUM_TCPv6_Rx = 0x04000
+IFCAP_CSUM_TCPv6_Tx = 0x08000
+IFCAP_CSUM_UDPv6_Rx = 0x10000
+IFCAP_CSUM_UDPv6_Tx = 0x20000
+IFCAP_TSOv6 = 0x40000
+
+CAP_NAMES = [
+    (IFCAP_TSOv4, "TSO4"), (IFCAP_CSUM_IPv4_Rx, "IP4CSUM_Rx"), (IFCAP_CSUM_IPv4_Tx, "IP4CSUM_Tx"),
+    (IFCAP_CSUM_TCPv4_Rx, "TCP4CSUM_Rx"), (IFCAP_CSUM_TCPv4_Tx, "TCP4CSUM_Tx"),
+    (IFCAP_CSUM_UDPv4_Rx, "UDP4CSUM_Rx"), (IFCAP_CSUM_UDPv4_Tx, "UDP4CSUM_Tx"),
+    (IFCAP_CSUM_TCPv6_Rx, "TCP6CSUM_Rx"), (IFCAP_CSUM_TCPv6_Tx, "TCP6CSUM_Tx"),
+    (IFCAP_CSUM_UDPv6_Rx, "UDP6CSUM_Rx"), (IFCAP_CSUM_UDPv6_Tx, "UDP6CSUM_Tx"), (IFCAP_TSOv6, "TSO6"),
+]
+SHMIF_CAPABILITIES = 0x7FF80
+TX_BITS = 0x6AA80
+RX_BITS = 0x15500
+
+# ifconfig keywords, as NetBSD's ifconfig(8) spells them, and the bits each sets.
+KEYWORDS = {
+    "ip4csum": IFCAP_CSUM_IPv4_Rx | IFCAP_CSUM_IPv4_Tx,
+    "ip4csum-rx": IFCAP_CSUM_IPv4_Rx, "ip4csum-tx": IFCAP_CSUM_IPv4_Tx,
+    "tcp4csum": IFCAP_CSUM_TCPv4_Rx | IFCAP_CSUM_TCPv4_Tx,
+    "tcp4csum-rx": IFCAP_CSUM_TCPv4_Rx, "tcp4csum-tx": IFCAP_CSUM_TCPv4_Tx,
+    "udp4csum": IFCAP_CSUM_UDPv4_Rx | IFCAP_CSUM_UDPv4_Tx,
+    "udp4csum-rx": IFCAP_CSUM_UDPv4_Rx, "udp4csum-tx": IFCAP_CSUM_UDPv4_Tx,
+    "tso4": IFCAP_TSOv4,
+}
+
+# Marks the interface puts on a received packet (BSD's M_CSUM_* flags).
+CSUM_IP_CHECKED = 0x1
+CSUM_IP_BAD = 0x2
+CSUM_L4_CHECKED = 0x4
+CSUM_L4_BAD = 0x8
+
+_IPPROTO_UDP = 17
+
+
+def cap_names(bits):
+    return ",".join(name for bit, name in CAP_NAMES if bits & bit)
+
+
+def parse_capenable(text):
+    """RUMP_SHMIF_CAPENABLE's value (0x7ff80 style) to bits; ValueError names the problem."""
+    try:
+        bits = int(text, 0)
+    except ValueError:
+        raise ValueError(f"RUMP_SHMIF_CAPENABLE: {text!r} is not a number (try 0x7ff80)") from None
+    if bits & ~SHMIF_CAPABILITIES or bits < 0:
+        raise ValueError(f"RUMP_SHMIF_CAPENABLE: 0x{bits:x} has bits shmif does not offer (0x{SHMIF_CAPABILITIES:x})")
+    return bits
+
+
+def _ipv4_parts(frame):
+    """(header length, protocol) of a sane IPv4 frame, else None: offload never touches the rest."""
+    if len(frame) < 34 or frame[12:14] != b"\x08\x00" or frame[14] >> 4 != 4:
+        return None
+    hlen = (frame[14] & 0xF) * 4
+    total = struct.unpack_from("!H", frame, 16)[0]
+    if hlen < 20 or total < hlen or 14 + total > len(frame):
+        return None
+    if struct.unpack_from("!H", frame, 20)[0] & 0x3FFF:  # a fragment: no transport header to sum
+        return hlen, None
+    return hlen, frame[23]
+
+
+def _udp_sum(frame, hlen):
+    """The ones'-complement total over UDP's pseudo-header and datagram (0xffff when right)."""
+    start = 14 + hlen
+    total = struct.unpack_from("!H", frame, 16)[0]
+    datagram = frame[start:14 + total]
+    return pseudo_header_sum(frame[26:30], frame[30:34], _IPPROTO_UDP, len(datagram)), datagram
+
+
+def finish_tx(frame, capenable):
+    """Fill in the checksums the stack left to this interface."""
+    if not capenable & TX_BITS:
+        return frame
+    parts = _ipv4_parts(frame)
+    if parts is None:
+        return frame
+    hlen, proto = parts
+    out = bytearray(frame)
+    if capenable & IFCAP_CSUM_IPv4_Tx and out[24:26] == b"\0\0":
+        struct.pack_into("!H", out, 24, in_cksum(out[14:14 + hlen]))
+    if capenable & IFCAP_CSUM_UDPv4_Tx and proto == _IPPROTO_UDP:
+        udp = 14 + hlen
+        if len(out) >= udp + 8 and out[udp + 6:udp + 8] == b"\0\0":
+            pseudo, datagram = _udp_sum(out, hlen)
+            csum = in_cksum(datagram, pseudo) or 0xFFFF
+            struct.pack_into("!H", out, udp + 6, csum)
+    return bytes(out)
+
+
+def check_rx(frame, capenable):
+    """Verify the checksums this interface offloads; return the CSUM_* marks."""
+    if not capenable & RX_BITS:
+        return 0
+    parts = _ipv4_parts(frame)
+    if parts is None:
+        return 0
+    hlen, proto = parts
+    marks = 0
+    if capenable & IFCAP_CSUM_IPv4_Rx:
+        marks |= CSUM_IP_CHECKED
+        if in_cksum(frame[14:14 + hlen]) != 0:
+            marks |= CSUM_IP_BAD
+    if capenable & IFCAP_CSUM_UDPv4_Rx and proto == _IPPROTO_UDP:
+        udp = 14 + hlen
+        if len(frame) >= udp + 8 and frame[udp + 6:udp + 8] != b"\0\0":
+            marks |= CSUM_L4_CHECKED
+            pseudo, datagram = _udp_sum(frame, hlen)
+            if in_cksum(datagram, pseudo) != 0:
+                marks |= CSUM_L4_BAD
+    return marks

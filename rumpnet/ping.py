@@ -1,0 +1,144 @@
+"""ping: ICMP echo over a raw socket, with NetBSD ping(8)'s output and statistics.
+
+The same code serves the `rumpnet ping` client (a raw socket in a remote node,
+through the control socket, as rump.ping) and the Python API (a local socket):
+both offer async sendto/recvfrom.
+"""
+
+import errno
+import math
+import os
+import struct
+import time
+from dataclasses import dataclass, field
+
+from .checksum import in_cksum
+
+ICMP_ECHO = 8
+ICMP_ECHOREPLY = 0
+MAXWAIT = 10.0
+_STAMP = struct.Struct("!Q")
+UNREACH_TEXT = {0: "Destination Net Unreachable", 1: "Destination Host Unreachable",
+                2: "Destination Protocol Unreachable", 3: "Destination Port Unreachable",
+                4: "Frag needed and DF set", 5: "Source Route Failed"}
+
+
+@dataclass
+class PingStats:
+    host: str
+    transmitted: int = 0
+    received: int = 0
+    rtts: list = field(default_factory=list)
+
+    def summary(self):
+        """NetBSD ping's closing lines."""
+        loss = 0.0 if not self.transmitted else 100.0 * (self.transmitted - self.received) / self.transmitted
+        lines = [f"----{self.host} PING Statistics----",
+                 f"{self.transmitted} packets transmitted, {self.received} packets received, {loss:.1f}% packet loss"]
+        if self.rtts:
+            ms = [r * 1000 for r in self.rtts]
+            avg = sum(ms) / len(ms)
+            stddev = math.sqrt(max(0.0, sum(m * m for m in ms) / len(ms) - avg * avg))
+            lines.append(f"round-trip min/avg/max/stddev = {min(ms):.3f}/{avg:.3f}/{max(ms):.3f}/{stddev:.3f} ms")
+        return lines
+
+
+def echo_request(ident, seq, size):
+    data = _STAMP.pack(time.perf_counter_ns()) if size >= _STAMP.size else b""
+    data += bytes((8 + i) & 0xFF for i in range(len(data), size))
+    head = struct.pack("!BBHHH", ICMP_ECHO, 0, 0, ident, seq) + data
+    return head[:2] + struct.pack("!H", in_cksum(head)) + head[4:]
+
+
+def parse_reply(packet, ident):
+    """(kind, seq, ttl, icmp length, sent_ns) for a reply to us, ("error", ...) for an error quoting us, or None."""
+    if len(packet) < 20:
+        return None
+    hlen = (packet[0] & 0xF) * 4
+    ttl = packet[8]
+    message = packet[hlen:]
+    if len(message) < 8:
+        return None
+    icmp_type, code, _, rid, seq = struct.unpack_from("!BBHHH", message)
+    if icmp_type == ICMP_ECHOREPLY and rid == ident:
+        sent = _STAMP.unpack_from(message, 8)[0] if len(message) >= 8 + _STAMP.size else None
+        return "reply", seq, ttl, len(message), sent
+    if icmp_type in (3, 11) and len(message) >= 8 + 20 + 8:
+        inner = message[8:]
+        ihl = (inner[0] & 0xF) * 4
+        if inner[9] == 1 and len(inner) >= ihl + 8:
+            itype, _, _, iid, iseq = struct.unpack_from("!BBHHH", inner, ihl)
+            if itype == ICMP_ECHO and iid == ident:
+                text = UNREACH_TEXT.get(code, f"Destination Unreachable, code {code}") if icmp_type == 3 \
+                    else "Time To Live exceeded"
+                return "error", iseq, ttl, len(message), text
+    return None
+
+
+async def ping(sock, host, *, count=0, interval=1.0, size=56, deadline=None, flood=False, quiet=False,
+               out=print, clock=time.perf_counter):
+    """Send echo requests to host until count or deadline; print as NetBSD ping does; return PingStats."""
+    ident = os.getpid() & 0xFFFF
+    stats = PingStats(host)
+    if not quiet:
+        out(f"PING {host} ({host}): {size} data bytes")
+    start = clock()
+    end = start + deadline if deadline else math.inf
+    next_send = start
+    finish_at = None
+    seen = set()
+    while True:
+        now = clock()
+        if now >= end:
+            break
+        if count and stats.transmitted >= count:
+            if stats.received >= stats.transmitted:
+                break
+            if finish_at is None:
+                tmax = max(stats.rtts, default=0)
+                finish_at = now + (max(1.0, 2 * tmax) if stats.received else MAXWAIT)
+            if now >= finish_at:
+                break
+        elif now >= next_send:
+            seq = stats.transmitted & 0xFFFF
+            stats.transmitted += 1
+            next_send += interval
+            try:
+                await sock.sendto(echo_request(ident, seq, size), (host, 0))
+            except OSError as e:
+                out(f"ping: sendto: {e.strerror}")
+            if flood and not quiet:
+                out(".", end="")
+            continue
+        wake = min(end, finish_at if finish_at is not None else next_send)
+        try:
+            packet, (source, _) = await sock.recvfrom(65535, timeout=max(0.0, wake - clock()))
+        except OSError as e:
+            if e.errno != errno.EAGAIN:
+                out(f"ping: recvfrom: {e.strerror}")
+            continue
+        got = parse_reply(packet, ident)
+        if got is None:
+            continue
+        kind, seq, ttl, length, extra = got
+        if kind == "error":
+            if not quiet:
+                out(f"{length} bytes from {source}: {extra}")
+            continue
+        rtt = (time.perf_counter_ns() - extra) / 1e9 if extra is not None else 0.0
+        duplicate = seq in seen
+        seen.add(seq)
+        if not duplicate:
+            stats.received += 1
+            stats.rtts.append(rtt)
+        if flood:
+            if not quiet:
+                out("\b \b", end="")
+        elif not quiet:
+            dup = " (DUP!)" if duplicate else ""
+            out(f"{length} bytes from {source}: icmp_seq={seq} ttl={ttl} time={rtt * 1000:.3f} ms{dup}")
+    if not quiet:
+        out("")
+        for line in stats.summary():
+            out(line)
+    return stats

@@ -1,0 +1,69 @@
+"""Running a node as a process of its own, reachable at a control socket (rump_server)."""
+
+import os
+import signal
+import sys
+
+import trio
+
+from . import control
+from .node import open_node
+
+
+async def serve_node(path, ready):
+    """Run one node serving the control socket at path until it is halted; call ready() once listening.
+
+    SIGTERM, SIGINT and SIGHUP halt it the same way, so the socket file goes too.
+    """
+    async with open_node() as node:
+        await node.nursery.start(control.serve, node, path)
+        node.nursery.start_soon(_halt_on_signal, node)
+        ready()
+        await node.halted.wait()
+
+
+async def _halt_on_signal(node):
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        async for _ in signals:
+            node.halt()
+            return
+
+
+def daemon(path):
+    """Start the node in a detached child; return once it listens (None) or failed (the reason)."""
+    readable, writable = os.pipe()
+    pid = os.fork()
+    if pid:
+        os.close(writable)
+        with os.fdopen(readable, "rb") as pipe:
+            answer = pipe.read().decode(errors="replace")
+        os.waitpid(pid, 0)
+        return None if answer == "ready" else (answer or "the node exited before it was ready")
+    os.close(readable)
+    try:
+        if os.fork():  # the grandchild is the node: no terminal and no parent to wait for it
+            os._exit(0)
+        os.setsid()
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+
+        def ready():
+            os.write(writable, b"ready")
+            os.close(writable)
+
+        trio.run(serve_node, path, ready)
+    except BaseException as e:  # report whatever stopped the node to the waiting parent
+        try:
+            os.write(writable, str(e).encode())
+        except OSError:
+            pass
+        os._exit(1)
+    os._exit(0)
+
+
+def foreground(path):
+    def ready():
+        print(f"rumpnet: node ready at unix://{path}", file=sys.stderr)
+
+    trio.run(serve_node, path, ready)

@@ -1,0 +1,183 @@
+"""Sockets: what a program holds, for UDP and for raw IP (BSD's kern/uipc_socket.c).
+
+The same objects serve local programs (a trio program that runs a node) and
+remote ones (the control socket's system-call proxy calls these methods).
+Addresses are ("A.B.C.D", port) tuples, as in Python's socket module; errors
+are OSError with the errno a BSD kernel would give.
+"""
+
+import errno
+import ipaddress
+import os
+from collections import deque
+
+import trio
+
+from .ip import ip_output
+
+SOCK_DGRAM = 2
+SOCK_RAW = 3
+SOCKET_OPTIONS = ("SO_BROADCAST", "SO_REUSEADDR", "SO_RCVBUF", "SO_RCVTIMEO", "IP_TTL")
+
+
+def oserror(code):
+    return OSError(code, os.strerror(code))
+
+
+def pack_address(text):
+    try:
+        return ipaddress.IPv4Address(text).packed
+    except ValueError:
+        raise OSError(errno.EINVAL, f"{text!r} is not an IPv4 address") from None
+
+
+def unpack_address(packed):
+    return str(ipaddress.IPv4Address(packed))
+
+
+class Socket:
+    """A socket's receive queue, pending error and options; the protocol subclasses send."""
+
+    kind = "?"
+
+    def __init__(self, node, proto):
+        self.node = node
+        self.proto = proto
+        self.queue = deque()
+        self.queued_bytes = 0
+        self._waiters = trio.lowlevel.ParkingLot()
+        self.error = 0
+        self.closed = False
+        self.local = (b"\0\0\0\0", 0)
+        self.remote = None
+        self.broadcast = False
+        self.reuseaddr = False
+        self.ttl = None
+        self.timeout = None
+        self.rcvbuf = node.sysctl["net.inet.udp.recvspace"]
+        self.drops = 0
+
+    # -- the receive side, fed by the protocol --------------------------------
+
+    def deliver(self, data, address):
+        """Queue a datagram; False (and counted) when the queue is full."""
+        if self.queued_bytes + len(data) > self.rcvbuf:
+            self.drops += 1
+            return False
+        self.queue.append((data, address))
+        self.queued_bytes += len(data)
+        self._waiters.unpark_all()
+        return True
+
+    def notify(self, error):
+        """An asynchronous error (ICMP unreachable): the next call returns it."""
+        self.error = error
+        self._waiters.unpark_all()
+
+    def _take_error(self):
+        error, self.error = self.error, 0
+        if error:
+            raise oserror(error)
+
+    async def recvfrom(self, bufsize=65535, timeout=None):
+        """Wait for a datagram: (data, (address, port)); EAGAIN after timeout seconds."""
+        if timeout is None:
+            timeout = self.timeout
+        with trio.move_on_after(timeout if timeout is not None else float("inf")):
+            while not self.queue:
+                if self.closed:
+                    raise oserror(errno.EBADF)
+                self._take_error()
+                await self._waiters.park()
+            data, address = self.queue.popleft()
+            self.queued_bytes -= len(data)
+            return data[:bufsize], (unpack_address(address[0]), address[1])
+        raise oserror(errno.EAGAIN)
+
+    async def recv(self, bufsize=65535, timeout=None):
+        data, _ = await self.recvfrom(bufsize, timeout)
+        return data
+
+    # -- options ---------------------------------------------------------------
+
+    def setsockopt(self, name, value):
+        if name == "SO_BROADCAST":
+            self.broadcast = bool(value)
+        elif name == "SO_REUSEADDR":
+            self.reuseaddr = bool(value)
+        elif name == "SO_RCVBUF":
+            if not isinstance(value, int) or value <= 0:
+                raise OSError(errno.EINVAL, "SO_RCVBUF must be a positive number of bytes")
+            self.rcvbuf = value
+        elif name == "SO_RCVTIMEO":
+            if value is not None and value < 0:
+                raise OSError(errno.EINVAL, "SO_RCVTIMEO must not be negative")
+            self.timeout = value or None
+        elif name == "IP_TTL":
+            if not isinstance(value, int) or not 0 < value < 256:
+                raise OSError(errno.EINVAL, "IP_TTL must be 1 to 255")
+            self.ttl = value
+        else:
+            raise OSError(errno.ENOPROTOOPT, f"unknown socket option {name!r} (known: {', '.join(SOCKET_OPTIONS)})")
+
+    def getsockname(self):
+        return unpack_address(self.local[0]), self.local[1]
+
+    def getpeername(self):
+        if self.remote is None:
+            raise oserror(errno.ENOTCONN)
+        return unpack_address(self.remote[0]), self.remote[1]
+
+    def close(self):
+        if not self.closed:
+            self.closed = True
+            self.node.detach_socket(self)
+            self._waiters.unpark_all()
+
+    def _check_open(self):
+        if self.closed:
+            raise oserror(errno.EBADF)
+
+    def describe(self):
+        remote = self.remote or (b"\0\0\0\0", 0)
+        return {"proto": self.kind, "recv_q": self.queued_bytes, "send_q": 0,
+                "local": list(self.getsockname()), "remote": [unpack_address(remote[0]), remote[1]]}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class RawSocket(Socket):
+    """A raw IP socket: sends a protocol's message, receives whole IP packets (as rump.ping uses)."""
+
+    kind = "raw"
+
+    def bind(self, address):
+        self._check_open()
+        packed = pack_address(address[0])
+        if packed != b"\0\0\0\0" and not self.node.is_local(packed):
+            raise oserror(errno.EADDRNOTAVAIL)
+        self.local = (packed, 0)
+
+    def connect(self, address):
+        self._check_open()
+        self.remote = (pack_address(address[0]), 0)
+
+    async def sendto(self, data, address=None):
+        self._check_open()
+        self._take_error()
+        if address is None:
+            if self.remote is None:
+                raise oserror(errno.EDESTADDRREQ)
+            dst = self.remote[0]
+        else:
+            dst = pack_address(address[0])
+        ip_output(self.node, self.proto, self.local[0], dst, bytes(data), ttl=self.ttl, broadcast_ok=self.broadcast)
+        await trio.lowlevel.checkpoint()
+        return len(data)
+
+    async def send(self, data):
+        return await self.sendto(data)

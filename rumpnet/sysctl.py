@@ -1,0 +1,41 @@
+"""The node's tunables, named as NetBSD's sysctl(7) names them."""
+
+# name -> (default, lowest, highest, description)
+VARIABLES = {
+    "net.inet.ip.forwarding": (0, 0, 1, "forward packets not addressed to this node"),
+    "net.inet.ip.ttl": (64, 1, 255, "time to live of packets this node sends"),
+    "net.inet.icmp.bmcastecho": (0, 0, 1, "answer echo requests sent to a broadcast address"),
+    "net.inet.arp.keep": (1200, 1, 86400, "seconds a resolved ARP entry is kept"),
+    "net.inet.udp.recvspace": (41600, 1024, 4 * 1024 * 1024, "bytes a UDP socket may queue"),
+}
+
+
+class SysctlError(Exception):
+    pass
+
+
+class Sysctl(dict):
+    """A dict of the variables' current values that refuses unknown names and bad values."""
+
+    def __init__(self):
+        super().__init__((name, spec[0]) for name, spec in VARIABLES.items())
+
+    def set(self, name, text):
+        if name not in VARIABLES:
+            raise SysctlError(f"{name}: no such variable")
+        _, low, high, _ = VARIABLES[name]
+        try:
+            value = int(text)
+        except (TypeError, ValueError):
+            raise SysctlError(f"{name}: {text!r} is not a number") from None
+        if not low <= value <= high:
+            raise SysctlError(f"{name}: {value} is out of range ({low} to {high})")
+        old = self[name]
+        self[name] = value
+        return old
+
+    def matching(self, prefix):
+        names = [n for n in self if n == prefix or n.startswith(prefix + ".")] if prefix else list(self)
+        if not names:
+            raise SysctlError(f"{prefix}: no such variable")
+        return {n: self[n] for n in sorted(names)}
