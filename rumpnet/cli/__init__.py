@@ -15,6 +15,12 @@ COMMANDS = {
     "route": ("route", "show, add and delete routes"),
     "sysctl": ("sysctl", "read and set the node's tunables"),
     "netstat": ("netstat", "show interfaces, sockets and protocol counters"),
+    "nc": ("nc", "send and receive UDP datagrams, as netcat -u"),
+    "echo": ("echo", "run a UDP echo service in the node"),
+    "perf": ("perf", "measure UDP throughput between two nodes, as iperf -u"),
+    "dumpbus": ("dumpbus", "print or save the frames on a bus file, as shmif_dumpbus"),
+    "pcapin": ("pcapin", "write a pcap file's frames onto a bus, as shmif_pcapin"),
+    "bench": ("bench", "measure the bus, the stack and the Linux kernel, as ratios"),
     "demo": ("demo", "start two nodes on a bus and ping between them"),
 }
 
