@@ -77,7 +77,11 @@ def parse_reply(packet, ident):
 
 async def ping(sock, host, *, count=0, interval=1.0, size=56, deadline=None, flood=False, quiet=False,
                out=print, clock=time.perf_counter):
-    """Send echo requests to host until count or deadline; print as NetBSD ping does; return PingStats."""
+    """Send echo requests to host until count or deadline; print as NetBSD ping does; return PingStats.
+
+    With flood, a request goes out as soon as the previous reply is in, or
+    after interval (at most 10 ms), whichever comes first, as ping -f does.
+    """
     ident = os.getpid() & 0xFFFF
     stats = PingStats(host)
     if not quiet:
@@ -102,14 +106,13 @@ async def ping(sock, host, *, count=0, interval=1.0, size=56, deadline=None, flo
         elif now >= next_send:
             seq = stats.transmitted & 0xFFFF
             stats.transmitted += 1
-            next_send += interval
+            next_send = max(next_send + interval, now)  # late: no burst to catch up
             try:
                 await sock.sendto(echo_request(ident, seq, size), (host, 0))
             except OSError as e:
                 out(f"ping: sendto: {e.strerror}")
             if flood and not quiet:
                 out(".", end="")
-            continue
         wake = min(end, finish_at if finish_at is not None else next_send)
         try:
             packet, (source, _) = await sock.recvfrom(65535, timeout=max(0.0, wake - clock()))
@@ -132,6 +135,7 @@ async def ping(sock, host, *, count=0, interval=1.0, size=56, deadline=None, flo
             stats.received += 1
             stats.rtts.append(rtt)
         if flood:
+            next_send = min(next_send, clock())  # a reply lets the next request go at once
             if not quiet:
                 out("\b \b", end="")
         elif not quiet:

@@ -14,10 +14,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import asynccontextmanager
 
 import dpkt
 
 from .bus import Bus
+from .node import open_node
+from .ping import ping
+from .sockets import SOCK_RAW
 
 PYTHON = sys.executable
 
@@ -31,6 +35,8 @@ def run(*args, server=None, check=False, timeout=60, input=None, user=None):
     env = dict(os.environ)
     if server:
         env["RUMP_SERVER"] = server
+    elif server is not None:
+        env.pop("RUMP_SERVER", None)
     argv = as_user(rumpnet_command(*args), user) if user else rumpnet_command(*args)
     return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout, check=check, input=input)
 
@@ -153,3 +159,22 @@ def frames_on(bus_path):
     """Every frame now on a bus, oldest first."""
     with Bus(bus_path) as bus:
         return [record.frame for record in bus.records()]
+
+
+@asynccontextmanager
+async def open_pair(bus_path, first="10.0.0.1/24", second="10.0.0.2/24"):
+    """Two nodes in this trio program on one bus: the quickest lesson or test bench."""
+    async with open_node() as a, open_node() as b:
+        a.add_address(a.create_shmif(bus_path), first)
+        b.add_address(b.create_shmif(bus_path), second)
+        yield a, b
+
+
+async def ping_once(node, host, timeout=2.0):
+    """True when host answers one echo request from node within timeout."""
+    sock = node.socket(SOCK_RAW, 1)
+    try:
+        stats = await ping(sock, host, count=1, deadline=timeout, quiet=True)
+    finally:
+        sock.close()
+    return stats.received == 1

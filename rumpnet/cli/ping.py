@@ -50,6 +50,7 @@ def main(argv, server):
 
     async def body(node):
         sock = await node.socket(SOCK_RAW, IPPROTO_ICMP)
+        await sock.setsockopt("SO_BROADCAST", 1)  # a subnet's broadcast address is a valid target
         if args.ttl:
             await sock.setsockopt("IP_TTL", args.ttl)
         stats = await ping(sock, args.host, count=args.count, interval=interval, size=args.size,

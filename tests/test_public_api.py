@@ -1,0 +1,30 @@
+"""The public names, and the README's Python example run as written."""
+
+import re
+from pathlib import Path
+
+import rumpnet
+
+PUBLIC = {
+    "Bus", "BusError", "BusHeader", "Cursor", "create",
+    "NodeUnreachable", "RemoteNode", "RemoteSocket", "connect",
+    "InterfaceError", "Node", "open_node",
+    "PingStats", "ping",
+    "SOCK_DGRAM", "SOCK_RAW", "IPPROTO_ICMP", "IPPROTO_UDP",
+}
+
+
+def test_public_names():
+    assert set(rumpnet.__all__) == PUBLIC
+    for name in PUBLIC:
+        assert getattr(rumpnet, name) is not None
+
+
+def test_readme_python_example(tmp_path, capsys):
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    code = re.search(r"## From Python\n\n((?:    .*\n|\n)+)", readme).group(1)
+    code = "\n".join(line[4:] for line in code.splitlines()).replace("/tmp/bus", str(tmp_path / "bus"))
+    exec(compile(code, "README.md", "exec"), {})
+    lines = capsys.readouterr().out.splitlines()
+    assert "3 packets transmitted, 3 packets received, 0.0% packet loss" in lines
+    assert lines[-1] == "3 {'input': 3}"  # the three echo replies came in
