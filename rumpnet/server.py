@@ -16,14 +16,15 @@ async def serve_node(path, ready):
     SIGTERM, SIGINT and SIGHUP halt it the same way, so the socket file goes too.
     """
     async with open_node() as node:
+        await node.nursery.start(_halt_on_signal, node)
         await node.nursery.start(control.serve, node, path)
-        node.nursery.start_soon(_halt_on_signal, node)
         ready()
         await node.halted.wait()
 
 
-async def _halt_on_signal(node):
+async def _halt_on_signal(node, task_status=trio.TASK_STATUS_IGNORED):
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        task_status.started()
         async for _ in signals:
             node.halt()
             return

@@ -12,19 +12,18 @@ UNPRIVILEGED = "nobody"
 
 
 @pytest.fixture
-def workdir(tmp_path):
-    """A directory for buses and sockets; owned by the unprivileged user when we are root."""
-    path = tmp_path / "net"
-    path.mkdir()
+def workdir():
+    """A directory for buses and sockets, owned by the unprivileged user when we are root.
+
+    Not under pytest's tmp_path: pytest keeps that tree private to its owner.
+    """
+    path = pathlib.Path(tempfile.mkdtemp(prefix="rumpnet-test-"))
     if can_drop_privileges():
         entry = pwd.getpwnam(UNPRIVILEGED)
         os.chown(path, entry.pw_uid, entry.pw_gid)
-        top = pathlib.Path(tempfile.gettempdir())
-        for directory in [tmp_path, *tmp_path.parents]:  # pytest's own temporary tree only
-            if directory == top or top not in directory.parents:
-                break
-            os.chmod(directory, os.stat(directory).st_mode | 0o001)
-    return path
+        os.chmod(path, 0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -66,7 +66,7 @@ def test_node_killed_mid_traffic_does_not_stop_the_others(nodes, bus):
     a, b, c = nodes("a"), nodes("b"), nodes("c")
     for i, node in enumerate((a, b, c)):
         node.attach(bus, f"10.0.0.{i + 1}/24")
-    flood = subprocess.Popen(["python3", "-m", "rumpnet", "ping", "-f", "-w", "5", "10.0.0.2"],
+    flood = subprocess.Popen([sys.executable, "-m", "rumpnet", "ping", "-f", "-w", "5", "10.0.0.2"],
                              env=dict(os.environ, RUMP_SERVER=c.url), stdout=subprocess.DEVNULL)
     time.sleep(1.0)
     c.kill()

@@ -4,6 +4,7 @@ import os
 import signal
 import stat
 import subprocess
+import sys
 import time
 
 import pytest
@@ -31,7 +32,7 @@ def test_detaches_once_ready_and_halts(workdir):
 
 def test_relative_url(workdir):
     env = dict(os.environ, RUMP_SERVER="unix://rel.sock")
-    cmd = ["python3", "-m", "rumpnet"]
+    cmd = [sys.executable, "-m", "rumpnet"]
     assert subprocess.run(cmd + ["server", "unix://rel.sock"], cwd=workdir, env=env).returncode == 0
     try:
         assert os.path.exists(workdir / "rel.sock")
