@@ -17,13 +17,13 @@ from contextlib import asynccontextmanager
 
 import trio
 
-from . import arp, ether, icmp, ip, offload, udp
+from . import arp, ether, icmp, ip, offload, profile, udp
 from .counters import Counters
 from .if_shmif import ShmifInterface
 from .ifnet import IFF_UP, InterfaceAddress, InterfaceError
 from .route import Route, RouteTable
 from .sockets import SOCK_DGRAM, SOCK_RAW, RawSocket
-from .sysctl import Sysctl
+from .sysctl import Sysctl, SysctlError
 
 DRIVERS = {"shmif": ShmifInterface}
 _IFNAME = re.compile(r"^([a-z]+)(\d+)$")
@@ -32,7 +32,7 @@ _IFNAME = re.compile(r"^([a-z]+)(\d+)$")
 class Node:
     """The stack of one node. Use `open_node()` to get one with its tasks running."""
 
-    def __init__(self, nursery, *, capenable=None):
+    def __init__(self, nursery, *, capenable=None, stack="host"):
         self.nursery = nursery
         self.interfaces = {}
         self.routes = RouteTable()
@@ -46,6 +46,12 @@ class Node:
         if capenable is None:
             capenable = offload.parse_capenable(os.environ.get("RUMP_SHMIF_CAPENABLE", "0"))
         self.default_capenable = capenable
+        self.protocols, settings = profile.load(stack)
+        for name, value in settings.items():
+            try:
+                self.sysctl.set(name, value)
+            except SysctlError as e:
+                raise profile.ProfileError(f"stack {stack}: {e}") from None
 
     # -- time and identity ---------------------------------------------------------
 
@@ -69,10 +75,17 @@ class Node:
         ip.ip_input(self, ifp, packet, marks, link_multicast)
 
     def icmp_input(self, ifp, header, packet, marks):
-        icmp.icmp_input(self, ifp, header, packet, marks)
+        if "icmp" in self.protocols:
+            icmp.icmp_input(self, ifp, header, packet, marks)
+        else:
+            self.stats.ip["unknown_protocol"] += 1
 
     def udp_input(self, ifp, header, packet, marks):
-        udp.udp_input(self, ifp, header, packet, marks)
+        if "udp" in self.protocols:
+            udp.udp_input(self, ifp, header, packet, marks)
+        else:
+            self.stats.ip["unknown_protocol"] += 1
+            self.icmp_error(packet, header, 3, 2)  # protocol unreachable
 
     def raw_input(self, header, packet):
         """Give raw sockets of the packet's protocol a copy; True if any took it."""
@@ -130,6 +143,8 @@ class Node:
     def socket(self, kind=SOCK_DGRAM, proto=0):
         """A new socket: SOCK_DGRAM (UDP) or SOCK_RAW with an IP protocol number (1 for ICMP)."""
         if kind == SOCK_DGRAM:
+            if "udp" not in self.protocols:
+                raise OSError(errno.EPROTONOSUPPORT, "this node's stack has no UDP")
             return udp.UdpSocket(self)
         if kind == SOCK_RAW:
             if not 0 < proto < 256:

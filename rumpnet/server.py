@@ -10,12 +10,12 @@ from . import control
 from .node import open_node
 
 
-async def serve_node(path, ready):
+async def serve_node(path, ready, stack="host"):
     """Run one node serving the control socket at path until it is halted; call ready() once listening.
 
     SIGTERM, SIGINT and SIGHUP halt it the same way, so the socket file goes too.
     """
-    async with open_node() as node:
+    async with open_node(stack=stack) as node:
         await node.nursery.start(_halt_on_signal, node)
         await node.nursery.start(control.serve, node, path)
         ready()
@@ -30,7 +30,7 @@ async def _halt_on_signal(node, task_status=trio.TASK_STATUS_IGNORED):
             return
 
 
-def daemon(path):
+def daemon(path, stack="host"):
     """Start the node in a detached child; return once it listens (None) or failed (the reason)."""
     readable, writable = os.pipe()
     pid = os.fork()
@@ -53,7 +53,7 @@ def daemon(path):
             os.write(writable, b"ready")
             os.close(writable)
 
-        trio.run(serve_node, path, ready)
+        trio.run(serve_node, path, ready, stack)
     except BaseException as e:  # report whatever stopped the node to the waiting parent
         try:
             os.write(writable, str(e).encode())
@@ -63,8 +63,8 @@ def daemon(path):
     os._exit(0)
 
 
-def foreground(path):
+def foreground(path, stack="host"):
     def ready():
         print(f"rumpnet: node ready at unix://{path}", file=sys.stderr)
 
-    trio.run(serve_node, path, ready)
+    trio.run(serve_node, path, ready, stack)

@@ -5,6 +5,8 @@ It detaches and returns once the node is ready; -f keeps it in the foreground.
 
 import argparse
 
+from ..profile import ProfileError
+from ..profile import load as load_profile
 from ..protocol import parse_url
 from ..server import daemon, foreground
 from .common import Usage, fail
@@ -20,19 +22,25 @@ def main(argv, server):
                      description="Start a node whose control socket is URL (unix://relative/path or "
                                  "unix:///absolute/path). The socket is made mode 0600.")
     parser.add_argument("-f", "--foreground", action="store_true", help="stay attached (stop with Ctrl-C)")
+    parser.add_argument("-s", "--stack", default="host",
+                        help="stack profile: host, router, minimal, or a path to a .toml file (default host)")
     parser.add_argument("url")
     args = parser.parse_args(argv)
     try:
         path = parse_url(args.url)
     except ValueError as e:
         raise Usage(str(e)) from None
+    try:
+        load_profile(args.stack)
+    except ProfileError as e:
+        return fail("server", str(e))
     if args.foreground:
         try:
-            foreground(path)
+            foreground(path, args.stack)
         except OSError as e:
             return fail("server", e.strerror or str(e))
         return 0
-    problem = daemon(path)
+    problem = daemon(path, args.stack)
     if problem:
         return fail("server", problem)
     return 0

@@ -1,0 +1,42 @@
+"""Stack profiles (stacks/*.toml): which protocols a kind of node runs and its first tunables."""
+
+import tomllib
+from importlib import resources
+from pathlib import Path
+
+REQUIRED = {"ether", "arp", "ip"}
+OPTIONAL = {"icmp", "udp"}
+
+
+class ProfileError(Exception):
+    pass
+
+
+def available():
+    return sorted(p.name[:-5] for p in resources.files("rumpnet.stacks").iterdir() if p.name.endswith(".toml"))
+
+
+def load(name_or_path):
+    """A profile by name (host, router, minimal) or by path to a TOML file: (protocols, sysctl values)."""
+    if name_or_path.endswith(".toml") or "/" in name_or_path:
+        source = Path(name_or_path)
+    else:
+        source = resources.files("rumpnet.stacks") / f"{name_or_path}.toml"
+        if not source.is_file():
+            raise ProfileError(f"{name_or_path}: no such stack profile (known: {', '.join(available())})")
+    try:
+        data = tomllib.loads(source.read_text())
+    except OSError as e:
+        raise ProfileError(f"{source}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ProfileError(f"{source}: {e}") from None
+    protocols = set(data.get("protocols", []))
+    unknown = protocols - REQUIRED - OPTIONAL
+    if unknown:
+        raise ProfileError(f"{source}: unknown protocols {', '.join(sorted(unknown))}")
+    if not REQUIRED <= protocols:
+        raise ProfileError(f"{source}: a stack needs {', '.join(sorted(REQUIRED))}")
+    sysctl = data.get("sysctl", {})
+    if not isinstance(sysctl, dict):
+        raise ProfileError(f"{source}: [sysctl] must be a table")
+    return protocols, sysctl

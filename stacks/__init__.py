@@ -1,0 +1,1 @@
+"""Stack profiles: which protocols a kind of node runs, and the tunables it starts with."""
