@@ -5,12 +5,15 @@ numbers of its own and are closed when it goes away.
 """
 
 import errno
+import inspect
 import os
 import socket as pysocket
 import stat
+from dataclasses import asdict
 
 import trio
 
+from . import echo, perf
 from .ifnet import InterfaceError
 from .protocol import MessageStream, ProtocolError
 from .sysctl import SysctlError
@@ -21,6 +24,7 @@ class Connection:
         self.node = node
         self.messages = messages
         self.files = {}
+        self.perf_servers = {}  # descriptor of a receiver's socket -> perf.PerfServer
         self._next_fd = 3
 
     def _socket(self, fd):
@@ -29,14 +33,16 @@ class Connection:
             raise OSError(errno.EBADF, f"bad descriptor {fd}")
         return sock
 
-    # Each handler takes the request's args (and data) and returns (result, data).
-
-    async def call_socket(self, kind, proto=0):
-        sock = self.node.socket(kind, proto)
+    def _open(self, sock):
         fd = self._next_fd
         self._next_fd += 1
         self.files[fd] = sock
         return fd
+
+    # Each handler takes the request's args (and data) and returns (result, data).
+
+    async def call_socket(self, kind, proto=0):
+        return self._open(self.node.socket(kind, proto))
 
     async def call_bind(self, fd, address):
         self._socket(fd).bind(tuple(address))
@@ -60,6 +66,40 @@ class Connection:
     async def call_close(self, fd):
         self._socket(fd).close()
         del self.files[fd]
+        self.perf_servers.pop(fd, None)
+
+    # -- services that run in the node ---------------------------------------
+
+    async def call_echo_start(self, port=echo.ECHO_PORT):
+        """Start the echo service; it outlives this connection (stop it with echo_stop)."""
+        echo.start(self.node, port)
+
+    async def call_echo_stop(self, port=echo.ECHO_PORT):
+        echo.stop(self.node, port)
+
+    async def call_perf_server(self, port=perf.DEFAULT_PORT, rcvbuf=perf.SERVER_RCVBUF):
+        """Start a receiver whose socket is this connection's descriptor: it stops when the client goes."""
+        server = perf.start_server(self.node, port, rcvbuf=rcvbuf)
+        fd = self._open(server.sock)
+        self.perf_servers[fd] = server
+        return fd
+
+    async def call_perf_report(self, fd):
+        """Wait for the next test the receiver at fd finishes; its report."""
+        server = self.perf_servers.get(fd)
+        if server is None:
+            raise OSError(errno.EBADF, f"descriptor {fd} is not a perf receiver")
+        try:
+            return asdict(await server.reports.receive())
+        except trio.EndOfChannel:
+            raise OSError(errno.EBADF, "the receiver has stopped") from None
+
+    async def call_perf_client(self, host, port=perf.DEFAULT_PORT, length=perf.DEFAULT_LENGTH,
+                               duration=perf.DEFAULT_DURATION, bits_per_second=perf.DEFAULT_RATE):
+        """Run a sender in the node for the test's duration; the report."""
+        report = await perf.run_client(self.node, host, port, length=length, duration=duration,
+                                       bits_per_second=bits_per_second)
+        return asdict(report)
 
     async def call_if_list(self):
         return [ifp.describe() for ifp in self.node.interfaces.values()]
@@ -90,6 +130,9 @@ class Connection:
 
     async def call_route_add(self, destination, gateway):
         self.node.add_route(destination, gateway)
+
+    async def call_route_get(self, address):
+        return self.node.get_route(address).describe()
 
     async def call_route_delete(self, destination):
         self.node.delete_route(destination)
@@ -136,9 +179,13 @@ class Connection:
             if call == "sendto":
                 args["data"] = data
             try:
-                result = await handler(**args)
+                inspect.signature(handler).bind(**args)
             except TypeError as e:
                 raise OSError(errno.EINVAL, f"{call}: {e}") from None
+            try:
+                result = await handler(**args)
+            except (TypeError, ValueError) as e:  # an argument of the wrong type or value
+                raise OSError(errno.EINVAL, f"{call}: bad argument: {e}") from None
             if call == "recvfrom":
                 result, out = result
             reply["result"] = result
@@ -148,6 +195,9 @@ class Connection:
         except SysctlError as e:
             reply["errno"] = errno.EINVAL
             reply["message"] = str(e)
+        except Exception as e:  # a fault in one call must not take the node down with it
+            reply["errno"] = errno.EIO
+            reply["message"] = f"{call}: internal error: {type(e).__name__}: {e}"
         await self.messages.send(reply, out)
 
     def close(self):
@@ -208,6 +258,8 @@ async def serve(node, path, *, task_status=trio.TASK_STATUS_IGNORED):
     old_umask = os.umask(0o177)
     try:
         await listener.bind(path)
+    except OSError as e:
+        raise OSError(e.errno, f"{path}: {e.strerror}") from None
     finally:
         os.umask(old_umask)
     os.chmod(path, 0o600)

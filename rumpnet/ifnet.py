@@ -7,6 +7,7 @@ frame it receives.
 """
 
 import ipaddress
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 IFF_UP = 0x1
@@ -87,6 +88,10 @@ class Interface:
 
     def is_broadcast(self, packed):
         return packed == b"\xff\xff\xff\xff" or any(a.broadcast.packed == packed for a in self.addresses)
+
+    def deferred_wakeup(self):
+        """Output inside is one burst; a driver that wakes its peers (shmif) does so once, at the end."""
+        return nullcontext()
 
     def describe(self):
         """A plain dictionary of this interface, for ifconfig and the control socket."""

@@ -9,6 +9,7 @@ are OSError with the errno a BSD kernel would give.
 import errno
 import ipaddress
 import os
+import socket
 from collections import deque
 
 import trio
@@ -18,6 +19,8 @@ from .ip import ip_output
 SOCK_DGRAM = 2
 SOCK_RAW = 3
 SOCKET_OPTIONS = ("SO_BROADCAST", "SO_REUSEADDR", "SO_RCVBUF", "SO_RCVTIMEO", "IP_TTL")
+SOCKADDR_IN_LEN = 16  # a queued datagram's source address, charged to the queue as BSD's sbappendaddr does
+SB_MAX = 4 * 1024 * 1024  # the largest SO_RCVBUF (BSD's kern.sbmax)
 
 
 def oserror(code):
@@ -25,14 +28,30 @@ def oserror(code):
 
 
 def pack_address(text):
+    """Strictly dotted-quad (inet_aton would take "10.1" too)."""
+    if not isinstance(text, str):
+        raise OSError(errno.EINVAL, f"{text!r} is not an IPv4 address")
     try:
         return ipaddress.IPv4Address(text).packed
     except ValueError:
         raise OSError(errno.EINVAL, f"{text!r} is not an IPv4 address") from None
 
 
+def parse_sockaddr(address, low_port=0):
+    """("A.B.C.D", port) to (packed address, port), "" meaning 0.0.0.0; EINVAL for anything else.
+
+    A remote caller may send anything, so nothing here trusts the shape.
+    """
+    if not isinstance(address, (tuple, list)) or len(address) != 2:
+        raise OSError(errno.EINVAL, f"{address!r} is not an (address, port) pair")
+    host, port = address
+    if isinstance(port, bool) or not isinstance(port, int) or not low_port <= port <= 65535:
+        raise OSError(errno.EINVAL, f"port {port!r} is not {low_port} to 65535")
+    return pack_address("0.0.0.0" if host == "" else host), port
+
+
 def unpack_address(packed):
-    return str(ipaddress.IPv4Address(packed))
+    return socket.inet_ntoa(packed)
 
 
 class Socket:
@@ -56,17 +75,24 @@ class Socket:
         self.timeout = None
         self.rcvbuf = node.sysctl["net.inet.udp.recvspace"]
         self.drops = 0
+        self.service = None  # the node's own service that holds this socket ("echo"), so that it can be found
 
     # -- the receive side, fed by the protocol --------------------------------
 
     def deliver(self, data, address):
-        """Queue a datagram; False (and counted) when the queue is full."""
-        if self.queued_bytes + len(data) > self.rcvbuf:
+        """Queue a datagram; False (and counted) when the queue is full.
+
+        Each datagram costs its length plus its source address, so even empty
+        datagrams fill the queue, as in BSD.
+        """
+        size = len(data) + SOCKADDR_IN_LEN
+        if self.queued_bytes + size > self.rcvbuf:
             self.drops += 1
             return False
         self.queue.append((data, address))
-        self.queued_bytes += len(data)
-        self._waiters.unpark_all()
+        self.queued_bytes += size
+        if self._waiters:
+            self._waiters.unpark_all()
         return True
 
     def notify(self, error):
@@ -80,19 +106,27 @@ class Socket:
             raise oserror(error)
 
     async def recvfrom(self, bufsize=65535, timeout=None):
-        """Wait for a datagram: (data, (address, port)); EAGAIN after timeout seconds."""
+        """Wait for a datagram: (data, (address, port)); EAGAIN after timeout seconds.
+
+        A longer datagram is cut to bufsize, the rest discarded, as recvfrom(2)
+        does. Cancellation (trio.move_on_after, fail_after) works as for any trio call.
+        """
+        self._check_open()
         if timeout is None:
             timeout = self.timeout
-        with trio.move_on_after(timeout if timeout is not None else float("inf")):
-            while not self.queue:
-                if self.closed:
-                    raise oserror(errno.EBADF)
-                self._take_error()
-                await self._waiters.park()
-            data, address = self.queue.popleft()
-            self.queued_bytes -= len(data)
-            return data[:bufsize], (unpack_address(address[0]), address[1])
-        raise oserror(errno.EAGAIN)
+        elif not isinstance(timeout, (int, float)) or timeout < 0:
+            raise OSError(errno.EINVAL, f"timeout {timeout!r} is not a number of seconds")
+        if not self.queue:
+            with trio.move_on_after(timeout if timeout is not None else float("inf")):
+                while not self.queue:
+                    self._check_open()
+                    self._take_error()
+                    await self._waiters.park()
+            if not self.queue:
+                raise oserror(errno.EAGAIN)
+        data, address = self.queue.popleft()
+        self.queued_bytes -= len(data) + SOCKADDR_IN_LEN
+        return data[:bufsize], (unpack_address(address[0]), address[1])
 
     async def recv(self, bufsize=65535, timeout=None):
         data, _ = await self.recvfrom(bufsize, timeout)
@@ -108,6 +142,8 @@ class Socket:
         elif name == "SO_RCVBUF":
             if not isinstance(value, int) or value <= 0:
                 raise OSError(errno.EINVAL, "SO_RCVBUF must be a positive number of bytes")
+            if value > SB_MAX:
+                raise OSError(errno.ENOBUFS, f"SO_RCVBUF may be at most {SB_MAX} bytes")
             self.rcvbuf = value
         elif name == "SO_RCVTIMEO":
             if value is not None and value < 0:
@@ -175,7 +211,8 @@ class RawSocket(Socket):
             dst = self.remote[0]
         else:
             dst = pack_address(address[0])
-        ip_output(self.node, self.proto, self.local[0], dst, bytes(data), ttl=self.ttl, broadcast_ok=self.broadcast)
+        # as rip_output does: a raw socket may always send to a broadcast address
+        ip_output(self.node, self.proto, self.local[0], dst, bytes(data), ttl=self.ttl, broadcast_ok=True)
         await trio.lowlevel.checkpoint()
         return len(data)
 

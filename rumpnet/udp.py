@@ -3,6 +3,7 @@
 import errno
 import random
 import struct
+from contextlib import ExitStack
 
 import trio
 
@@ -10,9 +11,10 @@ from .checksum import in_cksum, pseudo_header_sum
 from .icmp import icmp_error
 from .ip import IP_HEADER, IPPROTO_UDP, ip_output
 from .offload import CSUM_L4_BAD, CSUM_L4_CHECKED
-from .sockets import Socket, oserror, pack_address
+from .sockets import Socket, oserror, parse_sockaddr
 
 UDP_HEADER = struct.Struct("!HHHH")
+UDP_MAXDATA = 65535 - IP_HEADER.size - UDP_HEADER.size  # larger than any IPv4 packet can carry
 EPHEMERAL_FIRST = 49152  # NetBSD's net.inet.ip.anonportmin
 EPHEMERAL_LAST = 65535
 ANY = b"\0\0\0\0"
@@ -29,26 +31,42 @@ class UdpSocket(Socket):
         self._check_open()
         if self.local[1]:
             raise OSError(errno.EINVAL, "socket is already bound")
-        packed = pack_address(address[0] or "0.0.0.0")
-        port = int(address[1])
-        if not 0 <= port <= 65535:
-            raise OSError(errno.EINVAL, f"port {port} is not 0 to 65535")
+        packed, port = parse_sockaddr(address)
         if packed != ANY and not self.node.is_local(packed) and not self.node.is_broadcast(packed):
             raise oserror(errno.EADDRNOTAVAIL)
         self.table.bind(self, packed, port)
 
     def connect(self, address):
-        """Fix the peer: send() needs no address, and ICMP errors about it come back as errors."""
+        """Fix the peer: send() needs no address, and ICMP errors about it come back as errors.
+
+        As BSD's in_pcbconnect, an unbound socket gets an ephemeral port and
+        a wildcard local address becomes the one the route to the peer uses.
+        """
         self._check_open()
-        dst = pack_address(address[0])
-        port = int(address[1])
-        if not 0 < port <= 65535:
-            raise OSError(errno.EINVAL, f"port {port} is not 1 to 65535")
+        dst, port = parse_sockaddr(address, 1)
+        ifp, _ = self.node.route_to(dst)
+        if ifp is None:
+            raise oserror(errno.ENETUNREACH)
         if not self.local[1]:
             self.table.bind(self, ANY, 0)
+        if self.local[0] == ANY:
+            self.local = (self.node.source_for(ifp, dst), self.local[1])
         self.remote = (dst, port)
 
     async def sendto(self, data, address=None):
+        await self.sendmmsg([data], address)
+        return len(data)
+
+    async def send(self, data):
+        return await self.sendto(data)
+
+    async def sendmmsg(self, datagrams, address=None):
+        """Send several datagrams as one burst (BSD's sendmmsg(2)); returns how many went.
+
+        The link wakes its peers once for the whole burst instead of once a
+        datagram. An error on the first datagram is raised; a later one ends
+        the burst early, and the count says where.
+        """
         self._check_open()
         self._take_error()
         if address is None:
@@ -58,20 +76,23 @@ class UdpSocket(Socket):
         else:
             if self.remote is not None:
                 raise oserror(errno.EISCONN)
-            dst, port = pack_address(address[0]), int(address[1])
-            if not 0 < port <= 65535:
-                raise OSError(errno.EINVAL, f"port {port} is not 1 to 65535")
-        data = bytes(data)
-        if len(data) > 65535 - IP_HEADER.size - UDP_HEADER.size:
-            raise oserror(errno.EMSGSIZE)
+            dst, port = parse_sockaddr(address, 1)
         if not self.local[1]:
             self.table.bind(self, ANY, 0)
-        udp_output(self.node, self, data, dst, port)
+        sent = 0
+        with ExitStack() as burst:
+            for ifp in self.node.interfaces.values():
+                burst.enter_context(ifp.deferred_wakeup())
+            for data in datagrams:
+                try:
+                    udp_output(self.node, self, bytes(data), dst, port)
+                except OSError:
+                    if not sent:
+                        raise
+                    break
+                sent += 1
         await trio.lowlevel.checkpoint()
-        return len(data)
-
-    async def send(self, data):
-        return await self.sendto(data)
+        return sent
 
 
 class UdpTable:
@@ -127,6 +148,8 @@ class UdpTable:
 
 
 def udp_output(node, sock, data, dst, port):
+    if len(data) > UDP_MAXDATA:
+        raise oserror(errno.EMSGSIZE)
     header = UDP_HEADER.pack(sock.local[1], port, UDP_HEADER.size + len(data), 0)
     ip_output(node, IPPROTO_UDP, sock.local[0], dst, header + data, ttl=sock.ttl,
               broadcast_ok=sock.broadcast, udp_checksum=True)
@@ -158,7 +181,8 @@ def udp_input(node, ifp, header, packet, marks):
     data = datagram[UDP_HEADER.size:]
     source = (header.src, sport)
     if header.broadcast:
-        receivers = [s for s in node.udp.by_port.get(dport, ()) if s.remote is None or s.remote == source]
+        receivers = [s for s in node.udp.by_port.get(dport, ())
+                     if s.local[0] in (ANY, header.dst) and s.remote in (None, source)]
         if not receivers:
             stats["no_port_broadcast"] += 1
         for sock in receivers:

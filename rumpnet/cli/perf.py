@@ -1,0 +1,128 @@
+"""rumpnet perf: UDP throughput, loss and jitter between two nodes, with iperf's flags and report.
+
+    rumpnet perf -s -u [-p PORT] [-w BYTES]                       receiver, until interrupted
+    rumpnet perf -c HOST -u [-p PORT] [-l LEN] [-t SECS] [-b RATE]  sender
+
+Both ends run inside their nodes (rumpnet.perf); this command starts them
+through the control socket and prints what they report.
+"""
+
+import ipaddress
+import re
+
+from .. import perf
+from ..sockets import SB_MAX
+from .common import Parser, Usage, run_client
+from .nc import PORT
+from .ping import positive
+
+RULE = "-" * 60
+_RATE = re.compile(r"^(\d+(?:\.\d+)?)([kmg]|pps)?$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9}
+
+
+def parse_rate(text, length):
+    """iperf's -b: bits/s with an optional k, m or g (powers of 1000), or datagrams/s with pps."""
+    match = _RATE.match(text)
+    if not match:
+        raise Usage(f"-b {text}: not a rate (such as 10M, 500k, 20000pps, or 0 for as fast as possible)")
+    number, unit = float(match.group(1)), (match.group(2) or "").lower()
+    return number * length * 8 if unit == "pps" else number * _UNITS[unit]
+
+
+def format_bytes(count):
+    """iperf's adaptive byte count (KBytes are 1024 bytes)."""
+    for unit, size in (("GBytes", 1 << 30), ("MBytes", 1 << 20), ("KBytes", 1 << 10)):
+        if count >= size:
+            return f"{count / size:6.2f} {unit}"
+    return f"{count:6.0f} Bytes"
+
+
+def format_bits(bits_per_second):
+    """iperf's adaptive bit rate (Kbits are 1000 bits)."""
+    for unit, size in (("Gbits", 1e9), ("Mbits", 1e6), ("Kbits", 1e3)):
+        if bits_per_second >= size:
+            return f"{bits_per_second / size:6.2f} {unit}/sec"
+    return f"{bits_per_second:6.0f} bits/sec"
+
+
+def transfer(ident, seconds, count):
+    return (f"[{ident:3d}] {0.0:4.1f}-{seconds:4.1f} sec  {format_bytes(count)}  "
+            f"{format_bits(perf.rate(count * 8, seconds))}")
+
+
+def server_line(ident, report):
+    """iperf's UDP result: transfer, bandwidth, jitter, lost/total; then datagrams per second."""
+    return (f"{transfer(ident, report.duration, report.bytes)}  {report.jitter * 1000:6.3f} ms "
+            f"{report.lost:4d}/{report.total:5d} ({report.loss_percent:.2g}%)  "
+            f"{perf.rate(report.received, report.duration):.0f} datagrams/sec")
+
+
+def main(argv, server):
+    parser = Parser("perf", "Measure UDP between two nodes as iperf -u does: a receiver (-s) in one node, "
+                            "a sender (-c HOST) in another, both running inside the nodes.")
+    parser.add_argument("-s", dest="listen", action="store_true", help="run the receiver until interrupted")
+    parser.add_argument("-c", dest="host", metavar="HOST", help="run the sender towards HOST")
+    parser.add_argument("-u", dest="udp", action="store_true", help="UDP (required: the stack has no TCP yet)")
+    parser.add_argument("-p", dest="port", type=PORT, default=perf.DEFAULT_PORT,
+                        help=f"port (default {perf.DEFAULT_PORT})")
+    parser.add_argument("-l", dest="length", metavar="LEN", type=positive(int, perf.HEADER.size, 65507),
+                        default=perf.DEFAULT_LENGTH,
+                        help=f"datagram payload bytes (default {perf.DEFAULT_LENGTH}; 1472 fill the MTU)")
+    parser.add_argument("-t", dest="time", metavar="SECS", type=positive(float, 0.001, 86400),
+                        default=perf.DEFAULT_DURATION, help=f"seconds to send (default {perf.DEFAULT_DURATION:g})")
+    parser.add_argument("-b", dest="rate", default="1M",
+                        help="target rate in bits/s with k, m or g, or datagrams/s with pps; 0: unlimited (default 1M)")
+    parser.add_argument("-w", dest="window", metavar="BYTES", type=positive(int, 1, SB_MAX),
+                        default=perf.SERVER_RCVBUF,
+                        help=f"receiver's socket buffer, bytes (default {perf.SERVER_RCVBUF})")
+    args = parser.parse_args(argv)
+    if args.listen == bool(args.host):
+        raise Usage("give either -s (receiver) or -c HOST (sender)")
+    if not args.udp:
+        raise Usage("TCP is not available yet: use -u")
+    if args.host:
+        try:
+            ipaddress.IPv4Address(args.host)
+        except ValueError:
+            raise Usage(f"{args.host}: not an IPv4 address (names are not resolved)") from None
+        bits_per_second = parse_rate(args.rate, args.length)
+        return run_client("perf", args.server or server, lambda node: _send(node, args, bits_per_second))
+    return run_client("perf", args.server or server, lambda node: _receive(node, args))
+
+
+async def _receive(node, args):
+    try:
+        fd = await node.call("perf_server", port=args.port, rcvbuf=args.window)
+    except OSError as e:
+        raise OSError(e.errno, f"UDP port {args.port}: {e.strerror}") from None
+    print(f"{RULE}\nServer listening on UDP port {args.port}\nUDP buffer size: {format_bytes(args.window)}\n{RULE}",
+          flush=True)
+    ident = 0
+    while True:
+        report = perf.ServerReport.from_dict(await node.call("perf_report", fd=fd))
+        ident += 1
+        host, port = report.peer
+        print(f"[{ident:3d}] local 0.0.0.0 port {args.port} connected with {host} port {port}")
+        print("[ ID] Interval       Transfer     Bandwidth        Jitter   Lost/Total Datagrams")
+        print(server_line(ident, report), flush=True)
+
+
+async def _send(node, args, bits_per_second):
+    print(f"{RULE}\nClient connecting to {args.host}, UDP port {args.port}\n"
+          f"Sending {args.length} byte datagrams\n{RULE}", flush=True)
+    try:
+        values = await node.call("perf_client", host=args.host, port=args.port, length=args.length,
+                                 duration=args.time, bits_per_second=bits_per_second)
+    except OSError as e:
+        raise OSError(e.errno, f"{args.host} port {args.port}: {e.strerror}") from None
+    report = perf.ClientReport.from_dict(values)
+    print(f"[  1] local {report.local[0]} port {report.local[1]} connected with {args.host} port {args.port}")
+    print("[ ID] Interval       Transfer     Bandwidth")
+    print(transfer(1, report.duration, report.bytes))
+    print(f"[  1] Sent {report.sent} datagrams ({perf.rate(report.sent, report.duration):.0f} datagrams/sec)")
+    if report.server is None:
+        print(f"[  1] WARNING: did not receive ack of last datagram after {perf.FIN_TRIES} tries.")
+    else:
+        print("[  1] Server Report:")
+        print(server_line(1, report.server))

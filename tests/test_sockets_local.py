@@ -1,0 +1,91 @@
+"""Sockets for programs: trio programs that run nodes themselves, and the examples of docs/udp.md, run as written."""
+
+import os
+import random
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import trio
+
+from rumpnet import SOCK_DGRAM
+from rumpnet.testing import open_pair, ping_once
+
+DOC = Path(__file__).parent.parent / "docs" / "udp.md"
+
+
+def doc_examples():
+    """The Python programs of docs/udp.md, in order: the local one, then the remote one."""
+    return re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S)
+
+
+def run_example(source, tmp_path, *args, env=None):
+    script = tmp_path / "example.py"
+    script.write_text(source)
+    return subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **(env or {})})
+
+
+def test_the_local_example_delivers_1000_datagrams_intact_and_in_order(tmp_path):
+    local, _ = doc_examples()
+    done = run_example(local, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["1000 datagrams, 737287 bytes: all intact and in order",
+                                        "node a: 1000 delivered, 0 dropped (queue full)"]
+
+
+def test_the_remote_example_asks_the_echo_service(pair, tmp_path):
+    a, b = pair
+    assert a.run("echo", "-u").returncode == 0
+    _, remote = doc_examples()
+    done = run_example(remote, tmp_path, "are", "you", "there", env={"RUMP_SERVER": b.url})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "10.0.0.1 port 7 answered 'are you there'\n"
+
+
+async def test_1000_datagrams_unpaced_into_a_raised_receive_buffer(tmp_path):
+    """The other way to lose nothing: a queue big enough for all of it, read only at the end."""
+    rng = random.Random(2)
+    sizes = [rng.randint(0, 1472) for _ in range(1000)]
+    datagrams = [bytes([i % 256]) * size for i, size in enumerate(sizes)]
+    async with open_pair(str(tmp_path / "bus")) as (a, b):
+        receiver = a.socket(SOCK_DGRAM)
+        receiver.setsockopt("SO_RCVBUF", sum(sizes) + 16 * len(sizes))
+        receiver.bind(("0.0.0.0", 9000))
+        assert await ping_once(b, "10.0.0.1")  # ARP resolved first: it holds only 16 packets meanwhile
+        with b.socket(SOCK_DGRAM) as sender:
+            sender.connect(("10.0.0.1", 9000))
+            for data in datagrams:
+                await sender.send(data)
+        with trio.fail_after(30):
+            while a.stats.udp["input"] < len(datagrams):
+                await trio.sleep(0.01)
+        assert a.stats.udp["full_socket"] == 0
+        assert [await receiver.recv() for _ in datagrams] == datagrams
+
+
+async def test_the_default_queue_overflows_without_pacing(tmp_path):
+    """The same burst into the default 41,600 bytes, unread: the excess is dropped and counted, not lost silently."""
+    async with open_pair(str(tmp_path / "bus")) as (a, b):
+        receiver = a.socket(SOCK_DGRAM)
+        receiver.bind(("0.0.0.0", 9000))
+        assert await ping_once(b, "10.0.0.1")
+        with b.socket(SOCK_DGRAM) as sender:
+            sender.connect(("10.0.0.1", 9000))
+            for _ in range(100):
+                await sender.send(bytes(1000))
+        with trio.fail_after(30):
+            while a.stats.udp["input"] < 100:
+                await trio.sleep(0.01)
+        fit = 41600 // (1000 + 16)
+        assert (a.stats.udp["delivered"], a.stats.udp["full_socket"]) == (fit, 100 - fit)
+        assert receiver.describe()["recv_q"] == fit * 1016
+
+
+async def test_sockets_close_with_their_with_block(tmp_path):
+    async with open_pair(str(tmp_path / "bus")) as (a, _):
+        with a.socket(SOCK_DGRAM) as sock:
+            sock.bind(("0.0.0.0", 9000))
+            assert a.udp.sockets() == [sock]
+        assert sock.closed and a.udp.sockets() == []
