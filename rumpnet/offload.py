@@ -53,6 +53,7 @@ CSUM_L4_CHECKED = 0x4
 CSUM_L4_BAD = 0x8
 
 _IPPROTO_UDP = 17
+_UDP_SUM = 6  # where the checksum lies in a UDP header
 
 
 def cap_names(bits):
@@ -65,7 +66,9 @@ def parse_capenable(text):
         bits = int(text, 0)
     except ValueError:
         raise ValueError(f"RUMP_SHMIF_CAPENABLE: {text!r} is not a number (try 0x7ff80)") from None
-    if bits & ~SHMIF_CAPABILITIES or bits < 0:
+    if bits < 0:
+        raise ValueError(f"RUMP_SHMIF_CAPENABLE: {text} is negative; it holds if_capenable bits (try 0x7ff80)")
+    if bits & ~SHMIF_CAPABILITIES:
         raise ValueError(f"RUMP_SHMIF_CAPENABLE: 0x{bits:x} has bits shmif does not offer (0x{SHMIF_CAPABILITIES:x})")
     return bits
 
@@ -83,12 +86,22 @@ def _ipv4_parts(frame):
     return hlen, frame[23]
 
 
-def _udp_sum(frame, hlen):
-    """The ones'-complement total over UDP's pseudo-header and datagram (0xffff when right)."""
+def _udp_datagram(frame, hlen):
+    """(pseudo-header sum, datagram) by UDP's own length field, or None when that length is wrong.
+
+    UDP's checksum covers the UDP length, which may be less than what IP
+    carries; a length that does not fit is the stack's to count, not ours to
+    sum.
+    """
     start = 14 + hlen
     total = struct.unpack_from("!H", frame, 16)[0]
-    datagram = frame[start:14 + total]
-    return pseudo_header_sum(frame[26:30], frame[30:34], _IPPROTO_UDP, len(datagram)), datagram
+    if 14 + total < start + 8:
+        return None
+    length = struct.unpack_from("!H", frame, start + 4)[0]
+    if length < 8 or start + length > 14 + total:
+        return None
+    datagram = frame[start:start + length]
+    return pseudo_header_sum(frame[26:30], frame[30:34], _IPPROTO_UDP, length), datagram
 
 
 def finish_tx(frame, capenable):
@@ -103,11 +116,11 @@ def finish_tx(frame, capenable):
     if capenable & IFCAP_CSUM_IPv4_Tx and out[24:26] == b"\0\0":
         struct.pack_into("!H", out, 24, in_cksum(out[14:14 + hlen]))
     if capenable & IFCAP_CSUM_UDPv4_Tx and proto == _IPPROTO_UDP:
-        udp = 14 + hlen
-        if len(out) >= udp + 8 and out[udp + 6:udp + 8] == b"\0\0":
-            pseudo, datagram = _udp_sum(out, hlen)
-            csum = in_cksum(datagram, pseudo) or 0xFFFF
-            struct.pack_into("!H", out, udp + 6, csum)
+        udp = _udp_datagram(out, hlen)
+        field = 14 + hlen + _UDP_SUM
+        if udp is not None and out[field:field + 2] == b"\0\0":
+            pseudo, datagram = udp
+            struct.pack_into("!H", out, field, in_cksum(datagram, pseudo) or 0xFFFF)
     return bytes(out)
 
 
@@ -125,10 +138,11 @@ def check_rx(frame, capenable):
         if in_cksum(frame[14:14 + hlen]) != 0:
             marks |= CSUM_IP_BAD
     if capenable & IFCAP_CSUM_UDPv4_Rx and proto == _IPPROTO_UDP:
-        udp = 14 + hlen
-        if len(frame) >= udp + 8 and frame[udp + 6:udp + 8] != b"\0\0":
+        udp = _udp_datagram(frame, hlen)
+        field = 14 + hlen + _UDP_SUM
+        if udp is not None and frame[field:field + 2] != b"\0\0":  # zero: the sender did not sum
+            pseudo, datagram = udp
             marks |= CSUM_L4_CHECKED
-            pseudo, datagram = _udp_sum(frame, hlen)
             if in_cksum(datagram, pseudo) != 0:
                 marks |= CSUM_L4_BAD
     return marks

@@ -1,0 +1,277 @@
+"""Checksum offload on shmif: the interface does the sums the stack leaves to it.
+
+With TX offload the stack leaves a checksum zero and the interface fills it
+in before the frame reaches the bus; with RX offload the interface checks it
+and marks the packet. Whatever the setting, the bus carries the same bytes.
+Checksums here are checked with dpkt's in_cksum, not the stack's own.
+"""
+
+import struct
+
+import dpkt
+import pytest
+import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rumpnet import SOCK_DGRAM, offload, open_node
+from rumpnet.testing import frames_on, inject, ping_once, run
+
+ALL, TX, RX = 0x7FF80, 0x6AA80, 0x15500  # the man page's values
+A_IP, B_IP = "10.0.0.1", "10.0.0.2"
+CLIENT_PORT, SERVER_PORT = 40000, 7777
+FAKE_MAC = b"\x02\x00\x00\x00\x00\x99"
+FAKE_IP = bytes([10, 0, 0, 9])
+UDP_SUM_AT = 14 + 20 + 6  # in a frame whose IP header has no options
+
+# -- building frames independently of the stack ---------------------------------------------
+
+
+def ip_packet(payload, proto, *, src=FAKE_IP, dst=bytes([10, 0, 0, 2]), options=b""):
+    """An IPv4 packet built by dpkt, its header checksum right (dpkt fills a zero sum in)."""
+    return bytes(dpkt.ip.IP(src=src, dst=dst, p=proto, ttl=64, id=1, opts=options,
+                            hl=5 + len(options) // 4, data=payload))
+
+
+def udp_sum(src, dst, datagram):
+    """The checksum a UDP datagram should carry (0xffff for a computed zero), by dpkt."""
+    pseudo = src + dst + struct.pack("!BBH", 0, 17, len(datagram))
+    blank = datagram[:6] + b"\0\0" + datagram[8:]
+    return dpkt.in_cksum(pseudo + blank) or 0xFFFF
+
+
+def udp_frame(data, *, sport=CLIENT_PORT, dport=SERVER_PORT, checksum=None, trailer=b"", dst_mac, options=b""):
+    """Ethernet + IPv4 + UDP to node B; the right checksum unless one is given; trailer is inside IP, after UDP."""
+    datagram = struct.pack("!HHHH", sport, dport, 8 + len(data), 0) + data
+    dst = bytes([10, 0, 0, 2])
+    value = udp_sum(FAKE_IP, dst, datagram) if checksum is None else checksum
+    datagram = datagram[:6] + struct.pack("!H", value) + datagram[8:]
+    return dst_mac + FAKE_MAC + b"\x08\x00" + ip_packet(datagram + trailer, 17, dst=dst, options=options)
+
+
+def sums_are_right(frame):
+    """Every checksum in an IPv4 frame is right (IP header, ICMP, UDP)."""
+    eth = dpkt.ethernet.Ethernet(frame)
+    if eth.type != 0x0800:
+        return True
+    raw = frame[14:]
+    hlen = (raw[0] & 0xF) * 4
+    total = struct.unpack("!H", raw[2:4])[0]
+    if dpkt.in_cksum(raw[:hlen]) != 0:
+        return False
+    body = raw[hlen:total]
+    if raw[9] == 1:
+        return dpkt.in_cksum(body) == 0
+    if raw[9] == 17:
+        return body[6:8] == struct.pack("!H", udp_sum(raw[12:16], raw[16:20], body))
+    return True
+
+
+# -- the same exchange with any offload setting ------------------------------------------------
+
+
+async def exchange(bus, a_bits, b_bits):
+    """Two pings and a UDP round trip between nodes whose shmif has these if_capenable bits; the bus frames."""
+    async with open_node(capenable=a_bits) as a, open_node(capenable=b_bits) as b:
+        a.add_address(a.create_shmif(bus), f"{A_IP}/24")
+        b.add_address(b.create_shmif(bus), f"{B_IP}/24")
+        assert (a.interfaces["shmif0"].capenable, b.interfaces["shmif0"].capenable) == (a_bits, b_bits)
+        with trio.fail_after(5):  # A reads B's announcement first, so that ARP goes the same way every run
+            while not a.stats.arp.get("input"):
+                await trio.sleep(0.01)
+        assert await ping_once(a, B_IP)
+        assert await ping_once(a, B_IP)
+        server, client = b.socket(SOCK_DGRAM), a.socket(SOCK_DGRAM)
+        server.bind(("0.0.0.0", SERVER_PORT))
+        client.bind(("0.0.0.0", CLIENT_PORT))
+        await client.sendto(b"hello, offload", (B_IP, SERVER_PORT))
+        data, source = await server.recvfrom(timeout=5)
+        await server.sendto(b"echo: " + data, source)
+        assert await client.recv(timeout=5) == b"echo: hello, offload"
+        macs = {a.interfaces["shmif0"].mac: b"\xaa" * 6, b.interfaces["shmif0"].mac: b"\xbb" * 6}
+        for node in (a, b):
+            assert node.stats.ip.get("bad_checksum", 0) == node.stats.udp.get("bad_checksum", 0) == 0
+    return frames_on(bus), macs
+
+
+def normalised(frame, macs):
+    """The frame with what differs between runs made constant: MACs, IP id, the ping's timestamp.
+
+    The checksums those fields feed are computed again (by dpkt), so a frame
+    whose sums were right stays right; UDP's sum covers none of them and is
+    kept as it was on the bus.
+    """
+    eth = dpkt.ethernet.Ethernet(frame)
+    eth.src, eth.dst = macs.get(eth.src, eth.src), macs.get(eth.dst, eth.dst)
+    if isinstance(eth.data, dpkt.arp.ARP):
+        eth.data.sha, eth.data.tha = macs.get(eth.data.sha, eth.data.sha), macs.get(eth.data.tha, eth.data.tha)
+    elif isinstance(eth.data, dpkt.ip.IP):
+        ip = eth.data
+        ip.id, ip.sum = 0, 0
+        if isinstance(ip.data, dpkt.icmp.ICMP):
+            echo = ip.data.data
+            echo.data = b"\0" * 8 + echo.data[8:]
+            ip.data.sum = 0
+    return bytes(eth)
+
+
+CONFIGS = [("all", ALL, ALL), ("tx-only", TX, TX), ("rx-only", RX, RX), ("tx-to-rx", TX, RX),
+           ("ip4csum-only", 0x300, 0x300)]
+
+
+@pytest.mark.parametrize("a_bits, b_bits", [c[1:] for c in CONFIGS], ids=[c[0] for c in CONFIGS])
+async def test_bus_frames_are_the_same_with_offload_as_without(tmp_path, a_bits, b_bits):
+    plain, plain_macs = await exchange(str(tmp_path / "plain"), 0, 0)
+    offloaded, offloaded_macs = await exchange(str(tmp_path / "offloaded"), a_bits, b_bits)
+    assert len(plain) == len(offloaded) == 10  # 2 announcements, ARP, 2 pings, UDP there and back
+    assert all(sums_are_right(frame) for frame in plain + offloaded)
+    assert [normalised(f, offloaded_macs) for f in offloaded] == [normalised(f, plain_macs) for f in plain]
+
+
+async def test_capenable_comes_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("RUMP_SHMIF_CAPENABLE", "0x6aa80")
+    async with open_node() as node:
+        name = node.create_shmif(str(tmp_path / "bus"))
+        assert node.interfaces[name].capenable == TX
+
+
+@pytest.mark.parametrize("value, complaint", [("0x1", "bits shmif does not offer"), ("lots", "not a number"),
+                                              ("-1", "negative")])
+def test_bad_capenable_is_refused_by_name(workdir, monkeypatch, value, complaint):
+    monkeypatch.setenv("RUMP_SHMIF_CAPENABLE", value)
+    done = run("server", f"unix://{workdir}/node.sock")
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1 and "RUMP_SHMIF_CAPENABLE" in done.stderr and complaint in done.stderr
+    assert not (workdir / "node.sock").exists()
+
+
+# -- RX: a bad checksum is dropped and counted, whoever checks it ---------------------------------
+
+
+SPOILT = {"udp-checksum": (UDP_SUM_AT, "udp"), "ip-header-checksum": (14 + 10, "ip")}
+
+
+@pytest.mark.parametrize("bits", [0, RX, ALL], ids=["stack-checks", "interface-checks", "all-offload"])
+@pytest.mark.parametrize("at, proto", SPOILT.values(), ids=SPOILT.keys())
+async def test_wrong_checksum_is_dropped_and_counted(tmp_path, bits, at, proto):
+    bus = str(tmp_path / "bus")
+    async with open_node(capenable=bits) as b:
+        b.add_address(b.create_shmif(bus), f"{B_IP}/24")
+        mac = b.interfaces["shmif0"].mac
+        server = b.socket(SOCK_DGRAM)
+        server.bind(("0.0.0.0", SERVER_PORT))
+        bad = bytearray(udp_frame(b"spoilt", dst_mac=mac))
+        bad[at] ^= 0x01
+        inject(bus, bytes(bad), udp_frame(b"fine", dst_mac=mac))
+        assert await server.recv(timeout=5) == b"fine"
+        assert getattr(b.stats, proto)["bad_checksum"] == 1
+        assert b.stats.udp["delivered"] == 1
+        assert not server.queue
+
+
+async def test_udp_shorter_than_its_ip_packet_is_accepted_with_rx_offload(tmp_path):
+    """UDP's checksum covers the UDP length, not whatever else the IP packet carries after it."""
+    bus = str(tmp_path / "bus")
+    async with open_node(capenable=RX) as b:
+        b.add_address(b.create_shmif(bus), f"{B_IP}/24")
+        server = b.socket(SOCK_DGRAM)
+        server.bind(("0.0.0.0", SERVER_PORT))
+        inject(bus, udp_frame(b"short", dst_mac=b.interfaces["shmif0"].mac, trailer=b"padding"))
+        assert await server.recv(timeout=5) == b"short"
+        assert b.stats.udp.get("bad_checksum", 0) == 0
+
+
+# -- the interface's own work, frame by frame ------------------------------------------------------
+
+DATA = st.binary(max_size=300)
+OPTIONS = st.sampled_from([b"", b"\x01\x01\x01\x00", b"\x94\x04\x00\x00\x01\x01\x01\x00"])
+PORTS = st.integers(0, 65535)
+
+
+def zero_sums(frame, hlen):
+    """What the stack hands an interface with full TX offload: IP and UDP checksums left zero."""
+    out = bytearray(frame)
+    out[24:26] = b"\0\0"
+    out[14 + hlen + 6:14 + hlen + 8] = b"\0\0"
+    return bytes(out)
+
+
+@settings(max_examples=200)
+@given(data=DATA, options=OPTIONS, sport=PORTS, dport=PORTS, trailer=st.binary(max_size=8))
+def test_tx_offload_fills_in_the_sums_software_would(data, options, sport, dport, trailer):
+    right = udp_frame(data, sport=sport, dport=dport, dst_mac=b"\xbb" * 6, options=options, trailer=trailer)
+    hlen = 20 + len(options)
+    assert offload.finish_tx(zero_sums(right, hlen), TX) == right
+    assert offload.finish_tx(right, TX) == right  # sums already there are left alone
+    assert offload.finish_tx(zero_sums(right, hlen), 0) == zero_sums(right, hlen)
+
+
+@settings(max_examples=200)
+@given(data=DATA, options=OPTIONS, trailer=st.binary(max_size=8), flip=st.integers(0, 10_000))
+def test_rx_offload_marks_checked_and_bad(data, options, trailer, flip):
+    right = udp_frame(data, dst_mac=b"\xbb" * 6, options=options, trailer=trailer)
+    good = offload.CSUM_IP_CHECKED | offload.CSUM_L4_CHECKED
+    assert offload.check_rx(right, RX) == good
+    assert offload.check_rx(right, 0) == 0
+    udp_at = 14 + 20 + len(options)
+    covered = [udp_at + i for i in range(4)] + [udp_at + 8 + i for i in range(len(data))]  # ports, data
+    spoilt = bytearray(right)
+    spoilt[covered[flip % len(covered)]] ^= 0x01
+    assert offload.check_rx(bytes(spoilt), RX) == good | offload.CSUM_L4_BAD
+    header = bytearray(right)
+    header[14 + 8] ^= 0x01  # the TTL
+    assert offload.check_rx(bytes(header), RX) & offload.CSUM_IP_BAD
+
+
+def test_rx_offload_leaves_unchecked_what_it_cannot_check():
+    frame = udp_frame(b"x", dst_mac=b"\xbb" * 6)
+    no_sum = bytearray(frame)
+    no_sum[UDP_SUM_AT:UDP_SUM_AT + 2] = b"\0\0"
+    assert offload.check_rx(bytes(no_sum), RX) == offload.CSUM_IP_CHECKED  # UDP without a checksum
+    fragment = bytearray(frame)
+    struct.pack_into("!H", fragment, 20, 0x2000)
+    struct.pack_into("!H", fragment, 24, 0)
+    struct.pack_into("!H", fragment, 24, dpkt.in_cksum(bytes(fragment[14:34])))
+    assert offload.check_rx(bytes(fragment), RX) == offload.CSUM_IP_CHECKED  # no transport header to sum
+    long_udp = bytearray(frame)
+    struct.pack_into("!H", long_udp, 38, 200)  # a UDP length past the IP packet: for the stack to count
+    assert offload.check_rx(bytes(long_udp), RX) == offload.CSUM_IP_CHECKED
+    assert offload.finish_tx(zero_sums(bytes(long_udp), 20), TX)[UDP_SUM_AT:UDP_SUM_AT + 2] == b"\0\0"
+
+
+@settings(max_examples=500)
+@given(frame=st.binary(max_size=120), bits=st.sampled_from([ALL, TX, RX]))
+def test_offload_takes_any_bytes(frame, bits):
+    marks = offload.check_rx(frame, bits)
+    assert marks & ~(offload.CSUM_IP_CHECKED | offload.CSUM_IP_BAD | offload.CSUM_L4_CHECKED | offload.CSUM_L4_BAD) == 0
+    assert len(offload.finish_tx(frame, bits)) == len(frame)
+
+
+# -- what ifconfig shows -----------------------------------------------------------------------------
+
+SHMIF_CAPS = ("capabilities=0x7ff80<TSO4,IP4CSUM_Rx,IP4CSUM_Tx,TCP4CSUM_Rx,TCP4CSUM_Tx,UDP4CSUM_Rx,"
+              "UDP4CSUM_Tx,TCP6CSUM_Rx,TCP6CSUM_Tx,UDP6CSUM_Rx,UDP6CSUM_Tx,TSO6>")
+
+
+def capability_lines(node):
+    return [line.strip() for line in node.ifconfig("shmif0").splitlines()
+            if line.strip().startswith(("capabilities=", "enabled="))]
+
+
+def test_ifconfig_shows_and_sets_capabilities(nodes, bus):
+    node = nodes("a")
+    node.attach(bus, "10.0.0.1/24")
+    assert capability_lines(node) == [SHMIF_CAPS, "enabled=0"]
+    node.ifconfig("shmif0", "ip4csum", "udp4csum-tx")
+    assert capability_lines(node) == [SHMIF_CAPS, "enabled=0x2300<IP4CSUM_Rx,IP4CSUM_Tx,UDP4CSUM_Tx>"]
+    node.ifconfig("shmif0", "-ip4csum", "tso4", "tcp4csum-rx")
+    assert capability_lines(node) == [SHMIF_CAPS, "enabled=0x2480<TSO4,TCP4CSUM_Rx,UDP4CSUM_Tx>"]
+    done = node.run("ifconfig", "shmif0", "ip6csum")
+    assert done.returncode == 1 and "unknown keyword" in done.stderr
+
+
+def test_node_started_with_capenable_shows_it(nodes, bus, monkeypatch):
+    monkeypatch.setenv("RUMP_SHMIF_CAPENABLE", "0x15500")
+    node = nodes("a")
+    node.attach(bus, "10.0.0.1/24")
+    assert capability_lines(node)[1] == "enabled=0x15500<IP4CSUM_Rx,TCP4CSUM_Rx,UDP4CSUM_Rx,TCP6CSUM_Rx,UDP6CSUM_Rx>"
