@@ -12,6 +12,8 @@ import struct
 import time
 from dataclasses import dataclass, field
 
+import trio
+
 from .checksum import in_cksum
 
 ICMP_ECHO = 8
@@ -29,6 +31,7 @@ class PingStats:
     transmitted: int = 0
     received: int = 0
     rtts: list = field(default_factory=list)
+    scope: trio.CancelScope = field(default_factory=trio.CancelScope, repr=False)
 
     def summary(self):
         """NetBSD ping's closing lines."""
@@ -76,16 +79,28 @@ def parse_reply(packet, ident):
 
 
 async def ping(sock, host, *, count=0, interval=1.0, size=56, deadline=None, flood=False, quiet=False,
-               out=print, clock=time.perf_counter):
+               out=print, clock=time.perf_counter, stats=None):
     """Send echo requests to host until count or deadline; print as NetBSD ping does; return PingStats.
 
     With flood, a request goes out as soon as the previous reply is in, or
     after interval (at most 10 ms), whichever comes first, as ping -f does.
+    Cancelling stats.scope (an interrupt) ends the pinging early; the
+    statistics are printed all the same.
     """
     ident = os.getpid() & 0xFFFF
-    stats = PingStats(host)
+    stats = stats or PingStats(host)
     if not quiet:
         out(f"PING {host} ({host}): {size} data bytes")
+    with stats.scope:
+        await _exchange(sock, host, ident, stats, count, interval, size, deadline, flood, quiet, out, clock)
+    if not quiet:
+        out("")
+        for line in stats.summary():
+            out(line)
+    return stats
+
+
+async def _exchange(sock, host, ident, stats, count, interval, size, deadline, flood, quiet, out, clock):
     start = clock()
     end = start + deadline if deadline else math.inf
     next_send = start
@@ -128,21 +143,18 @@ async def ping(sock, host, *, count=0, interval=1.0, size=56, deadline=None, flo
             if not quiet:
                 out(f"{length} bytes from {source}: {extra}")
             continue
-        rtt = (time.perf_counter_ns() - extra) / 1e9 if extra is not None else 0.0
+        rtt = (time.perf_counter_ns() - extra) / 1e9 if extra is not None else None
         duplicate = seq in seen
         seen.add(seq)
         if not duplicate:
             stats.received += 1
-            stats.rtts.append(rtt)
+            if rtt is not None:  # with fewer than 8 data bytes there is no timestamp (as in ping -s 0)
+                stats.rtts.append(rtt)
         if flood:
             next_send = min(next_send, clock())  # a reply lets the next request go at once
             if not quiet:
                 out("\b \b", end="")
         elif not quiet:
             dup = " (DUP!)" if duplicate else ""
-            out(f"{length} bytes from {source}: icmp_seq={seq} ttl={ttl} time={rtt * 1000:.3f} ms{dup}")
-    if not quiet:
-        out("")
-        for line in stats.summary():
-            out(line)
-    return stats
+            timing = f" time={rtt * 1000:.3f} ms" if extra is not None else ""
+            out(f"{length} bytes from {source}: icmp_seq={seq} ttl={ttl}{timing}{dup}")

@@ -56,11 +56,18 @@ def daemon(path, stack="host"):
         trio.run(serve_node, path, ready, stack)
     except BaseException as e:  # report whatever stopped the node to the waiting parent
         try:
-            os.write(writable, str(e).encode())
+            os.write(writable, describe(e).encode())
         except OSError:
             pass
         os._exit(1)
     os._exit(0)
+
+
+def describe(error):
+    """An exception as one line for a user: OSError without Python's "[Errno N]"."""
+    if isinstance(error, OSError) and error.strerror:
+        return f"{error.filename}: {error.strerror}" if error.filename else error.strerror
+    return str(error) or type(error).__name__
 
 
 def foreground(path, stack="host"):

@@ -80,6 +80,9 @@ class NodeProcess:
     def attach(self, bus_path, address, ifname="shmif0"):
         self.ifconfig(ifname, "create", "linkstr", bus_path, "inet", address)
 
+    def is_alive(self):
+        return self.proc.poll() is None and self.run("ifconfig", "-l").returncode == 0
+
     def kill(self):
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)

@@ -7,9 +7,9 @@
 # answers "time exceeded" when it runs out: the last ping shows that.
 # Usage: sh scenarios/router.sh [WORKDIR]   (no root needed)
 set -eu
-dir=${1:-$(mktemp -d)}
+if [ $# -gt 0 ]; then dir=$1 made=; else dir=$(mktemp -d) made=$dir; fi
 a="unix://$dir/a.sock" r="unix://$dir/r.sock" b="unix://$dir/b.sock"
-trap 'for n in $a $r $b; do RUMP_SERVER=$n rumpnet halt 2>/dev/null; done; true' EXIT
+trap 'for n in $a $r $b; do RUMP_SERVER=$n rumpnet halt 2>/dev/null; done; [ -z "$made" ] || rm -rf "$made"; true' EXIT
 
 for n in $a $r $b; do rumpnet server "$n"; done
 RUMP_SERVER=$r rumpnet ifconfig shmif0 create linkstr "$dir/bus1" inet 10.0.1.1/24

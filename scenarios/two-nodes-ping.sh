@@ -2,9 +2,9 @@
 # Two nodes on one shmif bus ping each other: the first lesson.
 # Usage: sh scenarios/two-nodes-ping.sh [WORKDIR]   (no root needed)
 set -eu
-dir=${1:-$(mktemp -d)}
+if [ $# -gt 0 ]; then dir=$1 made=; else dir=$(mktemp -d) made=$dir; fi
 a="unix://$dir/a.sock" b="unix://$dir/b.sock"
-trap 'RUMP_SERVER=$a rumpnet halt 2>/dev/null; RUMP_SERVER=$b rumpnet halt 2>/dev/null; true' EXIT
+trap 'RUMP_SERVER=$a rumpnet halt 2>/dev/null; RUMP_SERVER=$b rumpnet halt 2>/dev/null; [ -z "$made" ] || rm -rf "$made"; true' EXIT
 
 rumpnet server "$a"
 rumpnet server "$b"

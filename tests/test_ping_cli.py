@@ -2,11 +2,14 @@
 
 import os
 import re
+import signal
+import subprocess
+import time
 
 import dpkt
 import pytest
 
-from rumpnet.testing import frames_on
+from rumpnet.testing import frames_on, rumpnet_command
 
 REPLY = re.compile(r"^64 bytes from 10\.0\.0\.2: icmp_seq=(\d+) ttl=255 time=(\d+\.\d{3}) ms$")
 
@@ -87,6 +90,33 @@ def test_ttl_option_reaches_the_wire(pair):
     echoes = [p for p in requests if isinstance(p, dpkt.ip.IP) and isinstance(p.data, dpkt.icmp.ICMP)
               and p.data.type == 8]
     assert echoes and all(p.ttl == 7 for p in echoes)
+
+
+def test_requests_leave_with_ttl_255_by_default(pair, bus):
+    a, _ = pair
+    assert a.run("ping", "-c", "1", "10.0.0.2").returncode == 0
+    ips = [dpkt.ethernet.Ethernet(f).data for f in frames_on(bus)]
+    assert [p.ttl for p in ips if isinstance(p, dpkt.ip.IP) and p.data.type == 8] == [255]
+
+
+def test_interrupt_prints_statistics(pair):
+    a, _ = pair
+    proc = subprocess.Popen(rumpnet_command("ping", "-i", "0.2", "10.0.0.2"), stdout=subprocess.PIPE, text=True,
+                            env=dict(os.environ, RUMP_SERVER=a.url))
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    assert "----10.0.0.2 PING Statistics----" in out
+    assert re.search(r"\d+ packets transmitted, \d+ packets received, 0.0% packet loss", out)
+
+
+def test_small_packets_have_no_times(pair):
+    a, _ = pair
+    done = a.run("ping", "-c", "2", "-i", "0.2", "-s", "0", "10.0.0.2")
+    assert done.returncode == 0
+    assert "8 bytes from 10.0.0.2: icmp_seq=0 ttl=255\n" in done.stdout
+    assert "round-trip" not in done.stdout
 
 
 def a_bus(node):

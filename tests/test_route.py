@@ -23,7 +23,24 @@ def test_bad_routes(pair):
     assert missing.returncode == 1 and "no route" in missing.stderr
     short = a.run("route", "add", "default")
     assert short.returncode == 1 and "DESTINATION GATEWAY" in short.stderr
+    not_an_address = a.run("route", "add", "default", "notanip")
+    assert not_an_address.returncode == 1 and "'notanip' is not an IPv4 address" in not_an_address.stderr
     assert a.run("route", "show").stdout == before
+
+
+def test_host_routes_and_route_get(nodes, bus):
+    a, r = nodes("a"), nodes("r")
+    a.attach(bus, "10.0.0.1/24")
+    r.attach(bus, "10.0.0.254/24")
+    done = a.run("route", "add", "-host", "10.9.9.9", "10.0.0.254")
+    assert done.stdout == "add host 10.9.9.9: gateway 10.0.0.254\n"
+    done = a.run("route", "add", "-net", "192.168.5.0/24", "10.0.0.254")
+    assert done.stdout == "add net 192.168.5.0/24: gateway 10.0.0.254\n"
+    got = a.run("route", "get", "192.168.5.7").stdout
+    assert "destination: 192.168.5.0/24" in got and "gateway: 10.0.0.254" in got and "interface: shmif0" in got
+    assert "10.9.9.9/32" in a.run("route", "show").stdout
+    assert a.run("route", "get", "172.16.0.1").returncode == 1
+    assert a.is_alive()
 
 
 def test_no_route_to_other_network(pair):

@@ -45,7 +45,7 @@ def test_second_node_on_same_socket_is_refused(nodes, workdir):
     a = nodes("a")
     done = run("server", a.url)
     assert done.returncode == 1
-    assert "a node is already serving there" in done.stderr
+    assert done.stderr == f"rumpnet server: {a.path}: a node is already serving there\n"
     assert a.run("ifconfig", "-l").returncode == 0
 
 
@@ -80,7 +80,15 @@ def test_bad_urls(url, message):
 def test_socket_in_missing_directory(workdir):
     done = run("server", f"unix://{workdir}/missing/dir/x.sock")
     assert done.returncode == 1
-    assert "No such file or directory" in done.stderr
+    assert done.stderr == f"rumpnet server: {workdir}/missing/dir/x.sock: No such file or directory\n"
+
+
+def test_bad_offload_setting_is_refused(workdir):
+    env_run = subprocess.run([sys.executable, "-m", "rumpnet", "server", "-f", f"unix://{workdir}/c.sock"],
+                             env=dict(os.environ, RUMP_SHMIF_CAPENABLE="lots"), capture_output=True, text=True,
+                             timeout=20)
+    assert env_run.returncode == 1
+    assert env_run.stderr == "rumpnet server: RUMP_SHMIF_CAPENABLE: 'lots' is not a number (try 0x7ff80)\n"
 
 
 def test_help_lists_commands():

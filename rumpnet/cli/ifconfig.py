@@ -137,6 +137,9 @@ def main(argv, server):
     flags = set()
     while words and words[0].startswith("-") and words[0][1:] and set(words[0][1:]) <= set("alv"):
         flags |= set(words.pop(0)[1:])
+    if "-v" in words[1:]:  # `ifconfig shmif0 -v` as well as `ifconfig -v shmif0`
+        words.remove("-v")
+        flags.add("v")
     if "l" in flags:
         if words:
             raise Usage("-l takes no interface")

@@ -4,13 +4,17 @@ Exit status as NetBSD ping(8): 0 when a reply came, 2 when none did, 1 on error.
 """
 
 import ipaddress
+import signal
 import sys
 
-from ..ping import ping
+import trio
+
+from ..ping import PingStats, ping
 from ..sockets import SOCK_RAW
 from .common import Parser, Usage, run_client
 
 IPPROTO_ICMP = 1
+MAXTTL = 255
 
 
 def positive(kind, low, high=None):
@@ -28,7 +32,7 @@ def positive(kind, low, high=None):
 
 def main(argv, server):
     parser = Parser("ping", "Send ICMP echo requests from the node and report the replies.")
-    parser.add_argument("-c", dest="count", type=positive(int, 1), default=0, help="stop after COUNT replies")
+    parser.add_argument("-c", dest="count", type=positive(int, 1), default=0, help="stop after sending COUNT requests")
     parser.add_argument("-i", dest="wait", type=positive(float, 0.001), default=1.0,
                         help="seconds between packets (default 1)")
     parser.add_argument("-s", dest="size", type=positive(int, 0, 1472), default=56, help="data bytes (default 56)")
@@ -50,15 +54,25 @@ def main(argv, server):
 
     async def body(node):
         sock = await node.socket(SOCK_RAW, IPPROTO_ICMP)
-        await sock.setsockopt("SO_BROADCAST", 1)  # a subnet's broadcast address is a valid target
-        if args.ttl:
-            await sock.setsockopt("IP_TTL", args.ttl)
-        stats = await ping(sock, args.host, count=args.count, interval=interval, size=args.size,
-                           deadline=args.deadline, flood=args.flood, quiet=False, out=out if not args.quiet else
-                           _summary_only(out))
+        await sock.setsockopt("IP_TTL", args.ttl or MAXTTL)  # NetBSD ping's requests leave with 255 too
+        stats = PingStats(args.host)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_interrupt_on_sigint, stats)
+            await ping(sock, args.host, count=args.count, interval=interval, size=args.size,
+                       deadline=args.deadline, flood=args.flood, out=out if not args.quiet else _summary_only(out),
+                       stats=stats)
+            nursery.cancel_scope.cancel()
         return 0 if stats.received else 2
 
     return run_client("ping", args.server or server, body)
+
+
+async def _interrupt_on_sigint(stats):
+    """Ctrl-C ends the pinging, and the statistics still print, as in NetBSD ping."""
+    with trio.open_signal_receiver(signal.SIGINT) as signals:
+        async for _ in signals:
+            stats.scope.cancel()
+            return
 
 
 def _summary_only(out):

@@ -13,14 +13,29 @@ def format_table(routes):
     return "\n".join(lines)
 
 
+def kind(destination):
+    """"host" for a single address, "net" for a network, as route(8) says it."""
+    return "host" if "/" not in destination and destination != "default" else \
+        "host" if destination.endswith("/32") else "net"
+
+
+def format_route(address, route):
+    lines = [f"   route to: {address}", f"destination: {route['destination']}"]
+    if route["gateway"]:
+        lines.append(f"    gateway: {route['gateway']}")
+    lines += [f"  interface: {route['interface']}", f"      flags: <{route['flags']}>"]
+    return "\n".join(lines)
+
+
 def main(argv, server):
+    argv = [word for word in argv if word not in ("-net", "-host")]  # implied by the destination's form
     parser = Parser("route", "Show the routing table, or add and delete routes.")
     parser.add_argument("-n", action="store_true", help="numeric (always)")
     parser.add_argument("command", choices=["show", "add", "delete", "get"], nargs="?", default="show")
     parser.add_argument("operands", nargs="*", help="add: DESTINATION GATEWAY; delete: DESTINATION; get: ADDRESS")
     args = parser.parse_args(argv)
     expected = {"show": 0, "add": 2, "delete": 1, "get": 1}[args.command]
-    operands = [o for o in args.operands if o not in ("-net", "-host")]
+    operands = args.operands
     if len(operands) != expected:
         raise Usage(f"route {args.command} takes {expected} operand(s): "
                     + {"show": "none", "add": "DESTINATION GATEWAY", "delete": "DESTINATION",
@@ -29,10 +44,13 @@ def main(argv, server):
     async def body(node):
         if args.command == "add":
             await node.call("route_add", destination=operands[0], gateway=operands[1])
-            print(f"add net {operands[0]}: gateway {operands[1]}")
+            print(f"add {kind(operands[0])} {operands[0]}: gateway {operands[1]}")
         elif args.command == "delete":
             await node.call("route_delete", destination=operands[0])
-            print(f"delete net {operands[0]}")
+            print(f"delete {kind(operands[0])} {operands[0]}")
+        elif args.command == "get":
+            route = await node.call("route_get", address=operands[0])
+            print(format_route(operands[0], route))
         else:
             print(format_table(await node.call("route_list")))
 

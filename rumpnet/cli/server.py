@@ -4,11 +4,13 @@ It detaches and returns once the node is ready; -f keeps it in the foreground.
 """
 
 import argparse
+import os
 
+from ..offload import parse_capenable
 from ..profile import ProfileError
 from ..profile import load as load_profile
 from ..protocol import parse_url
-from ..server import daemon, foreground
+from ..server import daemon, describe, foreground
 from .common import Usage, fail
 
 
@@ -32,13 +34,14 @@ def main(argv, server):
         raise Usage(str(e)) from None
     try:
         load_profile(args.stack)
-    except ProfileError as e:
+        parse_capenable(os.environ.get("RUMP_SHMIF_CAPENABLE", "0"))
+    except (ProfileError, ValueError) as e:
         return fail("server", str(e))
     if args.foreground:
         try:
             foreground(path, args.stack)
         except OSError as e:
-            return fail("server", e.strerror or str(e))
+            return fail("server", describe(e))
         return 0
     problem = daemon(path, args.stack)
     if problem:
