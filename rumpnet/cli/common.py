@@ -15,9 +15,10 @@ class Usage(Exception):
 class Parser(argparse.ArgumentParser):
     """argparse that raises Usage (one line, exit 1) instead of printing usage and exiting 2."""
 
-    def __init__(self, command, description, **kwargs):
+    def __init__(self, command, description, node=True, **kwargs):
         super().__init__(prog=f"rumpnet {command}", description=description, **kwargs)
-        self.add_argument("--server", metavar="URL", help="the node (default: $RUMP_SERVER)")
+        if node:  # a client of a node; the bus tools and the server itself are not
+            self.add_argument("--server", metavar="URL", help="the node (default: $RUMP_SERVER)")
 
     def error(self, message):
         raise Usage(message)

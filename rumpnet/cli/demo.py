@@ -25,7 +25,8 @@ STEPS = [
 
 
 def main(argv, server):
-    Parser("demo", "Start two nodes on a bus in a temporary directory and ping between them.").parse_args(argv)
+    Parser("demo", "Start two nodes on a bus in a temporary directory and ping between them.",
+           node=False).parse_args(argv)
     workdir = tempfile.mkdtemp(prefix="rumpnet-demo-")
     urls = {name: f"unix://{workdir}/{name}.sock" for name in "ab"}
     bus = f"{workdir}/bus"

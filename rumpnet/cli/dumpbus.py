@@ -48,7 +48,7 @@ def header_line(header):
 
 
 def main(argv, server):
-    parser = Parser("dumpbus", "Print or save the frames on a shmif bus file.", add_help=False)
+    parser = Parser("dumpbus", "Print or save the frames on a shmif bus file.", node=False, add_help=False)
     parser.add_argument("--help", action="help", help="show this help and exit")
     parser.add_argument("-h", dest="header", action="store_true", help="print the bus header only")
     parser.add_argument("-p", dest="pcapfile", help="write the frames to PCAPFILE as pcap (- for standard output)")

@@ -39,7 +39,8 @@ def bus_frames(capture):
 
 
 def main(argv, server):
-    parser = Parser("pcapin", "Write the Ethernet frames of a pcap file onto a shmif bus and wake its readers.")
+    parser = Parser("pcapin", "Write the Ethernet frames of a pcap file onto a shmif bus and wake its readers.",
+                    node=False)
     parser.add_argument("pcapfile")
     parser.add_argument("busfile")
     args = parser.parse_args(argv)

@@ -3,7 +3,6 @@
 It detaches and returns once the node is ready; -f keeps it in the foreground.
 """
 
-import argparse
 import os
 
 from ..offload import parse_capenable
@@ -11,18 +10,12 @@ from ..profile import ProfileError
 from ..profile import load as load_profile
 from ..protocol import parse_url
 from ..server import daemon, describe, foreground
-from .common import Usage, fail
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise Usage(message)
+from .common import Parser, Usage, fail
 
 
 def main(argv, server):
-    parser = _Parser(prog="rumpnet server",
-                     description="Start a node whose control socket is URL (unix://relative/path or "
-                                 "unix:///absolute/path). The socket is made mode 0600.")
+    parser = Parser("server", "Start a node whose control socket is URL (unix://relative/path or "
+                              "unix:///absolute/path). The socket is made mode 0600.", node=False)
     parser.add_argument("-f", "--foreground", action="store_true", help="stay attached (stop with Ctrl-C)")
     parser.add_argument("-s", "--stack", default="host",
                         help="stack profile: host, router, minimal, or a path to a .toml file (default host)")
