@@ -33,6 +33,8 @@ HEADER = struct.Struct("=IIQIIII")
 DATA_OFFSET = HEADER.size  # 32
 DATA_SIZE = BUS_SIZE - DATA_OFFSET
 RECORD = struct.Struct("=III4xQ")  # len, sec, usec, sender
+_U32 = struct.Struct("=I")
+_GEN_FIRST_LAST = struct.Struct("=QII")  # the header from offset 8
 MAX_FRAME = 1514  # libshmif asserts this: ETHERMTU + ETHER_HDR_LEN
 MIN_FRAME = 14  # shorter records are skipped, as libshmif skips them
 WAKEUP_OFFSET = 4  # the version word; a pwrite() there wakes the readers
@@ -129,7 +131,9 @@ class Bus:
             self._lockword = None
             return
         self._lockword = ctypes.c_uint32.from_buffer(self.mem, LOCK_OFFSET)
-        self._lockaddr = ctypes.addressof(self._lockword)
+        self._lockaddr = ctypes.c_void_p(ctypes.addressof(self._lockword))
+        self._expected = ctypes.c_uint32(0)  # the CAS's comparand, made once: the lock is taken per frame
+        self._expectedaddr = ctypes.c_void_p(ctypes.addressof(self._expected))
         with self.locked():
             if self._u32(0) == 0:
                 struct.pack_into("=I", self.mem, 0, MAGIC)
@@ -161,8 +165,8 @@ class Bus:
     # -- lock --------------------------------------------------------------
 
     def try_lock(self):
-        expected = ctypes.c_uint32(0)
-        return _cas32(self._lockaddr, ctypes.addressof(expected), 1, _SEQ_CST, _SEQ_CST)
+        self._expected.value = 0
+        return _cas32(self._lockaddr, self._expectedaddr, 1, _SEQ_CST, _SEQ_CST)
 
     def lock(self):
         """Take the bus lock: compare-and-swap 0 -> 1, as libshmif does.
@@ -216,8 +220,10 @@ class Bus:
 
     def record_length(self, off):
         """The frame length of the record at off, or None when it cannot be a record."""
-        raw, _, _ = self._ring_read(off, 4)
-        length = struct.unpack("=I", raw)[0]
+        if off <= DATA_SIZE - _U32.size:
+            length = _U32.unpack_from(self.mem, DATA_OFFSET + off)[0]
+        else:
+            length = _U32.unpack(self._ring_read(off, _U32.size)[0])[0]
         if length >= DATA_SIZE // 2:
             return None
         return length
@@ -257,20 +263,35 @@ class Bus:
         """Write one record after the newest; the caller holds the lock and wakes the readers.
 
         `last` and the generation are stored after the record is complete, so a
-        writer killed half-way leaves no torn record behind `last`.
+        writer killed half-way leaves no torn record behind `last`. Returns
+        where the next record will start.
         """
         if sec is None:
             now = time.time()
             sec, usec = int(now), int(now * 1e6) % 1000000
-        _, _, gen, _, last, _ = self.header()
+        mem = self.mem
+        gen, _, last = _GEN_FIRST_LAST.unpack_from(mem, _GEN)
         off = self.next_offset(last)
         if off is None:  # a corrupt newest record: start again at the ring's start
             off = 0
-        record = RECORD.pack(len(frame), sec & 0xFFFFFFFF, usec, sender) + frame
-        _, wrapped = self._ring_write(off, record)
+        end = off + RECORD.size + len(frame)
+        if end < DATA_SIZE:  # the usual case, written in place: the record stops short of the ring's end
+            self._advance_first(off, end - off)
+            start = DATA_OFFSET + off
+            RECORD.pack_into(mem, start, len(frame), sec & 0xFFFFFFFF, usec, sender)
+            mem[start + RECORD.size:DATA_OFFSET + end] = frame
+            _U32.pack_into(mem, _LAST, off)
+            return end
+        end, wrapped = self._ring_write(off, RECORD.pack(len(frame), sec & 0xFFFFFFFF, usec, sender) + frame)
         if wrapped:
-            struct.pack_into("=Q", self.mem, _GEN, gen + 1)
-        struct.pack_into("=I", self.mem, _LAST, off)
+            struct.pack_into("=Q", mem, _GEN, gen + 1)
+        _U32.pack_into(mem, _LAST, off)
+        return end
+
+    def newest(self):
+        """(generation, last) read without the lock: a writer stores both before its wake-up."""
+        gen, _, last = _GEN_FIRST_LAST.unpack_from(self.mem, _GEN)
+        return gen, last
 
     def records(self):
         """Every record on the bus from `first` to `last`, oldest first (as shmif_dumpbus walks)."""
@@ -313,63 +334,105 @@ class Cursor:
             self._catch_up(bus.header())
 
     def _catch_up(self, header):
+        """Stand after the newest record, as if it had just been read."""
         following = self.bus.next_offset(header.last)
         self.next = 0 if following is None else following
         self.gen = header.generation
-        if following is not None and following < header.last:
-            self.gen += 1
 
-    def _still_valid(self, header):
-        gendiff = header.generation - self.gen
+    def _still_valid(self, gen, first, last_end):
+        gendiff = gen - self.gen
         if gendiff > 1 or gendiff < 0:
             return False
-        last_end = self.bus.next_offset(header.last)
         if last_end is None:
             return False
         devoff = self.next
-        if header.first >= last_end:
+        if first >= last_end:
             last_end += DATA_SIZE
             if gendiff == 0:
                 devoff += DATA_SIZE
         elif gendiff:
             return False
-        return header.first <= devoff <= last_end
+        return first <= devoff <= last_end
 
     def pending(self):
         header = self.bus.header()
         return not (self.gen == header.generation and self.bus.next_offset(header.last) == self.next)
 
-    def read(self, limit=64):
-        """Return up to limit new records (without taking the lock when readonly)."""
-        records = []
+    def _caught_up(self, gen, last):
+        return self.gen == gen and self.bus.next_offset(last) == self.next
+
+    def read(self, limit=64, skip=None, budget=None):
+        """Return up to limit new records (without taking the lock when readonly).
+
+        Records of sender `skip` (a node's own) are stepped over, not returned;
+        with a budget, reading stops once the records hold that many bytes.
+        A cursor that the header shows caught up takes no lock: a writer
+        stores `last` after its record and before its wake-up, so a record
+        that this check misses wakes the reader again.
+        """
         bus = self.bus
-        with bus.locked() if not bus.readonly else _nolock():
-            while len(records) < limit:
-                header = bus.header()
-                if header.magic != MAGIC:
+        if self._caught_up(*bus.newest()):
+            return []
+        mem = bus.mem
+        records = []
+        budget = DATA_SIZE if budget is None else budget
+        if not bus.readonly:
+            bus.lock()
+        try:
+            header = bus.header()
+            if header.magic != MAGIC:
+                return records
+            gen, first, last = header.generation, header.first, header.last
+            last_end = bus.next_offset(last)
+            while len(records) < limit and budget > 0:
+                if self.gen == gen and last_end == self.next:
                     break
-                if self.gen == header.generation and bus.next_offset(header.last) == self.next:
-                    break
-                if not self._still_valid(header):
-                    if bus.next_offset(header.last) is None:
+                if not self._still_valid(gen, first, last_end):
+                    if last_end is None:
                         self.corrupt += 1
                         break
                     self.laps += 1
-                    first = 0 if header.first == DATA_SIZE else header.first
-                    self.next = first
-                    self.gen = header.generation - 1 if header.first > header.last else header.generation
-                raw, after, wrap1 = bus._ring_read(self.next, RECORD.size)
-                length, sec, usec, sender = RECORD.unpack(raw)
+                    self.next = 0 if first == DATA_SIZE else first
+                    self.gen = gen - 1 if first > last else gen
+                off = self.next
+                if off + RECORD.size < DATA_SIZE:  # the usual case: the record header does not wrap
+                    length, sec, usec, sender = RECORD.unpack_from(mem, DATA_OFFSET + off)
+                    after, wrapped = off + RECORD.size, False
+                else:
+                    raw, after, wrapped = bus._ring_read(off, RECORD.size)
+                    length, sec, usec, sender = RECORD.unpack(raw)
                 if length >= DATA_SIZE // 2:
                     self.corrupt += 1
                     self._catch_up(header)
                     break
-                frame, after, wrap2 = bus._ring_read(after, length)
-                self.next = after
-                if wrap1 or wrap2:
+                budget -= length
+                if after + length < DATA_SIZE:
+                    self.next = after + length
+                    if sender != skip:
+                        records.append(Record(sender, sec, usec, mem[DATA_OFFSET + after:DATA_OFFSET + self.next]))
+                else:
+                    frame, self.next, _ = bus._ring_read(after, length)
+                    wrapped = True  # the frame reaches the ring's end
+                    if sender != skip:
+                        records.append(Record(sender, sec, usec, frame))
+                if wrapped:
                     self.gen += 1
-                records.append(Record(sender, sec, usec, frame))
+        finally:
+            if not bus.readonly:
+                bus.unlock()
         return records
+
+    def append(self, frame, sender):
+        """Append a frame of this reader's own; the caller holds the lock and wakes the readers.
+
+        A cursor that had read everything steps over its own record at once:
+        reading it back only to skip it would cost a pass over the bus for
+        every frame sent.
+        """
+        caught_up = self._caught_up(*self.bus.newest())
+        end = self.bus.append(frame, sender)
+        if caught_up:
+            self.next, self.gen = end, self.bus.newest()[0]
 
 
 @contextmanager

@@ -19,9 +19,9 @@ def ether_input(node, ifp, frame, csum_marks):
     if len(frame) < ETHER_HDR_LEN:
         stats["short"] += 1
         return
-    dst, _src, ethertype = _HEADER.unpack_from(frame)
+    ethertype = frame[12] << 8 | frame[13]
     if ethertype == ETHERTYPE_IP:
-        node.ip_input(ifp, frame[ETHER_HDR_LEN:], csum_marks, dst[0] & 1)
+        node.ip_input(ifp, frame[ETHER_HDR_LEN:], csum_marks, frame[0] & 1)  # a link broadcast or multicast
     elif ethertype == ETHERTYPE_ARP:
         node.arp_input(ifp, frame[ETHER_HDR_LEN:])
     else:

@@ -8,6 +8,7 @@ import trio
 IN_MODIFY = 0x00000002
 IN_NONBLOCK = os.O_NONBLOCK
 IN_CLOEXEC = os.O_CLOEXEC
+_BUFFER = 4096
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.inotify_init1.argtypes = [ctypes.c_int]
@@ -28,19 +29,24 @@ class ModifyWatch:
             raise OSError(err, f"{path}: inotify_add_watch: {os.strerror(err)}")
 
     def drain(self):
-        """Consume every queued event; returns whether there were any."""
+        """Consume every queued event; returns whether there were any.
+
+        One read takes every queued event that fits (and identical events
+        coalesce into one), so only a nearly full buffer calls for another.
+        """
         seen = False
         while True:
             try:
-                if not os.read(self.fd, 4096):
-                    return seen
+                got = len(os.read(self.fd, _BUFFER))
             except BlockingIOError:
                 return seen
-            seen = True
+            seen = seen or got > 0
+            if got < _BUFFER // 2:
+                return seen
 
     async def wait(self):
+        """Sleep until a write after the last drain(); the caller drains before reading the bus."""
         await trio.lowlevel.wait_readable(self.fd)
-        self.drain()
 
     def close(self):
         if self.fd >= 0:

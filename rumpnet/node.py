@@ -119,7 +119,7 @@ class Node:
                 if ifp.running and ifp.addresses:
                     return ifp, dst
             return None, None
-        route = self.routes.lookup(ipaddress.IPv4Address(dst))
+        route = self.routes.lookup_packed(dst)
         if route is None:
             return None, None
         route.use += 1
@@ -265,7 +265,10 @@ class Node:
 
     def add_route(self, destination, gateway):
         network = parse_network(destination)
-        gw = ipaddress.IPv4Address(gateway)
+        try:
+            gw = ipaddress.IPv4Address(gateway)
+        except ValueError:
+            raise OSError(errno.EINVAL, f"gateway {gateway!r} is not an IPv4 address") from None
         connected = self.routes.lookup(gw)
         if connected is None or connected.gateway is not None:
             raise OSError(errno.ENETUNREACH, f"gateway {gw} is not on a connected network")
@@ -273,6 +276,16 @@ class Node:
             self.routes.add(Route(network, gw, connected.ifname, static=True))
         except FileExistsError as e:
             raise OSError(errno.EEXIST, str(e)) from None
+
+    def get_route(self, address):
+        """The route a packet to address would take (route get)."""
+        try:
+            route = self.routes.lookup(ipaddress.IPv4Address(address))
+        except ValueError:
+            raise OSError(errno.EINVAL, f"{address!r} is not an IPv4 address") from None
+        if route is None:
+            raise OSError(errno.ESRCH, f"{address}: not in table")
+        return route
 
     def delete_route(self, destination):
         try:

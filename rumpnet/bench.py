@@ -1,0 +1,604 @@
+"""The benchmark behind `rumpnet bench`: the bus, the stack and the Linux kernel, in one run.
+
+Round trips, each `pings` exchanges `interval` apart (min, median, p99):
+
+* (a) the bus alone: two processes bounce one ping-sized frame through a bus
+  file with the bus code a node uses (lock, append, wake-up, inotify awaited
+  from trio) and no stack;
+* (b) ping between two nodes on a bus: a node in this process pings a node
+  process (the stack alone), then the `rumpnet ping` client's way, a raw
+  socket in a node process driven through its control socket;
+* (c) as root, the kernel's ping(8) between two network namespaces over veth.
+
+UDP, each figure for `udp_seconds`: datagrams per second one way at 64 and
+1400 bytes, flat out and (on the nodes) paced below the rate received, and
+request/response round trips per second with one request outstanding. Both
+ends run in node processes; as root the same code runs on kernel sockets in
+the two namespaces. Senders send bursts of 32: through sendmmsg on a node's
+socket, one sendto each on a kernel socket (Python has no sendmmsg).
+
+Helper processes are this module run as `python -m rumpnet.bench ROLE SPEC`;
+each prints JSON lines: {"ready": true} once it listens, then its result.
+"""
+
+import json
+import math
+import os
+import platform
+import re
+import shutil
+import socket as pysocket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+
+import trio
+
+from .bus import Bus, Cursor
+from .client import connect
+from .inotify import ModifyWatch
+from .node import open_node
+from .ping import ping
+from .sockets import SOCK_DGRAM, SOCK_RAW
+
+PING_FRAME = 98  # a 56-byte ping on the wire: Ethernet 14 + IPv4 20 + ICMP 8 + 56
+IPPROTO_ICMP = 1
+UDP_PORT = 5001
+UDP_SIZES = (64, 1400)
+MARK = 0xFFFFFFFFFFFFFFFF  # sequence number of the warm-up datagram that resolves ARP
+SEQ = struct.Struct("!Q")
+IDLE = 0.3  # a sink stops this long after the last datagram
+BURST = 32  # datagrams a source sends at once, as `rumpnet perf` does
+NETNS = (f"rumpnet-bench-{os.getpid()}-a", f"rumpnet-bench-{os.getpid()}-b")
+VETH = (f"rnb{os.getpid()}a", f"rnb{os.getpid()}b")
+LINUX_ADDRESSES = ("10.77.0.1", "10.77.0.2")
+NODE_ADDRESSES = ("10.0.0.1", "10.0.0.2", "10.0.0.3")
+
+
+class BenchError(Exception):
+    """A measurement that could not be made; the message says which and why."""
+
+
+@contextmanager
+def _within(seconds, what):
+    """A time limit whose expiry is a BenchError naming what took too long."""
+    try:
+        with trio.fail_after(seconds):
+            yield
+    except trio.TooSlowError:
+        raise BenchError(f"{what} took more than {seconds:g} s") from None
+
+
+@dataclass
+class Settings:
+    pings: int = 1000
+    interval: float = 0.01
+    udp_seconds: float = 3.0
+    paced_fraction: float = 0.8  # of the received rate, for the paced UDP figure
+
+
+QUICK = Settings(pings=100, udp_seconds=0.5)
+
+
+# -- figures -------------------------------------------------------------------------------
+
+def round_trip_figures(rtts, sent):
+    """min, median and p99 (nearest rank) in microseconds of rtts in seconds, and how many were lost."""
+    if not rtts:
+        raise BenchError(f"no replies to {sent} requests")
+    us = sorted(r * 1e6 for r in rtts)
+    return {"count": len(us), "lost": sent - len(us), "min_us": us[0], "median_us": statistics.median(us),
+            "p99_us": us[math.ceil(0.99 * len(us)) - 1]}
+
+
+def ratio(numerator, denominator):
+    return numerator / denominator if numerator and denominator else None
+
+
+# -- helper processes ----------------------------------------------------------------------
+
+class _Lines:
+    """JSON lines from a helper's stdout."""
+
+    def __init__(self, stream, what):
+        self.stream = stream
+        self.what = what
+        self.buffer = b""
+
+    async def next(self):
+        while b"\n" not in self.buffer:
+            chunk = await self.stream.receive_some()
+            if not chunk:
+                raise BenchError(f"{self.what} exited before it reported")
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return json.loads(line)
+
+
+def _emit(value):
+    print(json.dumps(value), flush=True)
+
+
+@asynccontextmanager
+async def _process(command, stdout=subprocess.PIPE, stderr=None):
+    """A child process, ended (TERM, then KILL) when the block ends, whatever happened."""
+    proc = await trio.lowlevel.open_process(command, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
+                                            start_new_session=True)
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            with trio.move_on_after(2):
+                await proc.wait()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        if proc.stdout is not None:
+            await proc.stdout.aclose()
+
+
+@asynccontextmanager
+async def helper(role, spec, netns=None):
+    """Run `python -m rumpnet.bench role spec` (inside netns when given); yields its JSON lines, once ready."""
+    command = [sys.executable, "-m", "rumpnet.bench", role, json.dumps(spec)]
+    if netns:
+        command = ["ip", "netns", "exec", netns, *command]
+    what = f"the {spec.get('role', role)} helper"
+    async with _process(command) as proc:
+        lines = _Lines(proc.stdout, what)
+        with _within(15, f"starting {what}"):
+            await lines.next()
+        yield lines
+
+
+@asynccontextmanager
+async def node_process(url):
+    """A `rumpnet server -f` node; yields a control-socket client once it answers."""
+    path = url[len("unix://"):]
+    command = [sys.executable, "-m", "rumpnet", "server", "-f", url]
+    async with _process(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
+        with _within(15, f"starting the node at {url}"):
+            while not await _answers(path):
+                if proc.returncode is not None:
+                    raise BenchError(f"the node at {url} exited with status {proc.returncode}")
+                await trio.sleep(0.02)
+        async with connect(url) as remote:
+            yield remote
+
+
+async def _answers(path):
+    try:
+        stream = await trio.open_unix_socket(path)
+    except OSError:
+        return False
+    await stream.aclose()
+    return True
+
+
+async def _configure(remote, bus, address):
+    await remote.call("if_create", name="shmif0")
+    await remote.call("if_linkstr", name="shmif0", path=bus)
+    await remote.call("if_address", name="shmif0", address=f"{address}/24")
+
+
+# -- (a) the bus alone ---------------------------------------------------------------------
+
+def _send(cursor, frames, sender):
+    """Put frames on the bus as a node's interface does: its own reader steps over them, one wake-up."""
+    with cursor.bus.locked():
+        for frame in frames:
+            cursor.append(frame, sender)
+    cursor.bus.wakeup()
+
+
+async def _next_frames(cursor, watch, sender):
+    """The next frames of other senders, read as a node's receive loop reads: sleeping only when there are none."""
+    while True:
+        watch.drain()
+        records = cursor.read(skip=sender)
+        if records:
+            return [r.frame for r in records]
+        await watch.wait()
+
+
+async def bus_round_trip(workdir, count, interval):
+    """(a): this process and a bouncer pass a ping-sized frame to and fro on a bus file, no stack."""
+    path = os.path.join(workdir, "bare-bus")
+    limit = count * interval + 10
+    sender = int.from_bytes(os.urandom(8), "little")
+    with Bus(path) as bus:
+        watch = ModifyWatch(path)
+        try:
+            cursor = Cursor(bus)
+            async with helper("bounce", {"bus": path, "seconds": limit}):
+                rtts = []
+                frame = bytearray(PING_FRAME)
+                next_send = trio.current_time()
+                with trio.move_on_after(limit):
+                    for seq in range(count):
+                        next_send += interval
+                        await trio.sleep_until(next_send)
+                        SEQ.pack_into(frame, 14, seq)
+                        start = time.perf_counter()
+                        _send(cursor, [bytes(frame)], sender)
+                        with trio.move_on_after(1):
+                            tag = bytes(frame[14:22])
+                            while tag not in [f[14:22] for f in await _next_frames(cursor, watch, sender)]:
+                                pass  # only late frames of earlier rounds
+                            rtts.append(time.perf_counter() - start)
+        finally:
+            watch.close()
+    return round_trip_figures(rtts, count)
+
+
+async def _bounce(spec):
+    """The bouncer of (a): every frame another sender writes goes straight back, as a node's loop would."""
+    with Bus(spec["bus"]) as bus:
+        watch = ModifyWatch(spec["bus"])
+        try:
+            cursor = Cursor(bus)
+            sender = int.from_bytes(os.urandom(8), "little")
+            _emit({"ready": True})
+            with trio.move_on_after(spec["seconds"]):
+                while True:
+                    _send(cursor, await _next_frames(cursor, watch, sender), sender)
+                    await trio.lowlevel.checkpoint()
+        finally:
+            watch.close()
+
+
+# -- (b) ping between nodes ----------------------------------------------------------------
+
+async def _ping_figures(sock, host, settings):
+    stats = await ping(sock, host, count=settings.pings, interval=settings.interval, quiet=True,
+                       deadline=settings.pings * settings.interval + 10)
+    return round_trip_figures(stats.rtts, stats.transmitted)
+
+
+async def node_ping(workdir, settings):
+    """(b): the stack alone (a node in this process pings a node process), then through a control socket."""
+    bus = os.path.join(workdir, "ping-bus")
+    async with node_process(f"unix://{workdir}/b.sock") as target:
+        await _configure(target, bus, NODE_ADDRESSES[1])
+        async with open_node() as node:
+            node.add_address(node.create_shmif(bus), f"{NODE_ADDRESSES[0]}/24")
+            with node.socket(SOCK_RAW, IPPROTO_ICMP) as sock:
+                stack = await _ping_figures(sock, NODE_ADDRESSES[1], settings)
+        async with node_process(f"unix://{workdir}/a.sock") as pinger:
+            await _configure(pinger, bus, NODE_ADDRESSES[2])
+            sock = await pinger.socket(SOCK_RAW, IPPROTO_ICMP)
+            control = await _ping_figures(sock, NODE_ADDRESSES[1], settings)
+    return stack, control
+
+
+# -- (c) and the kernel's UDP: two network namespaces over veth -----------------------------
+
+def linux_unavailable():
+    """Why the kernel's figures cannot be taken here, or None."""
+    if os.geteuid() != 0:
+        return "not run as root: network namespaces need root"
+    if shutil.which("ip") is None:
+        return "no ip command (iproute2)"
+    return None
+
+
+async def _ip(*args):
+    done = await trio.run_process(["ip", *args], capture_stdout=True, capture_stderr=True, check=False)
+    if done.returncode:
+        raise BenchError(f"ip {' '.join(args)}: {done.stderr.decode().strip()}")
+
+
+@asynccontextmanager
+async def veth_namespaces():
+    """Two namespaces joined by a veth pair, 10.77.0.1/24 and 10.77.0.2/24; both deleted afterwards."""
+    try:
+        for ns in NETNS:
+            await _ip("netns", "add", ns)
+        await _ip("link", "add", VETH[0], "netns", NETNS[0], "type", "veth", "peer", "name", VETH[1],
+                  "netns", NETNS[1])
+        for ns, dev, address in zip(NETNS, VETH, LINUX_ADDRESSES):
+            await _ip("-n", ns, "addr", "add", f"{address}/24", "dev", dev)
+            await _ip("-n", ns, "link", "set", dev, "up")
+            await _ip("-n", ns, "link", "set", "lo", "up")
+        yield
+    finally:
+        with trio.CancelScope(shield=True):
+            for ns in NETNS:
+                await trio.run_process(["ip", "netns", "delete", ns], capture_stderr=True, check=False)
+
+
+_PING_TIME = re.compile(rb"time=([\d.]+) ms")
+_PING_SENT = re.compile(rb"(\d+) packets transmitted")
+
+
+async def linux_ping(settings):
+    """(c): ping(8) from one namespace to the other; its per-reply times, to the microsecond.
+
+    ping(8) paces itself more slowly than asked here (about 17 ms for 10), so
+    the deadline is generous and the count sent is what ping reports.
+    """
+    count = settings.pings
+    limit = 3 * count * settings.interval + 10
+    with _within(limit + 10, "ping(8)"):
+        done = await trio.run_process(
+            ["ip", "netns", "exec", NETNS[0], "ping", "-n", "-c", str(count), "-i", str(settings.interval),
+             "-w", str(math.ceil(limit)), LINUX_ADDRESSES[1]],
+            capture_stdout=True, capture_stderr=True, check=False)
+    rtts = [float(t) / 1000 for t in _PING_TIME.findall(done.stdout)]
+    sent = _PING_SENT.search(done.stdout)
+    if not rtts or not sent:
+        raise BenchError(f"ping: {done.stderr.decode().strip() or 'no replies'}")
+    return round_trip_figures(rtts, int(sent.group(1)))
+
+
+# -- UDP: the same code on either stack ----------------------------------------------------
+
+async def udp_source(sock, dst, size, seconds, rate=None):
+    """Send size-byte datagrams to dst for seconds, flat out or at rate per second; ARP is resolved first."""
+    payload = bytearray(max(size, SEQ.size))
+    SEQ.pack_into(payload, 0, MARK)
+    await sock.sendto(payload, dst)
+    await trio.sleep(0.1)
+    sent = 0
+    start = time.perf_counter()
+    end = start + seconds
+    while (now := time.perf_counter()) < end:
+        due = BURST if rate is None else min(BURST, int((now - start) * rate) - sent)
+        if due <= 0:
+            await trio.sleep(0.0005)
+            continue
+        burst = [SEQ.pack(seq) + payload[SEQ.size:] for seq in range(sent, sent + due)]
+        if hasattr(sock, "sendmmsg"):  # a node's socket: the burst goes out with one wake-up of the bus
+            sent += await sock.sendmmsg(burst, dst)
+        else:
+            for datagram in burst:
+                await sock.sendto(datagram, dst)
+            sent += due
+    return {"sent": sent, "seconds": time.perf_counter() - start}
+
+
+async def udp_listen(sock, seconds, echo=False):
+    """Count datagrams (sending each back with echo) until IDLE seconds pass without one; seconds at most.
+
+    A watchdog task notices the idleness: a timeout on every receive would
+    cost a cancel scope per datagram, which is the benchmark's cost, not the stack's.
+    """
+    tally = {"received": 0, "first": 0.0, "last": 0.0}
+
+    async def receive():
+        while True:
+            data, source = await sock.recvfrom(65535)
+            if echo:
+                await sock.sendto(data, source)
+            if SEQ.unpack_from(data)[0] != MARK:
+                tally["last"] = time.perf_counter()
+                if not tally["received"]:
+                    tally["first"] = tally["last"]
+                tally["received"] += 1
+
+    with trio.move_on_after(seconds):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(receive)
+            seen = 0
+            while not tally["received"] or tally["received"] != seen:
+                seen = tally["received"]
+                await trio.sleep(IDLE)
+            nursery.cancel_scope.cancel()
+    received = tally["received"]
+    return {"received": received, "seconds": tally["last"] - tally["first"] if received > 1 else 0.0}
+
+
+async def udp_client(sock, dst, seconds):
+    """Request/response with one request outstanding: round trips completed in seconds."""
+    payload = bytearray(64)
+    SEQ.pack_into(payload, 0, MARK)
+    for _ in range(50):  # until the first answer: ARP resolved, echo listening
+        await sock.sendto(payload, dst)
+        with trio.move_on_after(0.1):
+            await sock.recvfrom(65535)
+            break
+    else:
+        raise BenchError(f"no answer from the echo service at {dst[0]}")
+    done = 0
+    start = time.perf_counter()
+    with trio.move_on_after(seconds):  # one scope for the run: a lost answer stalls it, and the count shows that
+        while True:
+            SEQ.pack_into(payload, 0, done)
+            await sock.sendto(payload, dst)
+            await sock.recvfrom(65535)
+            done += 1
+    return {"round_trips": done, "seconds": time.perf_counter() - start}
+
+
+async def _udp_role(sock, spec):
+    role = spec["role"]
+    _emit({"ready": True})
+    if role in ("sink", "echo"):
+        return await udp_listen(sock, spec["seconds"], echo=role == "echo")
+    dst = (spec["peer"], UDP_PORT)
+    if role == "source":
+        return await udp_source(sock, dst, spec["size"], spec["seconds"], spec.get("rate"))
+    return await udp_client(sock, dst, spec["seconds"])
+
+
+async def _udp_helper(spec):
+    """One end of a UDP measurement: in a node on spec's bus, or on a kernel socket."""
+    listens = spec["role"] in ("sink", "echo")
+    if "bus" in spec:
+        async with open_node() as node:
+            node.add_address(node.create_shmif(spec["bus"]), f"{spec['address']}/24")
+            with node.socket(SOCK_DGRAM) as sock:
+                if listens:
+                    sock.bind(("0.0.0.0", UDP_PORT))
+                result = await _udp_role(sock, spec)
+            _emit({**result, "udp_full_socket": node.stats.udp["full_socket"],
+                   "bus_laps": node.stats.shmif["bus_laps"]})
+    else:
+        plain = pysocket.socket(pysocket.AF_INET, pysocket.SOCK_DGRAM)
+        if listens:
+            plain.bind(("0.0.0.0", UDP_PORT))
+        with trio.socket.from_stdlib_socket(plain) as sock:
+            _emit(await _udp_role(sock, spec))
+
+
+class NodeEnds:
+    """Both ends in node processes, on a fresh bus for each measurement (no frames left from the last)."""
+
+    netns = (None, None)
+    paced = True  # whether loss at a rate the receiver sustains is measured too
+
+    def __init__(self, workdir):
+        self.workdir = workdir
+        self.runs = 0
+
+    def pair(self, listener, talker):
+        self.runs += 1
+        bus = os.path.join(self.workdir, f"udp-bus-{self.runs}")
+        return ({"role": listener, "bus": bus, "address": NODE_ADDRESSES[1]},
+                {"role": talker, "bus": bus, "address": NODE_ADDRESSES[0], "peer": NODE_ADDRESSES[1]})
+
+
+class LinuxEnds:
+    """Both ends on kernel sockets, one in each namespace."""
+
+    netns = NETNS
+    paced = False  # the targets are the nodes'; the kernel's figures are the reference
+
+    def pair(self, listener, talker):
+        return {"role": listener}, {"role": talker, "peer": LINUX_ADDRESSES[1]}
+
+
+async def udp_pair(ends, listener, talker, seconds, **options):
+    """Run a listening helper and its talking peer for seconds; return both results."""
+    listen_spec, talk_spec = ends.pair(listener, talker)
+    listen_spec["seconds"] = seconds + 10
+    talk_spec.update(seconds=seconds, **options)
+    async with helper("udp", listen_spec, ends.netns[1]) as listening:
+        async with helper("udp", talk_spec, ends.netns[0]) as talking:
+            with _within(seconds + 20, f"UDP {talker} and {listener}"):
+                talked = await talking.next()
+                listened = await listening.next()
+    return listened, talked
+
+
+async def udp_figures(settings, ends):
+    """One-way rates at each size, flat out and paced below the rate received, and request/response."""
+    seconds = settings.udp_seconds
+    results = {}
+
+    async def one_way(size, rate=None):
+        sink, source = await udp_pair(ends, "sink", "source", seconds, size=size, rate=rate)
+        sent, received = source["sent"], sink["received"]
+        return {"sent_per_s": sent / source["seconds"],
+                "received_per_s": received / sink["seconds"] if sink["seconds"] else 0.0,
+                "loss_pct": 100.0 * (sent - received) / sent if sent else 0.0}
+
+    for size in UDP_SIZES:
+        results[f"one_way_{size}"] = await one_way(size)
+        rate = settings.paced_fraction * results[f"one_way_{size}"]["received_per_s"]
+        if ends.paced and rate >= 1:
+            results[f"paced_{size}"] = {**await one_way(size, rate), "rate": rate}
+    _, client = await udp_pair(ends, "echo", "client", seconds)
+    results["request_response"] = {"round_trips_per_s": client["round_trips"] / client["seconds"]}
+    return results
+
+
+# -- the whole run -------------------------------------------------------------------------
+
+async def run(settings, progress=lambda text: None):
+    """Every figure of one run, as a plain dictionary (what --json prints)."""
+    report = {"settings": vars(settings).copy(),
+              "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                          "kernel": platform.release()},
+              "round_trip": {}, "udp": {}, "skipped": {}}
+    trips, udp = report["round_trip"], report["udp"]
+    with tempfile.TemporaryDirectory(prefix="rumpnet-bench-") as workdir:
+        progress(f"(a) the bus alone: {settings.pings} round trips")
+        trips["bus"] = await bus_round_trip(workdir, settings.pings, settings.interval)
+        progress(f"(b) ping between two nodes: {settings.pings} pings, twice")
+        trips["stack"], trips["control"] = await node_ping(workdir, settings)
+        progress("UDP between two node processes")
+        udp["rumpnet"] = await udp_figures(settings, NodeEnds(workdir))
+    why_not = linux_unavailable()
+    if why_not:
+        report["skipped"]["linux"] = why_not
+    else:
+        try:
+            async with veth_namespaces():
+                if shutil.which("ping") is None:
+                    report["skipped"]["linux_ping"] = "no ping command (iputils-ping)"
+                else:
+                    progress(f"(c) the kernel's ping over veth: {settings.pings} pings")
+                    trips["linux"] = await linux_ping(settings)
+                progress("UDP between the namespaces")
+                udp["linux"] = await udp_figures(settings, LinuxEnds())
+        except BenchError as e:
+            report["skipped"]["linux"] = str(e)
+    report["ratios"] = ratios(report)
+    return report
+
+
+def ratios(report):
+    trips, udp = report["round_trip"], report["udp"]
+    median = {name: figures["median_us"] for name, figures in trips.items()}
+    out = {"b/a": ratio(median["stack"], median["bus"]),
+           "control/a": ratio(median["control"], median["bus"])}
+    if "linux" in median:
+        out["b/c"] = ratio(median["stack"], median["linux"])
+        out["control/c"] = ratio(median["control"], median["linux"])
+    if "linux" in udp:
+        ours, theirs = udp["rumpnet"], udp["linux"]
+        for size in UDP_SIZES:
+            key = f"one_way_{size}"
+            out[f"linux/rumpnet udp {size} B received/s"] = ratio(theirs[key]["received_per_s"],
+                                                                  ours[key]["received_per_s"])
+        out["linux/rumpnet udp request/response/s"] = ratio(theirs["request_response"]["round_trips_per_s"],
+                                                            ours["request_response"]["round_trips_per_s"])
+    return out
+
+
+# -- the text report -----------------------------------------------------------------------
+
+TRIP_LABELS = [("bus", "(a) the bus alone, two processes"), ("stack", "(b) ping node to node, the stack"),
+               ("control", "    ping through a control socket"), ("linux", "(c) Linux ping over veth")]
+
+
+def format_report(report):
+    s = report["settings"]
+    m = report["machine"]
+    lines = [f"rumpnet bench: {s['pings']} round trips {s['interval'] * 1000:g} ms apart; UDP {s['udp_seconds']:g} s "
+             f"per figure ({m['cpus']} CPUs, Python {m['python']}, Linux {m['kernel']})", "",
+             f"{'round trip':40} {'min µs':>8} {'median µs':>10} {'p99 µs':>8} {'lost':>5}"]
+    for key, label in TRIP_LABELS:
+        f = report["round_trip"].get(key)
+        if f:
+            lines.append(f"{label:40} {f['min_us']:8.0f} {f['median_us']:10.0f} {f['p99_us']:8.0f} {f['lost']:5}")
+    lines += ["", f"{'UDP':40} {'sent/s':>10} {'received/s':>11} {'loss %':>7}"]
+    for stack, figures in report["udp"].items():
+        for key, label in [(f"{kind}_{size}", f"{size} B {text}") for size in UDP_SIZES
+                           for kind, text in (("one_way", "flat out"), ("paced", "paced"))]:
+            f = figures.get(key)
+            if f:
+                lines.append(f"{stack + ' ' + label:40} {f['sent_per_s']:10.0f} {f['received_per_s']:11.0f} "
+                             f"{f['loss_pct']:7.2f}")
+        rr = figures["request_response"]["round_trips_per_s"]
+        lines.append(f"{stack + ' request/response, round trips/s':40} {rr:10.0f}")
+    lines += ["", "ratios (medians for round trips):"]
+    lines += [f"  {name:40} {value:8.2f}" for name, value in report["ratios"].items() if value is not None]
+    for what, why in report["skipped"].items():
+        lines.append(f"skipped {what}: {why}")
+    return "\n".join(lines)
+
+
+# -- helper processes' entry point ---------------------------------------------------------
+
+HELPERS = {"bounce": _bounce, "udp": _udp_helper}
+
+if __name__ == "__main__":
+    trio.run(HELPERS[sys.argv[1]], json.loads(sys.argv[2]))

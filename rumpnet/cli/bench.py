@@ -1,0 +1,34 @@
+"""rumpnet bench: the bus's own round trip, ping and UDP between nodes, and the Linux kernel, as ratios.
+
+A benchmark, not a test: it prints figures and asserts nothing. The kernel's
+figures (network namespaces over veth) need root; without it they are
+skipped and the report says why.
+"""
+
+import json
+import sys
+
+import trio
+
+from .. import bench
+from .common import Parser, fail
+
+
+def main(argv, server):
+    parser = Parser("bench", "Measure round trips and UDP rates of the bus alone, of two nodes on a bus "
+                             "and (as root) of the Linux kernel over veth, and print them with their ratios.", node=False)
+    parser.add_argument("--quick", action="store_true",
+                        help=f"{bench.QUICK.pings} round trips and {bench.QUICK.udp_seconds:g} s per UDP figure "
+                             f"instead of {bench.Settings.pings} and {bench.Settings.udp_seconds:g} s")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args(argv)
+
+    def progress(text):
+        print(f"rumpnet bench: {text}", file=sys.stderr, flush=True)
+
+    try:
+        report = trio.run(bench.run, bench.QUICK if args.quick else bench.Settings(), progress)
+    except bench.BenchError as e:
+        return fail("bench", str(e))
+    print(json.dumps(report, indent=2) if args.json else bench.format_report(report))
+    return 0

@@ -1,0 +1,92 @@
+"""rumpnet bench --quick end to end: the report's structure, and every figure a positive number.
+
+A benchmark prints figures; this test never compares one with a threshold.
+"""
+
+import json
+import math
+import os
+import subprocess
+
+import pytest
+
+from rumpnet import bench
+from rumpnet.testing import run
+
+TRIP_FIELDS = {"count", "lost", "min_us", "median_us", "p99_us"}
+ONE_WAY_FIELDS = {"sent_per_s", "received_per_s", "loss_pct"}
+
+
+def positive(value):
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+@pytest.fixture(scope="module")
+def report():
+    done = run("bench", "--quick", "--json", timeout=300)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_round_trips(report):
+    pings = report["settings"]["pings"]
+    assert pings == bench.QUICK.pings
+    trips = report["round_trip"]
+    expected = {"bus", "stack", "control"} | ({"linux"} if "linux" not in report["skipped"] else set())
+    assert expected <= set(trips)
+    for name, figures in trips.items():
+        assert set(figures) == TRIP_FIELDS, name
+        assert all(positive(figures[key]) for key in ("count", "min_us", "median_us", "p99_us")), name
+        assert figures["min_us"] <= figures["median_us"] <= figures["p99_us"], name
+        assert figures["lost"] >= 0
+    for name in ("bus", "stack", "control"):
+        assert trips[name]["count"] + trips[name]["lost"] == pings
+
+
+def test_udp(report):
+    stacks = report["udp"]
+    assert "rumpnet" in stacks
+    assert ("linux" in stacks) != ("linux" in report["skipped"])
+    for stack, figures in stacks.items():
+        for size in bench.UDP_SIZES:
+            one_way = figures[f"one_way_{size}"]
+            assert set(one_way) == ONE_WAY_FIELDS
+            assert positive(one_way["sent_per_s"]) and positive(one_way["received_per_s"]), (stack, size)
+            assert 0 <= one_way["loss_pct"] <= 100
+        assert positive(figures["request_response"]["round_trips_per_s"]), stack
+    for size in bench.UDP_SIZES:
+        paced = stacks["rumpnet"][f"paced_{size}"]
+        assert set(paced) == ONE_WAY_FIELDS | {"rate"}
+        assert positive(paced["rate"]) and positive(paced["received_per_s"])
+
+
+def test_ratios(report):
+    ratios = report["ratios"]
+    assert positive(ratios["b/a"]) and positive(ratios["control/a"])
+    if "linux" in report["round_trip"]:
+        assert positive(ratios["b/c"])
+    if "linux" in report["udp"]:
+        assert all(positive(value) for name, value in ratios.items() if name.startswith("linux/rumpnet"))
+
+
+def test_text_report(report):
+    text = bench.format_report(report)
+    lines = text.splitlines()
+    assert lines[0].startswith(f"rumpnet bench: {bench.QUICK.pings} round trips 10 ms apart")
+    assert any(line.startswith("(a) the bus alone") for line in lines)
+    assert any(line.startswith("(b) ping node to node") for line in lines)
+    assert any(line.startswith("rumpnet 64 B flat out") for line in lines)
+    assert any(line.strip().startswith("b/a") for line in lines)
+    for what in report["skipped"]:
+        assert any(line.startswith(f"skipped {what}: ") for line in lines)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="namespaces are made only when the benchmark runs as root")
+def test_namespaces_removed(report):
+    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert "rumpnet-bench" not in names
+
+
+def test_kernel_figures_need_root(monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert "root" in bench.linux_unavailable()
