@@ -23,7 +23,7 @@ from .if_shmif import ShmifInterface
 from .ifnet import IFF_UP, InterfaceAddress, InterfaceError
 from .route import Route, RouteTable
 from .sockets import SOCK_DGRAM, SOCK_RAW, RawSocket
-from .sysctl import Sysctl, SysctlError
+from .sysctl import Sysctl
 
 DRIVERS = {"shmif": ShmifInterface}
 _IFNAME = re.compile(r"^([a-z]+)(\d+)$")
@@ -48,10 +48,7 @@ class Node:
         self.default_capenable = capenable
         self.protocols, settings = profile.load(stack)
         for name, value in settings.items():
-            try:
-                self.sysctl.set(name, value)
-            except SysctlError as e:
-                raise profile.ProfileError(f"stack {stack}: {e}") from None
+            self.sysctl.set(name, value)
 
     # -- time and identity ---------------------------------------------------------
 

@@ -4,6 +4,8 @@ import tomllib
 from importlib import resources
 from pathlib import Path
 
+from .sysctl import Sysctl, SysctlError
+
 REQUIRED = {"ether", "arp", "ip"}
 OPTIONAL = {"icmp", "udp"}
 
@@ -39,4 +41,10 @@ def load(name_or_path):
     sysctl = data.get("sysctl", {})
     if not isinstance(sysctl, dict):
         raise ProfileError(f"{source}: [sysctl] must be a table")
+    check = Sysctl()
+    for name, value in sysctl.items():
+        try:
+            check.set(name, value)
+        except SysctlError as e:
+            raise ProfileError(f"{source}: {e}") from None
     return protocols, sysctl

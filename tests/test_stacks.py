@@ -45,6 +45,14 @@ def test_bad_profiles_refused(workdir, text, message):
     assert not (workdir / "x.sock").exists()
 
 
+def test_bad_profile_refused_in_the_foreground_too(workdir):
+    path = workdir / "bad.toml"
+    path.write_text('protocols = ["ether", "arp", "ip"]\n[sysctl]\n"net.inet.ip.ttl" = 999')
+    done = run("server", "-f", "-s", str(path), f"unix://{workdir}/x.sock")
+    assert done.returncode == 1
+    assert done.stderr == f"rumpnet server: {path}: net.inet.ip.ttl: 999 is out of range (1 to 255)\n"
+
+
 def test_unknown_profile_name(workdir):
     done = run("server", "-s", "switch", f"unix://{workdir}/x.sock")
     assert done.returncode == 1 and "no such stack profile (known: host, minimal, router)" in done.stderr

@@ -20,7 +20,8 @@ def kind(destination):
 
 
 def format_route(address, route):
-    lines = [f"   route to: {address}", f"destination: {route['destination']}"]
+    destination = "default" if route["destination"] == "0.0.0.0/0" else route["destination"]
+    lines = [f"   route to: {address}", f"destination: {destination}"]
     if route["gateway"]:
         lines.append(f"    gateway: {route['gateway']}")
     lines += [f"  interface: {route['interface']}", f"      flags: <{route['flags']}>"]
