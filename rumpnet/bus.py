@@ -172,23 +172,34 @@ class Bus:
         """Take the bus lock: compare-and-swap 0 -> 1, as libshmif does.
 
         libshmif spins 1000 times, then sleeps 1 ms, forever. A holder killed
-        with the lock would stop the bus for good, so a lock seen held at every
-        try for LOCK_STEAL_AFTER seconds is taken over: no live holder, rumpnet
-        or libshmif, keeps it for more than microseconds.
+        with the lock would stop the bus for good, so a lock held for
+        LOCK_STEAL_AFTER seconds while the ring does not move is taken over:
+        no live holder, rumpnet or libshmif, keeps it for more than
+        microseconds. Any change of `last` or the generation meanwhile shows
+        a live writer (perhaps one that took the lock over itself) and starts
+        the wait again, so two waiters do not both take it.
         """
         if self.try_lock():
             return
         spins = 0
+        progress = self._progress()
         deadline = time.monotonic() + LOCK_STEAL_AFTER
         while not self.try_lock():
             spins += 1
             if spins > 1000:
                 time.sleep(0.001)
                 spins = 0
-                if time.monotonic() > deadline:
+                now = time.monotonic()
+                if self._progress() != progress:
+                    progress = self._progress()
+                    deadline = now + LOCK_STEAL_AFTER
+                elif now > deadline:
                     _xchg32(self._lockaddr, 1, _SEQ_CST)
                     self.locks_stolen += 1
                     return
+
+    def _progress(self):
+        return _GEN_FIRST_LAST.unpack_from(self.mem, _GEN)
 
     def unlock(self):
         _xchg32(self._lockaddr, 0, _SEQ_CST)

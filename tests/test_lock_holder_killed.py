@@ -73,3 +73,32 @@ def test_node_killed_mid_traffic_does_not_stop_the_others(nodes, bus):
     flood.wait(timeout=10)
     done = a.run("ping", "-c", "3", "-i", "0.2", "10.0.0.2")
     assert done.returncode == 0 and "3 packets received" in done.stdout
+
+
+HOLD_LOCK_AND_WRITE = """
+import struct, sys, time
+from rumpnet.bus import Bus
+bus = Bus(sys.argv[1])
+bus.lock()
+print("locked", flush=True)
+for i in range(15):  # a slow but live writer: `last` moves every 100 ms
+    time.sleep(0.1)
+    struct.pack_into("=I", bus.mem, 20, 24 * (i + 1))
+bus.unlock()
+"""
+
+
+def test_a_live_holder_is_not_robbed(tmp_path):
+    """Only a lock held while the ring stands still is taken over."""
+    path = str(tmp_path / "bus")
+    Bus(path).close()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK_AND_WRITE, path], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        started = time.monotonic()
+        with Bus(path) as bus:
+            waited = time.monotonic() - started
+            assert bus.locks_stolen == 0
+            assert waited >= 1.2  # it waited for the holder's unlock, well past LOCK_STEAL_AFTER
+    finally:
+        holder.wait(timeout=10)
