@@ -52,10 +52,11 @@ class RemoteNode:
         self._pending[request_id] = (event, box)
         try:
             await self.messages.send({"id": request_id, "call": call_name, "args": args}, data)
+            await event.wait()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self._pending.pop(request_id, None)
             raise NodeUnreachable(f"{self.url}: the node went away") from None
-        await event.wait()
+        finally:
+            self._pending.pop(request_id, None)  # answered, failed or cancelled: nobody waits any more
         if not box or box[0] is None:
             raise NodeUnreachable(f"{self.url}: the node went away")
         header, out = box[0]
