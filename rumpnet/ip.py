@@ -6,7 +6,6 @@ tenth of that); dpkt reads the same bytes in the tests as an independent check.
 """
 
 import errno
-import ipaddress
 import struct
 from typing import NamedTuple
 
@@ -162,6 +161,3 @@ def loopback_marks():
     """A packet to ourselves never crossed a wire: its sums count as checked."""
     return CSUM_IP_CHECKED | CSUM_L4_CHECKED
 
-
-def format_address(packed):
-    return str(ipaddress.IPv4Address(packed))

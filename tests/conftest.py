@@ -2,11 +2,12 @@ import os
 import pathlib
 import pwd
 import shutil
+import subprocess
 import tempfile
 
 import pytest
 
-from rumpnet.testing import NodeProcess, can_drop_privileges
+from rumpnet.testing import NodeProcess, as_user, can_drop_privileges, rumpnet_command
 
 UNPRIVILEGED = "nobody"
 
@@ -64,3 +65,29 @@ def pair(nodes, bus):
 def need_tool(name):
     if shutil.which(name) is None:
         pytest.skip(f"{name} is not installed (.ci/run installs it)")
+
+
+@pytest.fixture
+def background(user):
+    """start(node, *args, stdin=...) runs `rumpnet ARGS` against node without waiting; all are stopped after."""
+    started = []
+
+    def start(node, *args, stdin=subprocess.DEVNULL):
+        argv = rumpnet_command(*args)
+        proc = subprocess.Popen(as_user(argv, user) if user else argv, env={**os.environ, "RUMP_SERVER": node.url},
+                                stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdin, proc.stdout, proc.stderr):
+            if stream:
+                stream.close()

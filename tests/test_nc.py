@@ -7,33 +7,6 @@ import time
 
 import pytest
 
-from rumpnet.testing import as_user, rumpnet_command
-
-
-@pytest.fixture
-def background(user):
-    """start(node, *args, stdin=...) runs `rumpnet ARGS` against node without waiting; all are stopped after."""
-    started = []
-
-    def start(node, *args, stdin=subprocess.DEVNULL):
-        argv = rumpnet_command(*args)
-        proc = subprocess.Popen(as_user(argv, user) if user else argv, env={**os.environ, "RUMP_SERVER": node.url},
-                                stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        for stream in (proc.stdin, proc.stdout, proc.stderr):
-            if stream:
-                stream.close()
 
 
 def read_until(stream, wanted, timeout=10.0):

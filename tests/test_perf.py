@@ -11,7 +11,7 @@ from rumpnet.cli.common import Usage
 from rumpnet.cli.perf import format_bits, format_bytes, parse_rate
 from rumpnet.testing import open_pair
 
-from test_nc import background, one_line_error, read_until, wait_bound  # noqa: F401 (background is a fixture)
+from test_nc import one_line_error, read_until, wait_bound
 
 SENT = re.compile(r"^\[  1\] Sent (\d+) datagrams \((\d+) datagrams/sec\)$", re.M)
 RESULT = re.compile(r"^\[ +1\] +0\.0- *[\d.]+ sec +[\d.]+ \w+ +[\d.]+ \w+/sec +([\d.]+) ms +(\d+)/ *(\d+) "
