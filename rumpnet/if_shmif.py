@@ -115,12 +115,12 @@ class ShmifInterface(Interface):
         if len(frame) < shmbus.MIN_FRAME:
             self.stats.shmif["runt"] += 1
             return
-        if len(frame) > shmbus.MAX_FRAME:
-            self.stats.shmif["oversized"] += 1
-            self.counters.ierrors += 1
-            return
         dst = frame[:6]
         if dst != self.mac and not dst[0] & 1:
+            return
+        if len(frame) > shmbus.MAX_FRAME:  # only counted by the node it was meant for
+            self.stats.shmif["oversized"] += 1
+            self.counters.ierrors += 1
             return
         self.counters.ipackets += 1
         self.counters.ibytes += len(frame)
