@@ -61,12 +61,16 @@ class ArpTable:
         self.node.ether_output(ifp, BROADCAST_MAC, ETHERTYPE_ARP,
                                arp_packet(ARPOP_REQUEST, ifp.mac, address, b"\0" * 6, address))
 
-    def resolve(self, ifp, nexthop, payload):
-        """Send an IPv4 payload to nexthop on ifp, now or once ARP has answered (arpresolve)."""
+    def resolve(self, ifp, nexthop, payload, csum_flags=0):
+        """Send an IPv4 payload to nexthop on ifp, now or once ARP has answered (arpresolve).
+
+        A held packet keeps its csum_flags: the sums it was sent without are
+        still the interface's to fill in, whatever offload says by then.
+        """
         now = self.node.now()
         entry = self.entries.get((ifp.name, nexthop))
         if entry is not None and entry.resolved and (entry.permanent or entry.expires > now):
-            self.node.ether_output(ifp, entry.mac, ETHERTYPE_IP, payload)
+            self.node.ether_output(ifp, entry.mac, ETHERTYPE_IP, payload, csum_flags)
             return
         if entry is None or entry.resolved:
             entry = self.entries[(ifp.name, nexthop)] = ArpEntry()
@@ -75,7 +79,7 @@ class ArpTable:
         if len(entry.hold) >= ARP_MAXHOLD:
             entry.hold.pop(0)
             self.node.stats.arp["hold_dropped"] += 1
-        entry.hold.append((ifp, payload))
+        entry.hold.append((ifp, payload, csum_flags))
         if entry.next_ask <= now:
             entry.asked += 1
             entry.next_ask = now + 1.0
@@ -117,8 +121,8 @@ class ArpTable:
         entry.expires = self.node.now() + self.node.sysctl["net.inet.arp.keep"]
         entry.down_until = 0.0
         held, entry.hold = entry.hold, []
-        for out_ifp, payload in held:
-            self.node.ether_output(out_ifp, mac, ETHERTYPE_IP, payload)
+        for out_ifp, payload, csum_flags in held:
+            self.node.ether_output(out_ifp, mac, ETHERTYPE_IP, payload, csum_flags)
 
     def input(self, ifp, packet):
         """arpintr/in_arpinput: learn the sender, answer requests for our addresses."""

@@ -29,6 +29,7 @@ def ether_input(node, ifp, frame, csum_marks):
         ifp.counters.iqdrops += 1
 
 
-def ether_output(node, ifp, dst_mac, ethertype, payload):
+def ether_output(node, ifp, dst_mac, ethertype, payload, csum_flags=0):
+    """Frame a payload and hand it to the driver, with the sums (M_CSUM_*) the driver must fill in."""
     node.stats.ether["output"] += 1
-    ifp.output(ether_frame(dst_mac, ifp.mac, ethertype, payload))
+    ifp.output(ether_frame(dst_mac, ifp.mac, ethertype, payload), csum_flags)

@@ -137,13 +137,14 @@ class ShmifInterface(Interface):
 
     # -- output ----------------------------------------------------------------
 
-    def output(self, frame):
-        """Put one Ethernet frame on the bus; wake the readers now or at the batch's end."""
+    def output(self, frame, csum_flags=0):
+        """Put one Ethernet frame on the bus, with the sums the stack left to us (TX offload);
+        wake the readers now or at the batch's end."""
         if not self.running:
             self.counters.oerrors += 1
             raise InterfaceError(errno.ENETDOWN, f"{self.name} is down")
-        if self.capenable & offload.TX_BITS:
-            frame = offload.finish_tx(frame, self.capenable)
+        if csum_flags:
+            frame = offload.finish_tx(frame, csum_flags)
         self.bus.lock()
         try:
             self.cursor.append(frame, self.sender)

@@ -12,7 +12,8 @@ from typing import NamedTuple
 from .checksum import in_cksum, pseudo_header_sum
 from .ether import ETHERTYPE_IP
 from .ifnet import BROADCAST_MAC
-from .offload import CSUM_IP_BAD, CSUM_IP_CHECKED, CSUM_L4_CHECKED, IFCAP_CSUM_IPv4_Tx, IFCAP_CSUM_UDPv4_Tx
+from .offload import (CSUM_IP_BAD, CSUM_IP_CHECKED, CSUM_L4_CHECKED, IFCAP_CSUM_IPv4_Tx, IFCAP_CSUM_UDPv4_Tx,
+                      M_CSUM_IPv4, M_CSUM_UDPv4)
 
 IPPROTO_ICMP = 1
 IPPROTO_UDP = 17
@@ -113,20 +114,26 @@ def ip_output(node, proto, src, dst, payload, *, ttl=None, broadcast_ok=False, u
     if total > ifp.mtu:
         stats["too_big"] += 1
         raise OSError(errno.EMSGSIZE, "Message too long")
-    if udp_checksum and not ifp.capenable & IFCAP_CSUM_UDPv4_Tx:
-        csum = in_cksum(payload, pseudo_header_sum(src, dst, IPPROTO_UDP, len(payload))) or 0xFFFF
-        payload = payload[:6] + struct.pack("!H", csum) + payload[8:]
+    csum_flags = 0  # the sums left to the interface (TX offload), told with the packet
+    if udp_checksum:
+        if ifp.capenable & IFCAP_CSUM_UDPv4_Tx:
+            csum_flags |= M_CSUM_UDPv4
+        else:
+            csum = in_cksum(payload, pseudo_header_sum(src, dst, IPPROTO_UDP, len(payload))) or 0xFFFF
+            payload = payload[:6] + struct.pack("!H", csum) + payload[8:]
     header = bytearray(IP_HEADER.pack(0x45, 0, total, node.next_ip_id(), 0, ttl, proto, 0, src, dst))
-    if not ifp.capenable & IFCAP_CSUM_IPv4_Tx:
+    if ifp.capenable & IFCAP_CSUM_IPv4_Tx:
+        csum_flags |= M_CSUM_IPv4
+    else:
         struct.pack_into("!H", header, 10, in_cksum(header))
     packet = bytes(header) + payload
     stats["output"] += 1
     if node.is_local(dst):
         node.loopback(ifp, packet)
     elif broadcast:
-        node.ether_output(ifp, BROADCAST_MAC, ETHERTYPE_IP, packet)
+        node.ether_output(ifp, BROADCAST_MAC, ETHERTYPE_IP, packet, csum_flags)
     else:
-        node.arp.resolve(ifp, nexthop, packet)
+        node.arp.resolve(ifp, nexthop, packet, csum_flags)
 
 
 def ip_forward(node, ifp, packet, hlen, ttl, dst):

@@ -102,8 +102,8 @@ class Node:
 
     # -- the output path -----------------------------------------------------------
 
-    def ether_output(self, ifp, dst_mac, ethertype, payload):
-        ether.ether_output(self, ifp, dst_mac, ethertype, payload)
+    def ether_output(self, ifp, dst_mac, ethertype, payload, csum_flags=0):
+        ether.ether_output(self, ifp, dst_mac, ethertype, payload, csum_flags)
 
     def loopback(self, ifp, packet):
         """A packet to one of our own addresses goes straight back in, as through lo0."""

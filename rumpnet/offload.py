@@ -1,10 +1,11 @@
 """Checksum offload emulation (shmif(4)): the interface, not the stack, does the sums.
 
 `capenable` holds NetBSD's IFCAP_* bits (net/if.h). With a TX bit set the stack
-leaves that checksum zero and the interface fills it in before the frame
-reaches the wire; with an RX bit set the interface verifies it and marks the
-packet, and the stack trusts the mark. Either way the frames on the wire are
-the same.
+leaves that checksum zero and says so with the packet (M_CSUM_* flags, as BSD's
+mbuf csum_flags), and the interface fills it in before the frame reaches the
+wire; a packet the stack only forwards carries no flags and is left as it came.
+With an RX bit set the interface verifies the sum and marks the packet, and the
+stack trusts the mark. Either way the frames on the wire are the same.
 """
 
 import struct
@@ -32,8 +33,7 @@ CAP_NAMES = [
     (IFCAP_CSUM_UDPv6_Rx, "UDP6CSUM_Rx"), (IFCAP_CSUM_UDPv6_Tx, "UDP6CSUM_Tx"), (IFCAP_TSOv6, "TSO6"),
 ]
 SHMIF_CAPABILITIES = 0x7FF80
-TX_BITS = 0x6AA80
-RX_BITS = 0x15500
+RX_BITS = 0x15500  # every RX bit: with none, the interface checks nothing
 
 # ifconfig keywords, as NetBSD's ifconfig(8) spells them, and the bits each sets.
 KEYWORDS = {
@@ -45,6 +45,11 @@ KEYWORDS = {
     "udp4csum-rx": IFCAP_CSUM_UDPv4_Rx, "udp4csum-tx": IFCAP_CSUM_UDPv4_Tx,
     "tso4": IFCAP_TSOv4,
 }
+
+# What the stack asks of the interface for one outgoing packet (BSD's
+# m_pkthdr.csum_flags, sys/mbuf.h): the sums it left zero.
+M_CSUM_UDPv4 = 0x02
+M_CSUM_IPv4 = 0x40
 
 # Marks the interface puts on a received packet (BSD's M_CSUM_* flags).
 CSUM_IP_CHECKED = 0x1
@@ -104,23 +109,22 @@ def _udp_datagram(frame, hlen):
     return pseudo_header_sum(frame[26:30], frame[30:34], _IPPROTO_UDP, length), datagram
 
 
-def finish_tx(frame, capenable):
-    """Fill in the checksums the stack left to this interface."""
-    if not capenable & TX_BITS:
-        return frame
+def finish_tx(frame, csum_flags):
+    """Fill in the checksums the stack left to this interface (csum_flags: M_CSUM_* bits)."""
     parts = _ipv4_parts(frame)
     if parts is None:
         return frame
     hlen, proto = parts
     out = bytearray(frame)
-    if capenable & IFCAP_CSUM_IPv4_Tx and out[24:26] == b"\0\0":
+    if csum_flags & M_CSUM_IPv4:
+        out[24:26] = b"\0\0"
         struct.pack_into("!H", out, 24, in_cksum(out[14:14 + hlen]))
-    if capenable & IFCAP_CSUM_UDPv4_Tx and proto == _IPPROTO_UDP:
+    if csum_flags & M_CSUM_UDPv4 and proto == _IPPROTO_UDP:
         udp = _udp_datagram(out, hlen)
-        field = 14 + hlen + _UDP_SUM
-        if udp is not None and out[field:field + 2] == b"\0\0":
-            pseudo, datagram = udp
-            struct.pack_into("!H", out, field, in_cksum(datagram, pseudo) or 0xFFFF)
+        if udp is not None:
+            pseudo, datagram = udp  # a copy: its sum field zeroed, as the sum is taken over
+            datagram[_UDP_SUM:_UDP_SUM + 2] = b"\0\0"
+            struct.pack_into("!H", out, 14 + hlen + _UDP_SUM, in_cksum(datagram, pseudo) or 0xFFFF)
     return bytes(out)
 
 

@@ -18,6 +18,7 @@ from rumpnet import SOCK_DGRAM, offload, open_node
 from rumpnet.testing import frames_on, inject, ping_once, run
 
 ALL, TX, RX = 0x7FF80, 0x6AA80, 0x15500  # the man page's values
+SUMS = offload.M_CSUM_IPv4 | offload.M_CSUM_UDPv4  # every sum the stack can leave to the interface
 A_IP, B_IP = "10.0.0.1", "10.0.0.2"
 CLIENT_PORT, SERVER_PORT = 40000, 7777
 FAKE_MAC = b"\x02\x00\x00\x00\x00\x99"
@@ -181,6 +182,43 @@ async def test_udp_shorter_than_its_ip_packet_is_accepted_with_rx_offload(tmp_pa
         assert b.stats.udp.get("bad_checksum", 0) == 0
 
 
+async def test_a_datagram_held_for_arp_keeps_the_sums_it_was_sent_with(tmp_path):
+    """The stack tells the interface, packet by packet, which sums it left: switching
+    TX offload off while a packet waits for ARP must not send it with zero sums."""
+    bus = str(tmp_path / "bus")
+    async with open_node(capenable=TX) as a, open_node() as b:
+        a.add_address(a.create_shmif(bus), f"{A_IP}/24")
+        b.add_address(b.create_shmif(bus), f"{B_IP}/24")
+        server, client = b.socket(SOCK_DGRAM), a.socket(SOCK_DGRAM)
+        server.bind(("0.0.0.0", SERVER_PORT))
+        await client.sendto(b"held", (B_IP, SERVER_PORT))  # no ARP entry yet: held
+        a.set_capabilities("shmif0", disable=TX)
+        assert await server.recv(timeout=5) == b"held"
+        assert b.stats.ip.get("bad_checksum", 0) == 0
+        assert all(sums_are_right(frame) for frame in frames_on(bus))
+
+
+async def test_a_router_forwards_a_datagram_without_a_checksum_as_it_came(tmp_path):
+    """TX offload sums what the router's own stack sends, never what it forwards:
+    a datagram sent without a UDP checksum (RFC 768 allows it) leaves with none."""
+    near, far = str(tmp_path / "near"), str(tmp_path / "far")
+    async with open_node(stack="router", capenable=ALL) as router, open_node() as b:
+        router.add_address(router.create_shmif(near), "10.0.0.254/24")
+        router.add_address(router.create_shmif(far), "10.0.1.254/24")
+        b.add_address(b.create_shmif(far), "10.0.1.1/24")
+        server = b.socket(SOCK_DGRAM)
+        server.bind(("0.0.0.0", SERVER_PORT))
+        datagram = struct.pack("!HHHH", CLIENT_PORT, SERVER_PORT, 8 + 5, 0) + b"no ck"
+        packet = ip_packet(datagram, 17, dst=bytes([10, 0, 1, 1]))
+        inject(near, router.interfaces["shmif0"].mac + FAKE_MAC + b"\x08\x00" + packet)
+        assert await server.recv(timeout=5) == b"no ck"
+        assert router.stats.ip["forwarded"] == 1
+        forwarded = [f for f in frames_on(far) if f[12:14] == b"\x08\x00" and f[23] == 17]
+        assert len(forwarded) == 1
+        assert forwarded[0][14 + 20:] == datagram  # the UDP checksum still zero
+        assert dpkt.in_cksum(forwarded[0][14:34]) == 0  # the IP header's sum right after the TTL's decrement
+
+
 # -- the interface's own work, frame by frame ------------------------------------------------------
 
 DATA = st.binary(max_size=300)
@@ -201,9 +239,11 @@ def zero_sums(frame, hlen):
 def test_tx_offload_fills_in_the_sums_software_would(data, options, sport, dport, trailer):
     right = udp_frame(data, sport=sport, dport=dport, dst_mac=b"\xbb" * 6, options=options, trailer=trailer)
     hlen = 20 + len(options)
-    assert offload.finish_tx(zero_sums(right, hlen), TX) == right
-    assert offload.finish_tx(right, TX) == right  # sums already there are left alone
-    assert offload.finish_tx(zero_sums(right, hlen), 0) == zero_sums(right, hlen)
+    assert offload.finish_tx(zero_sums(right, hlen), SUMS) == right
+    assert offload.finish_tx(right, SUMS) == right  # summing again gives the same sums
+    assert offload.finish_tx(zero_sums(right, hlen), 0) == zero_sums(right, hlen)  # nothing asked: left alone
+    ip_only = offload.finish_tx(zero_sums(right, hlen), offload.M_CSUM_IPv4)
+    assert ip_only == right[:UDP_SUM_AT + len(options)] + b"\0\0" + right[UDP_SUM_AT + len(options) + 2:]
 
 
 @settings(max_examples=200)
@@ -236,15 +276,16 @@ def test_rx_offload_leaves_unchecked_what_it_cannot_check():
     long_udp = bytearray(frame)
     struct.pack_into("!H", long_udp, 38, 200)  # a UDP length past the IP packet: for the stack to count
     assert offload.check_rx(bytes(long_udp), RX) == offload.CSUM_IP_CHECKED
-    assert offload.finish_tx(zero_sums(bytes(long_udp), 20), TX)[UDP_SUM_AT:UDP_SUM_AT + 2] == b"\0\0"
+    assert offload.finish_tx(zero_sums(bytes(long_udp), 20), SUMS)[UDP_SUM_AT:UDP_SUM_AT + 2] == b"\0\0"
 
 
 @settings(max_examples=500)
-@given(frame=st.binary(max_size=120), bits=st.sampled_from([ALL, TX, RX]))
-def test_offload_takes_any_bytes(frame, bits):
+@given(frame=st.binary(max_size=120), bits=st.sampled_from([ALL, TX, RX]),
+       flags=st.sampled_from([offload.M_CSUM_IPv4, offload.M_CSUM_UDPv4, SUMS]))
+def test_offload_takes_any_bytes(frame, bits, flags):
     marks = offload.check_rx(frame, bits)
     assert marks & ~(offload.CSUM_IP_CHECKED | offload.CSUM_IP_BAD | offload.CSUM_L4_CHECKED | offload.CSUM_L4_BAD) == 0
-    assert len(offload.finish_tx(frame, bits)) == len(frame)
+    assert len(offload.finish_tx(frame, flags)) == len(frame)
 
 
 # -- what ifconfig shows -----------------------------------------------------------------------------
