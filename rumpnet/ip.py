@@ -131,6 +131,7 @@ def ip_output(node, proto, src, dst, payload, *, ttl=None, broadcast_ok=False, u
     if node.is_local(dst):
         node.loopback(ifp, packet)
     elif broadcast:
+        node.loopback(ifp, packet)  # if_simloop: a SIMPLEX interface does not hear its own broadcasts
         node.ether_output(ifp, BROADCAST_MAC, ETHERTYPE_IP, packet, csum_flags)
     else:
         node.arp.resolve(ifp, nexthop, packet, csum_flags)

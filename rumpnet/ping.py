@@ -30,14 +30,16 @@ class PingStats:
     host: str
     transmitted: int = 0
     received: int = 0
+    repeats: int = 0  # duplicate replies: several answers to one request, as to a broadcast
     rtts: list = field(default_factory=list)
     scope: trio.CancelScope = field(default_factory=trio.CancelScope, repr=False)
 
     def summary(self):
         """NetBSD ping's closing lines."""
         loss = 0.0 if not self.transmitted else 100.0 * (self.transmitted - self.received) / self.transmitted
+        dups = f"+{self.repeats} duplicates, " if self.repeats else ""
         lines = [f"----{self.host} PING Statistics----",
-                 f"{self.transmitted} packets transmitted, {self.received} packets received, {loss:.1f}% packet loss"]
+                 f"{self.transmitted} packets transmitted, {self.received} packets received, {dups}{loss:.1f}% packet loss"]
         if self.rtts:
             ms = [r * 1000 for r in self.rtts]
             avg = sum(ms) / len(ms)
@@ -146,10 +148,12 @@ async def _exchange(sock, host, ident, stats, count, interval, size, deadline, f
         rtt = (time.perf_counter_ns() - extra) / 1e9 if extra is not None else None
         duplicate = seq in seen
         seen.add(seq)
-        if not duplicate:
+        if duplicate:
+            stats.repeats += 1
+        else:
             stats.received += 1
-            if rtt is not None:  # with fewer than 8 data bytes there is no timestamp (as in ping -s 0)
-                stats.rtts.append(rtt)
+        if rtt is not None:  # with fewer than 8 data bytes there is no timestamp (as in ping -s 0)
+            stats.rtts.append(rtt)  # duplicates too, as NetBSD's round-trip figures count them
         if flood:
             next_send = min(next_send, clock())  # a reply lets the next request go at once
             if not quiet:

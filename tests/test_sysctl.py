@@ -43,6 +43,23 @@ def test_broadcast_echo_follows_bmcastecho(pair):
     assert "64 bytes from 10.0.0.2: icmp_seq=0 ttl=255" in done.stdout
 
 
+def test_broadcast_ping_hears_every_answering_node_the_pinger_included(pair):
+    """The pinging node loops its own broadcast back (BSD's if_simloop): its reply comes
+    first, the other node's counts as a duplicate, as NetBSD's ping counts it."""
+    a, b = pair
+    for node in (a, b):
+        node.run("sysctl", "-w", "net.inet.icmp.bmcastecho=1")
+    done = a.run("ping", "-w", "1.5", "-i", "0.5", "10.0.0.255")
+    assert done.returncode == 0
+    lines = done.stdout.splitlines()
+    assert lines[1].startswith("64 bytes from 10.0.0.1: icmp_seq=0 ttl=255 time=")
+    assert "64 bytes from 10.0.0.2: icmp_seq=0 ttl=255 time=" in done.stdout
+    mine = [line for line in lines if line.startswith("64 bytes from 10.0.0.1")]
+    theirs = [line for line in lines if line.startswith("64 bytes from 10.0.0.2")]
+    assert not any("DUP!" in line for line in mine) and all(line.endswith(" ms (DUP!)") for line in theirs)
+    assert f"{len(mine)} packets received, +{len(theirs)} duplicates, 0.0% packet loss" in done.stdout
+
+
 async def test_ip_ttl_sets_outgoing_ttl(pair, bus):
     """A socket without IP_TTL sends with net.inet.ip.ttl; echo replies go out with MAXTTL, as in NetBSD."""
     a, b = pair

@@ -237,6 +237,24 @@ async def test_broadcast_needs_so_broadcast_and_reaches_wildcard_sockets_only(tw
     assert a.stats.udp["no_port_broadcast"] == 1 and a.stats.icmp["errors_sent"] == 0
 
 
+async def test_a_broadcast_reaches_the_senders_own_sockets_too(two):
+    """shmif cannot hear itself (IFF_SIMPLEX), so the stack loops a copy of each
+    broadcast back in, as BSD's if_simloop and Linux do: once, not from the bus."""
+    a, b, bus = two
+    theirs, mine = a.socket(SOCK_DGRAM), b.socket(SOCK_DGRAM)
+    theirs.bind(("0.0.0.0", 9000))
+    mine.bind(("0.0.0.0", 9000))
+    mine.setsockopt("SO_BROADCAST", 1)
+    await mine.sendto(b"to all", ("10.0.0.255", 9000))
+    await mine.sendto(b"to everyone", ("255.255.255.255", 9000))
+    for sock in (theirs, mine):
+        assert await sock.recvfrom(timeout=5) == (b"to all", ("10.0.0.2", 9000))
+        assert (await sock.recvfrom(timeout=5))[0] == b"to everyone"
+        with pytest.raises(OSError):
+            await sock.recvfrom(timeout=0.1)
+    assert [u.data for _, u in udp_frames(bus)] == [b"to all", b"to everyone"]  # the bus carries each once
+
+
 async def test_recvfrom_works_with_trio_timeouts_and_its_own(two):
     a, _, _ = two
     sock = a.socket(SOCK_DGRAM)
