@@ -54,6 +54,7 @@ DESCRIPTIONS = {
         ("unreach_received", "destination unreachable received"),
         ("errors_sent", "error messages sent"),
         ("error_not_sent", "errors not sent in reply to an error or broadcast"),
+        ("rate_limited", "errors not sent because of the rate limit"),
         ("output", "messages sent"),
     ],
     "udp": [

@@ -66,6 +66,27 @@ def _notify(node, message, error):
     node.udp_notify(inner[12:16], sport, inner[16:20], dport, error)
 
 
+class ErrorRate:
+    """At most net.inet.icmp.errppslimit errors a second (BSD's ppsratecheck; negative: no limit).
+
+    A flood to a closed port would otherwise draw one error per datagram.
+    """
+
+    def __init__(self):
+        self.window_start = None
+        self.sent_in_window = 0
+
+    def allows(self, limit, now):
+        if limit < 0:
+            return True
+        if self.window_start is None or now - self.window_start >= 1.0:
+            self.window_start, self.sent_in_window = now, 0
+        if self.sent_in_window >= limit:
+            return False
+        self.sent_in_window += 1
+        return True
+
+
 def icmp_error(node, packet, header, icmp_type, code):
     """Answer a packet with an ICMP error, never about an error, a broadcast or a later fragment."""
     stats = node.stats.icmp
@@ -75,6 +96,9 @@ def icmp_error(node, packet, header, icmp_type, code):
         return
     if header.proto == IPPROTO_ICMP and len(packet) > header.hlen and packet[header.hlen] in ICMP_ERROR_TYPES:
         stats["error_not_sent"] += 1
+        return
+    if not node.icmp_error_rate.allows(node.sysctl["net.inet.icmp.errppslimit"], node.now()):
+        stats["rate_limited"] += 1
         return
     quote = packet[:header.hlen + 8]
     src = header.dst if node.is_local(header.dst) else None

@@ -39,6 +39,7 @@ class Node:
         self.arp = arp.ArpTable(self)
         self.udp = udp.UdpTable(self)
         self.raw_sockets = []
+        self.icmp_error_rate = icmp.ErrorRate()
         self.sysctl = Sysctl()
         self.stats = Counters()
         self.halted = trio.Event()

@@ -161,6 +161,23 @@ def test_netstat_s_counts_each_drop_reason(nodes, bus, make, raised):
     assert after["ether"]["input"] == before["ether"]["input"] + 1
 
 
+def test_icmp_errors_are_rate_limited_as_errppslimit_says(nodes, bus):
+    """A burst to closed ports draws at most net.inet.icmp.errppslimit errors a second (NetBSD's
+    ppsratecheck); the rest are counted, and -1 lifts the limit."""
+    b = nodes("b")
+    b.attach(bus, "10.0.0.2/24")
+    assert b.run("sysctl", "-n", "net.inet.icmp.errppslimit").stdout == "100\n"
+    assert b.run("sysctl", "-w", "net.inet.icmp.errppslimit=10").returncode == 0
+    burst = [mac_of(b) + FAKE + b"\x08\x00" + udp(7000 + i) for i in range(30)]
+    inject(bus, *burst)
+    after = eventually(lambda: (now := netstat_s(b))["udp"]["no_port"] == 30 and now)
+    assert (after["icmp"]["errors_sent"], after["icmp"]["rate_limited"]) == (10, 20)
+    assert b.run("sysctl", "-w", "net.inet.icmp.errppslimit=-1").returncode == 0
+    inject(bus, *burst)
+    after = eventually(lambda: (now := netstat_s(b))["udp"]["no_port"] == 60 and now)
+    assert (after["icmp"]["errors_sent"], after["icmp"]["rate_limited"]) == (40, 20)
+
+
 # -- netstat -i and ifconfig -v --------------------------------------------------------------------
 
 COLUMNS = ["Name", "Mtu", "Network", "Address", "Ipkts", "Ierrs", "Opkts", "Oerrs", "Colls"]
