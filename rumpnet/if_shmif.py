@@ -39,6 +39,7 @@ class ShmifInterface(Interface):
         self._deferred = 0
         self._dirty = False
         self._receiver = None
+        self._noted = (0, 0, 0)  # the bus events already added to the node's counters
 
     # -- the link ------------------------------------------------------------
 
@@ -61,7 +62,6 @@ class ShmifInterface(Interface):
             bus.close()
             raise InterfaceError(e.errno, str(e)) from None
         self.bus, self.watch = bus, watch
-        self.cursor = shmbus.Cursor(bus)
 
     def detach(self):
         self.stop()
@@ -79,6 +79,7 @@ class ShmifInterface(Interface):
         if self.running:
             return
         self.flags |= IFF_RUNNING
+        self._noted = (0, 0, self.bus.locks_stolen)  # a new cursor has seen nothing yet
         self.cursor = shmbus.Cursor(self.bus)
         self._receiver = trio.CancelScope()
         nursery.start_soon(self._receive_loop, ether_input, self._receiver)
@@ -130,10 +131,12 @@ class ShmifInterface(Interface):
         ether_input(self, frame, offload.check_rx(frame, capenable) if capenable & offload.RX_BITS else 0)
 
     def _note_bus_events(self):
+        """Add what the bus code counted since last time: the counters are the node's, for every bus."""
+        now = self.cursor.laps, self.cursor.corrupt, self.bus.locks_stolen
         shmif = self.stats.shmif
-        shmif["bus_laps"] = self.cursor.laps
-        shmif["bus_corrupt"] = self.cursor.corrupt
-        shmif["locks_stolen"] = self.bus.locks_stolen
+        for name, new, old in zip(("bus_laps", "bus_corrupt", "locks_stolen"), now, self._noted):
+            shmif[name] += new - old
+        self._noted = now
 
     # -- output ----------------------------------------------------------------
 

@@ -67,7 +67,7 @@ def ip_input(node, ifp, packet, marks, link_multicast):
     if src[0] >= 224 or src == INADDR_BROADCAST:
         stats["bad_source"] += 1
         return
-    broadcast = dst == INADDR_BROADCAST or ifp.is_broadcast(dst)
+    broadcast = ifp.is_broadcast(dst)
     if not broadcast and not node.is_local(dst):
         if node.sysctl["net.inet.ip.forwarding"] and not link_multicast:
             ip_forward(node, ifp, packet, hlen, ttl, dst)
@@ -107,7 +107,7 @@ def ip_output(node, proto, src, dst, payload, *, ttl=None, broadcast_ok=False, u
         raise OSError(errno.ENETDOWN, "Network is down")
     if src is None or src == INADDR_ANY:
         src = node.source_for(ifp, dst)
-    broadcast = dst == INADDR_BROADCAST or ifp.is_broadcast(dst)
+    broadcast = ifp.is_broadcast(dst)
     if broadcast and not broadcast_ok:
         raise OSError(errno.EACCES, "Permission denied")
     total = IP_HEADER.size + len(payload)

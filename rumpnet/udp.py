@@ -169,12 +169,12 @@ def udp_input(node, ifp, header, packet, marks):
         stats["bad_length"] += 1
         return
     datagram = datagram[:length]
-    if checksum == 0:
-        stats["no_checksum"] += 1
-    elif marks & CSUM_L4_CHECKED:
+    if marks & CSUM_L4_CHECKED:  # by the interface, or never on a wire (loopback)
         if marks & CSUM_L4_BAD:
             stats["bad_checksum"] += 1
             return
+    elif checksum == 0:
+        stats["no_checksum"] += 1
     elif in_cksum(datagram, pseudo_header_sum(header.src, header.dst, IPPROTO_UDP, length)) != 0:
         stats["bad_checksum"] += 1
         return

@@ -178,6 +178,33 @@ def test_icmp_errors_are_rate_limited_as_errppslimit_says(nodes, bus):
     assert (after["icmp"]["errors_sent"], after["icmp"]["rate_limited"]) == (40, 20)
 
 
+async def test_bus_events_of_every_interface_add_up(tmp_path):
+    """The shmif counters are the node's: a lap seen on one bus is not forgotten when
+    another interface, on a bus that was never lapped, reads its next frame."""
+    import trio
+
+    from rumpnet import open_node
+    from rumpnet.bus import BUS_SIZE
+
+    lapped, quiet = str(tmp_path / "lapped"), str(tmp_path / "quiet")
+    async with open_node(stack="router") as node:
+        node.add_address(node.create_shmif(lapped), "10.0.0.254/24")
+        node.add_address(node.create_shmif(quiet), "10.0.1.254/24")
+        await trio.sleep(0.1)
+        frame = BROADCAST + FAKE + b"\x88\xb5" + bytes(1500)
+        inject(lapped, *[frame] * (2 * BUS_SIZE // len(frame)))  # twice round the ring before the node reads
+        with trio.fail_after(5):
+            while not node.stats.shmif["bus_laps"]:
+                await trio.sleep(0.01)
+        laps = node.stats.shmif["bus_laps"]
+        seen = node.interfaces["shmif1"].counters.ipackets
+        inject(quiet, frame)
+        with trio.fail_after(5):
+            while node.interfaces["shmif1"].counters.ipackets == seen:
+                await trio.sleep(0.01)
+        assert node.stats.shmif["bus_laps"] == laps
+
+
 # -- netstat -i and ifconfig -v --------------------------------------------------------------------
 
 COLUMNS = ["Name", "Mtu", "Network", "Address", "Ipkts", "Ierrs", "Opkts", "Oerrs", "Colls"]

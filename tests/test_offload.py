@@ -182,6 +182,20 @@ async def test_udp_shorter_than_its_ip_packet_is_accepted_with_rx_offload(tmp_pa
         assert b.stats.udp.get("bad_checksum", 0) == 0
 
 
+async def test_a_datagram_to_the_node_itself_is_not_counted_as_sent_without_a_checksum(tmp_path):
+    """With TX offload the stack leaves the UDP sum to the interface; a datagram that loops
+    back (to an own address, or a broadcast's copy) never reaches it, and counts as checked."""
+    async with open_node(capenable=TX) as a:
+        a.add_address(a.create_shmif(str(tmp_path / "bus")), f"{A_IP}/24")
+        server, client = a.socket(SOCK_DGRAM), a.socket(SOCK_DGRAM)
+        server.bind(("0.0.0.0", SERVER_PORT))
+        client.setsockopt("SO_BROADCAST", 1)
+        await client.sendto(b"me", (A_IP, SERVER_PORT))
+        await client.sendto(b"all", ("10.0.0.255", SERVER_PORT))
+        assert [await server.recv(timeout=5) for _ in range(2)] == [b"me", b"all"]
+        assert a.stats.udp["no_checksum"] == 0
+
+
 async def test_a_datagram_held_for_arp_keeps_the_sums_it_was_sent_with(tmp_path):
     """The stack tells the interface, packet by packet, which sums it left: switching
     TX offload off while a packet waits for ARP must not send it with zero sums."""
