@@ -15,12 +15,10 @@ or talk to a node running in another process (`rumpnet server URL`) with
 from .bus import Bus, BusError, BusHeader, Cursor, create
 from .client import NodeUnreachable, RemoteNode, RemoteSocket, connect
 from .ifnet import InterfaceError
+from .ip import IPPROTO_ICMP, IPPROTO_UDP
 from .node import Node, open_node
 from .ping import PingStats, ping
 from .sockets import SOCK_DGRAM, SOCK_RAW
-
-IPPROTO_ICMP = 1
-IPPROTO_UDP = 17
 
 __all__ = [
     "Bus", "BusError", "BusHeader", "Cursor", "create",

@@ -39,15 +39,16 @@ from dataclasses import dataclass
 
 import trio
 
-from .bus import Bus, Cursor
+from .bus import Bus, Cursor, new_sender
 from .client import connect
 from .inotify import ModifyWatch
+from .ip import IPPROTO_ICMP
 from .node import open_node
+from .protocol import parse_url
 from .ping import ping
 from .sockets import SOCK_DGRAM, SOCK_RAW
 
 PING_FRAME = 98  # a 56-byte ping on the wire: Ethernet 14 + IPv4 20 + ICMP 8 + 56
-IPPROTO_ICMP = 1
 UDP_PORT = 5001
 UDP_SIZES = (64, 1400)
 MARK = 0xFFFFFFFFFFFFFFFF  # sequence number of the warm-up datagram that resolves ARP
@@ -160,7 +161,7 @@ async def helper(role, spec, netns=None):
 @asynccontextmanager
 async def node_process(url):
     """A `rumpnet server -f` node; yields a control-socket client once it answers."""
-    path = url[len("unix://"):]
+    path = parse_url(url)
     command = [sys.executable, "-m", "rumpnet", "server", "-f", url]
     async with _process(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
         with _within(15, f"starting the node at {url}"):
@@ -211,7 +212,7 @@ async def bus_round_trip(workdir, count, interval):
     """(a): this process and a bouncer pass a ping-sized frame to and fro on a bus file, no stack."""
     path = os.path.join(workdir, "bare-bus")
     limit = count * interval + 10
-    sender = int.from_bytes(os.urandom(8), "little")
+    sender = new_sender()
     with Bus(path) as bus:
         watch = ModifyWatch(path)
         try:
@@ -243,7 +244,7 @@ async def _bounce(spec):
         watch = ModifyWatch(spec["bus"])
         try:
             cursor = Cursor(bus)
-            sender = int.from_bytes(os.urandom(8), "little")
+            sender = new_sender()
             _emit({"ready": True})
             with trio.move_on_after(spec["seconds"]):
                 while True:

@@ -451,10 +451,15 @@ def _nolock():
     yield
 
 
+def new_sender():
+    """A random 64-bit sender id, as libshmif gives each interface: readers skip their own frames by it."""
+    return struct.unpack("=Q", os.urandom(8))[0]
+
+
 def create(path):
     """Create (or open) a bus file and return it open; the Python counterpart of rump_pub_shmif_create's bus."""
     return Bus(path)
 
 
-__all__ = ["Bus", "BusError", "BusHeader", "Cursor", "Record", "create", "check_header",
+__all__ = ["Bus", "BusError", "BusHeader", "Cursor", "Record", "create", "new_sender", "check_header",
            "MAGIC", "VERSION", "BUS_SIZE", "DATA_SIZE", "MAX_FRAME", "MIN_FRAME"]

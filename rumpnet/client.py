@@ -20,12 +20,11 @@ class NodeUnreachable(Exception):
 
 
 class RemoteNode:
-    def __init__(self, url, messages, nursery):
+    def __init__(self, url, messages):
         self.url = url
         self.messages = messages
         self._ids = itertools.count(1)
         self._pending = {}
-        self.nursery = nursery
 
     async def _reader(self):
         try:
@@ -129,7 +128,7 @@ async def connect(url=None):
             if e.errno in (errno.ENOENT, errno.ECONNREFUSED) else ""
         raise NodeUnreachable(f"{url}: cannot connect: {e.strerror}{hint}") from None
     async with stream, trio.open_nursery() as nursery:
-        remote = RemoteNode(url, MessageStream(stream), nursery)
+        remote = RemoteNode(url, MessageStream(stream))
         nursery.start_soon(remote._reader)
         try:
             yield remote

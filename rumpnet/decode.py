@@ -17,20 +17,19 @@ import time
 
 import dpkt
 
+from .ether import ETHERTYPE_ARP, ETHERTYPE_IP
+from .ip import IPPROTO_ICMP, IPPROTO_UDP
+
 ETHER_HEADER = struct.Struct("!6s6sH")
-ETHERTYPES = {0x0800: "IPv4", 0x0806: "ARP", 0x8035: "Reverse ARP", 0x8100: "802.1Q", 0x86DD: "IPv6",
+ETHERTYPES = {ETHERTYPE_IP: "IPv4", ETHERTYPE_ARP: "ARP", 0x8035: "Reverse ARP", 0x8100: "802.1Q", 0x86DD: "IPv6",
               0x88CC: "LLDP"}
-ETHERTYPE_IP = 0x0800
-ETHERTYPE_ARP = 0x0806
 ETHERMIN_TYPE = 0x0600  # a smaller value is an IEEE 802.3 length, not a type
 
 IP_MIN_HEADER = 20
 UDP_HEADER = 8
 TCP_MIN_HEADER = 20
 ICMP_MIN_HEADER = 8
-IPPROTO_ICMP = 1
 IPPROTO_TCP = 6
-IPPROTO_UDP = 17
 
 # (letter, bit) in the order tcpdump prints TCP flags.
 TCP_FLAGS = [("F", 0x01), ("S", 0x02), ("R", 0x04), ("P", 0x08), (".", 0x10), ("U", 0x20), ("E", 0x40),

@@ -8,7 +8,6 @@ the frames the batch made the node send.
 
 import errno
 import os
-import struct
 
 import trio
 
@@ -31,7 +30,7 @@ class ShmifInterface(Interface):
 
     def __init__(self, name, stats):
         super().__init__(name=name, mac=random_mac(), capabilities=offload.SHMIF_CAPABILITIES)
-        self.sender = struct.unpack("=Q", os.urandom(8))[0]
+        self.sender = shmbus.new_sender()
         self.stats = stats
         self.bus = None
         self.cursor = None

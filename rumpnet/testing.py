@@ -16,7 +16,6 @@ import tempfile
 import time
 from contextlib import asynccontextmanager
 
-import dpkt
 
 from .bus import Bus
 from .node import open_node
@@ -147,10 +146,6 @@ def can_drop_privileges():
 
 
 # -- frames and the bus --------------------------------------------------------------
-
-def ether(dst, src, ethertype, payload):
-    return bytes(dpkt.ethernet.Ethernet(dst=dst, src=src, type=ethertype, data=payload))
-
 
 def inject(bus_path, *frames, sender=0x5EED):
     """Write raw frames onto a bus, with the lock and a wake-up, as another node would."""

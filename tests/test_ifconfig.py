@@ -71,10 +71,11 @@ def test_list_and_all(nodes, bus):
     (["shmif0", "create", "inet", "10.0.0.1/24", "netmask", "255.0.0.0"], "not both"),
     (["shmif0", "create", "inet", "10.0.0.1", "netmask", "banana"], "not a netmask"),
     (["shmif0", "create", "linkstr"], "linkstr needs a value"),
+    (["shmif0", "create", "-linkstr"], "-linkstr: destroy the interface to leave its bus"),
     (["tun0", "create"], "cannot create"),
     (["-z"], "unknown option"),
 ], ids=["keyword", "bad-address", "missing-address", "mask-twice", "bad-netmask", "missing-path",
-        "unknown-kind", "unknown-option"])
+        "leave-bus", "unknown-kind", "unknown-option"])
 def test_bad_words_change_nothing(nodes, words, message):
     a = nodes("a")
     done = a.run("ifconfig", *words)

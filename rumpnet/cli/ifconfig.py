@@ -40,8 +40,10 @@ def parse_operations(words):
 
     while i < len(words):
         word = words[i]
-        if word in ("create", "destroy", "up", "down", "delete", "-linkstr"):
+        if word in ("create", "destroy", "up", "down", "delete"):
             ops.append((word, {}))
+        elif word == "-linkstr":
+            raise Usage("-linkstr: destroy the interface to leave its bus")
         elif word == "linkstr":
             ops.append(("linkstr", {"path": os.path.abspath(operand(word))}))
             i += 1
@@ -86,8 +88,6 @@ async def apply(node, name, ops):
                 await node.call("if_destroy", name=name)
             elif call == "linkstr":
                 await node.call("if_linkstr", name=name, path=args["path"])
-            elif call == "-linkstr":
-                raise OSError(22, "-linkstr: destroy the interface to leave its bus")
             elif call == "inet":
                 await node.call("if_address", name=name, **args)
             elif call == "delete":

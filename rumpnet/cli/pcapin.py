@@ -10,11 +10,8 @@ file that is cut short, not Ethernet, or holds a frame no shmif bus may carry
 leaves the bus untouched.
 """
 
-import os
-import struct
-
 from .. import pcap
-from ..bus import MAX_FRAME, MIN_FRAME, Bus, BusError
+from ..bus import MAX_FRAME, MIN_FRAME, Bus, BusError, new_sender
 from .common import Parser, fail
 
 BATCH = 64  # frames per lock hold and wake-up, as a node's receive batch
@@ -56,7 +53,7 @@ def main(argv, server):
         return fail("pcapin", str(e))
     except OSError as e:
         return fail("pcapin", f"{args.busfile}: {e.strerror}")
-    sender = struct.unpack("=Q", os.urandom(8))[0]  # a sender of its own: no node skips these as its own
+    sender = new_sender()  # a sender of its own: no node skips these as its own
     with bus:
         for start in range(0, len(frames), BATCH):
             bus.send(frames[start:start + BATCH], sender)

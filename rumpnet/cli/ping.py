@@ -9,12 +9,10 @@ import sys
 
 import trio
 
+from ..ip import IPPROTO_ICMP, MAXTTL
 from ..ping import PingStats, ping
 from ..sockets import SOCK_RAW
 from .common import Parser, Usage, run_client
-
-IPPROTO_ICMP = 1
-MAXTTL = 255
 
 
 def positive(kind, low, high=None):
@@ -36,7 +34,7 @@ def main(argv, server):
     parser.add_argument("-i", dest="wait", type=positive(float, 0.001), default=1.0,
                         help="seconds between packets (default 1)")
     parser.add_argument("-s", dest="size", type=positive(int, 0, 1472), default=56, help="data bytes (default 56)")
-    parser.add_argument("-T", dest="ttl", type=positive(int, 1, 255), help="time to live of the requests")
+    parser.add_argument("-T", dest="ttl", type=positive(int, 1, MAXTTL), help="time to live of the requests")
     parser.add_argument("-w", dest="deadline", type=positive(float, 0.001), help="stop after DEADLINE seconds")
     parser.add_argument("-f", dest="flood", action="store_true", help="flood: a dot per request, a backspace per reply")
     parser.add_argument("-q", dest="quiet", action="store_true", help="print the summary only")
