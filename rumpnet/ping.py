@@ -81,20 +81,22 @@ def parse_reply(packet, ident):
 
 
 async def ping(sock, host, *, count=0, interval=1.0, size=56, deadline=None, flood=False, quiet=False,
-               out=print, clock=time.perf_counter, stats=None):
+               summary_only=False, out=print, clock=time.perf_counter, stats=None):
     """Send echo requests to host until count or deadline; print as NetBSD ping does; return PingStats.
 
     With flood, a request goes out as soon as the previous reply is in, or
     after interval (at most 10 ms), whichever comes first, as ping -f does.
     Cancelling stats.scope (an interrupt) ends the pinging early; the
-    statistics are printed all the same.
+    statistics are printed all the same. quiet prints nothing but send errors; summary_only
+    (ping -q) prints the first line and the statistics, not each reply.
     """
     ident = os.getpid() & 0xFFFF
     stats = stats or PingStats(host)
     if not quiet:
         out(f"PING {host} ({host}): {size} data bytes")
     with stats.scope:
-        await _exchange(sock, host, ident, stats, count, interval, size, deadline, flood, quiet, out, clock)
+        await _exchange(sock, host, ident, stats, count, interval, size, deadline, flood,
+                        not (quiet or summary_only), out, clock)
     if not quiet:
         out("")
         for line in stats.summary():
@@ -102,7 +104,7 @@ async def ping(sock, host, *, count=0, interval=1.0, size=56, deadline=None, flo
     return stats
 
 
-async def _exchange(sock, host, ident, stats, count, interval, size, deadline, flood, quiet, out, clock):
+async def _exchange(sock, host, ident, stats, count, interval, size, deadline, flood, show_replies, out, clock):
     start = clock()
     end = start + deadline if deadline else math.inf
     next_send = start
@@ -128,7 +130,7 @@ async def _exchange(sock, host, ident, stats, count, interval, size, deadline, f
                 await sock.sendto(echo_request(ident, seq, size), (host, 0))
             except OSError as e:
                 out(f"ping: sendto: {e.strerror}")
-            if flood and not quiet:
+            if flood and show_replies:
                 out(".", end="")
         wake = min(end, finish_at if finish_at is not None else next_send)
         try:
@@ -142,7 +144,7 @@ async def _exchange(sock, host, ident, stats, count, interval, size, deadline, f
             continue
         kind, seq, ttl, length, extra = got
         if kind == "error":
-            if not quiet:
+            if show_replies:
                 out(f"{length} bytes from {source}: {extra}")
             continue
         rtt = (time.perf_counter_ns() - extra) / 1e9 if extra is not None else None
@@ -156,9 +158,9 @@ async def _exchange(sock, host, ident, stats, count, interval, size, deadline, f
             stats.rtts.append(rtt)  # duplicates too, as NetBSD's round-trip figures count them
         if flood:
             next_send = min(next_send, clock())  # a reply lets the next request go at once
-            if not quiet:
+            if show_replies:
                 out("\b \b", end="")
-        elif not quiet:
+        elif show_replies:
             dup = " (DUP!)" if duplicate else ""
             timing = f" time={rtt * 1000:.3f} ms" if extra is not None else ""
             out(f"{length} bytes from {source}: icmp_seq={seq} ttl={ttl}{timing}{dup}")

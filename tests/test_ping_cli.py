@@ -29,6 +29,16 @@ def test_five_replies_with_round_trip_times(pair, user):
     assert re.search(r"round-trip min/avg/max/stddev = [\d.]+/[\d.]+/[\d.]+/[\d.]+ ms", done.stdout)
 
 
+def test_quiet_prints_the_first_line_and_the_statistics_only(pair):
+    a, _ = pair
+    done = a.run("ping", "-q", "-c", "2", "-i", "0.2", "10.0.0.2")
+    assert done.returncode == 0
+    lines = done.stdout.splitlines()
+    assert lines[:4] == ["PING 10.0.0.2 (10.0.0.2): 56 data bytes", "", "----10.0.0.2 PING Statistics----",
+                         "2 packets transmitted, 2 packets received, 0.0% packet loss"]
+    assert len(lines) == 5 and lines[4].startswith("round-trip min/avg/max/stddev = ")
+
+
 def test_absent_host_exits_2(pair, user):
     a, _ = pair
     done = a.run("ping", "-c", "2", "-w", "2", "10.0.0.9", user=user)

@@ -57,8 +57,7 @@ def main(argv, server):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_interrupt_on_sigint, stats)
             await ping(sock, args.host, count=args.count, interval=interval, size=args.size,
-                       deadline=args.deadline, flood=args.flood, out=out if not args.quiet else _summary_only(out),
-                       stats=stats)
+                       deadline=args.deadline, flood=args.flood, summary_only=args.quiet, out=out, stats=stats)
             nursery.cancel_scope.cancel()
         return 0 if stats.received else 2
 
@@ -71,15 +70,3 @@ async def _interrupt_on_sigint(stats):
         async for _ in signals:
             stats.scope.cancel()
             return
-
-
-def _summary_only(out):
-    """With -q, only the statistics lines pass (they follow the blank line)."""
-    state = {"on": False}
-
-    def quiet_out(text, end="\n"):
-        if text == "" and end == "\n":
-            state["on"] = True
-        if state["on"] or text.startswith("PING "):
-            out(text, end)
-    return quiet_out
