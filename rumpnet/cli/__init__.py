@@ -29,7 +29,7 @@ def usage_text():
     lines = ["usage: rumpnet [--server URL] COMMAND [ARGS...]", "", "commands:"]
     lines += [f"  {name:10} {text}" for name, (_, text) in COMMANDS.items()]
     lines += ["", "The node is the one at --server URL, else $RUMP_SERVER (unix://PATH).",
-              "Run `rumpnet COMMAND -h` for a command's options."]
+              "Run `rumpnet COMMAND --help` for a command's options."]
     return "\n".join(lines)
 
 

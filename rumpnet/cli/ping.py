@@ -37,7 +37,7 @@ def main(argv, server):
     parser.add_argument("-T", dest="ttl", type=positive(int, 1, MAXTTL), help="time to live of the requests")
     parser.add_argument("-w", dest="deadline", type=positive(float, 0.001), help="stop after DEADLINE seconds")
     parser.add_argument("-f", dest="flood", action="store_true", help="flood: a dot per request, a backspace per reply")
-    parser.add_argument("-q", dest="quiet", action="store_true", help="print the summary only")
+    parser.add_argument("-q", dest="quiet", action="store_true", help="print the first line and the statistics only")
     parser.add_argument("host")
     args = parser.parse_args(argv)
     try:

@@ -21,7 +21,8 @@ def main(argv, server):
             for item in args.names:
                 name, value = item.split("=", 1)
                 old = await node.call("sysctl_set", name=name, value=value)
-                print(f"{name}: {old} -> {value}" if not args.n else value)
+                new = int(value)  # as the node stored it: 064 is 64
+                print(f"{name}: {old} -> {new}" if not args.n else new)
             return
         for prefix in args.names or [None]:
             for name, value in (await node.call("sysctl_get", prefix=prefix)).items():
