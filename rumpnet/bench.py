@@ -286,6 +286,8 @@ def linux_unavailable():
         return "not run as root: network namespaces need root"
     if shutil.which("ip") is None:
         return "no ip command (iproute2)"
+    if shutil.which("ping") is None:
+        return "no ping command (iputils-ping)"
     return None
 
 

@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 import trio
 
 from .protocol import MessageStream, ProtocolError, parse_url
+from .tasks import open_service_nursery
 
 
 class NodeUnreachable(Exception):
@@ -127,10 +128,7 @@ async def connect(url=None):
         hint = " (is the node running? start one with: rumpnet server URL)" \
             if e.errno in (errno.ENOENT, errno.ECONNREFUSED) else ""
         raise NodeUnreachable(f"{url}: cannot connect: {e.strerror}{hint}") from None
-    async with stream, trio.open_nursery() as nursery:
+    async with stream, open_service_nursery() as nursery:
         remote = RemoteNode(url, MessageStream(stream))
         nursery.start_soon(remote._reader)
-        try:
-            yield remote
-        finally:
-            nursery.cancel_scope.cancel()
+        yield remote

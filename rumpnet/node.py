@@ -24,6 +24,7 @@ from .ifnet import IFF_UP, InterfaceAddress, InterfaceError
 from .route import Route, RouteTable
 from .sockets import SOCK_DGRAM, SOCK_RAW, RawSocket
 from .sysctl import Sysctl
+from .tasks import open_service_nursery
 
 DRIVERS = {"shmif": ShmifInterface}
 _IFNAME = re.compile(r"^([a-z]+)(\d+)$")
@@ -344,7 +345,7 @@ def parse_interface_address(address, prefixlen=None, netmask=None):
 @asynccontextmanager
 async def open_node(**options):
     """Run a node inside the caller's trio program ("the kernel as a library")."""
-    async with trio.open_nursery() as nursery:
+    async with open_service_nursery() as nursery:
         node = Node(nursery, **options)
         nursery.start_soon(node._arp_timer)
         try:

@@ -14,8 +14,21 @@ class ProfileError(Exception):
     pass
 
 
+def profiles():
+    """Where the named profiles live: the installed rumpnet.stacks, or the checkout's stacks/.
+
+    An install maps stacks/ to the package rumpnet.stacks. Python run from
+    a checkout imports rumpnet from there instead, and that tree has no
+    rumpnet/stacks: its profiles are in stacks/ beside the package.
+    """
+    try:
+        return resources.files("rumpnet.stacks")
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "stacks"
+
+
 def available():
-    return sorted(p.name[:-5] for p in resources.files("rumpnet.stacks").iterdir() if p.name.endswith(".toml"))
+    return sorted(p.name[:-5] for p in profiles().iterdir() if p.name.endswith(".toml"))
 
 
 def load(name_or_path):
@@ -23,7 +36,7 @@ def load(name_or_path):
     if name_or_path.endswith(".toml") or "/" in name_or_path:
         source = Path(name_or_path)
     else:
-        source = resources.files("rumpnet.stacks") / f"{name_or_path}.toml"
+        source = profiles() / f"{name_or_path}.toml"
         if not source.is_file():
             raise ProfileError(f"{name_or_path}: no such stack profile (known: {', '.join(available())})")
     try:

@@ -1,13 +1,18 @@
 """Every scenario script runs as written, and says what its lesson promises."""
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 SCENARIOS = Path(__file__).parent.parent / "scenarios"
 
 
 def run_scenario(name, workdir):
-    return subprocess.run(["sh", str(SCENARIOS / name), str(workdir)], capture_output=True, text=True, timeout=60)
+    """Run a script as a user would, with the `rumpnet` of this Python first on PATH (an unactivated venv's too)."""
+    env = dict(os.environ, PATH=f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}")
+    return subprocess.run(["sh", str(SCENARIOS / name), str(workdir)], capture_output=True, text=True, timeout=60,
+                          env=env)
 
 
 def test_two_nodes_ping(tmp_path):

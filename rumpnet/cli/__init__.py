@@ -1,8 +1,10 @@
 """`rumpnet COMMAND ...`: the command-line tools, each a client of a node or of a bus file."""
 
 import importlib
+import os
 import sys
 
+from ..tasks import only
 from .common import Usage
 
 # command -> (module, one-line description)
@@ -34,7 +36,21 @@ def usage_text():
 
 
 def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Run one command; its exit status. Ctrl-C is 130 and a closed output pipe ends quietly, as for C tools."""
+    try:
+        status = _dispatch(list(sys.argv[1:] if argv is None else argv))
+        sys.stdout.flush()
+        return status
+    except BaseException as error:
+        if only(error, KeyboardInterrupt):
+            return 130
+        if only(error, BrokenPipeError):  # `rumpnet ... | head`: the reader has gone, nothing to say
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 141  # 128 + SIGPIPE, what a shell reports for a C tool in the same place
+        raise
+
+
+def _dispatch(argv):
     server = None
     if len(argv) >= 2 and argv[0] == "--server":
         server = argv[1]
@@ -54,5 +70,3 @@ def main(argv=None):
     except Usage as e:
         print(f"rumpnet {name}: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        return 130

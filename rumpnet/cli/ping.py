@@ -12,6 +12,7 @@ import trio
 from ..ip import IPPROTO_ICMP, MAXTTL
 from ..ping import PingStats, ping
 from ..sockets import SOCK_RAW
+from ..tasks import open_service_nursery
 from .common import Parser, Usage, run_client
 
 
@@ -54,11 +55,10 @@ def main(argv, server):
         sock = await node.socket(SOCK_RAW, IPPROTO_ICMP)
         await sock.setsockopt("IP_TTL", args.ttl or MAXTTL)  # NetBSD ping's requests leave with 255 too
         stats = PingStats(args.host)
-        async with trio.open_nursery() as nursery:
+        async with open_service_nursery() as nursery:
             nursery.start_soon(_interrupt_on_sigint, stats)
             await ping(sock, args.host, count=args.count, interval=interval, size=args.size,
                        deadline=args.deadline, flood=args.flood, summary_only=args.quiet, out=out, stats=stats)
-            nursery.cancel_scope.cancel()
         return 0 if stats.received else 2
 
     return run_client("ping", args.server or server, body)
