@@ -29,15 +29,19 @@ def rumpnet_command(*args):
     return [PYTHON, "-m", "rumpnet", *map(str, args)]
 
 
-def run(*args, server=None, check=False, timeout=60, input=None, user=None):
-    """Run `rumpnet ARGS...` as a command and return the CompletedProcess (text output)."""
-    env = dict(os.environ)
+def run(*args, server=None, check=False, timeout=60, input=None, user=None, cwd=None, env=None):
+    """Run `rumpnet ARGS...` as a command and return the CompletedProcess (text output).
+
+    server "" runs it with no RUMP_SERVER at all; env adds variables to the environment.
+    """
+    env = {**os.environ, **(env or {})}
     if server:
         env["RUMP_SERVER"] = server
     elif server is not None:
         env.pop("RUMP_SERVER", None)
     argv = as_user(rumpnet_command(*args), user) if user else rumpnet_command(*args)
-    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout, check=check, input=input)
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout, check=check, input=input,
+                          cwd=cwd)
 
 
 def wait_for_socket(path, proc=None, timeout=10.0):
@@ -59,10 +63,10 @@ def wait_for_socket(path, proc=None, timeout=10.0):
 class NodeProcess:
     """A node in a process of its own, in the foreground so that a test can kill it."""
 
-    def __init__(self, path, user=None):
+    def __init__(self, path, user=None, stack=None):
         self.path = str(path)
         self.url = f"unix://{os.path.abspath(self.path)}"
-        argv = rumpnet_command("server", "-f", self.url)
+        argv = rumpnet_command("server", "-f", *(["-s", stack] if stack else []), self.url)
         self.proc = subprocess.Popen(as_user(argv, user) if user else argv, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True, start_new_session=True)
         wait_for_socket(self.path, self.proc)
