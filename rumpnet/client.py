@@ -12,7 +12,8 @@ from contextlib import asynccontextmanager
 
 import trio
 
-from .protocol import MessageStream, ProtocolError, parse_url
+from .protocol import (MAX_REPLY_DATA, MAX_REPLY_HEADER, MAX_REQUEST_DATA, PROTOCOL_VERSION, MessageStream,
+                       ProtocolError, parse_url)
 from .tasks import open_service_nursery
 
 
@@ -83,6 +84,8 @@ class RemoteSocket:
         await self.node.call("connect", fd=self.fd, address=list(address))
 
     async def sendto(self, data, address=None):
+        if len(data) > MAX_REQUEST_DATA:  # more than any datagram, and more than a node reads
+            raise OSError(errno.EMSGSIZE, "Message too long")
         return await self.node.call("sendto", data=bytes(data), fd=self.fd,
                                     address=list(address) if address else None)
 
@@ -128,7 +131,34 @@ async def connect(url=None):
         hint = " (is the node running? start one with: rumpnet server URL)" \
             if e.errno in (errno.ENOENT, errno.ECONNREFUSED) else ""
         raise NodeUnreachable(f"{url}: cannot connect: {e.strerror}{hint}") from None
-    async with stream, open_service_nursery() as nursery:
-        remote = RemoteNode(url, MessageStream(stream))
-        nursery.start_soon(remote._reader)
-        yield remote
+    async with stream:
+        messages = MessageStream(stream, MAX_REPLY_HEADER, MAX_REPLY_DATA)
+        await _hello(url, messages)
+        async with open_service_nursery() as nursery:
+            remote = RemoteNode(url, messages)
+            nursery.start_soon(remote._reader)
+            yield remote
+
+
+async def _hello(url, messages):
+    """Say which protocol version this client speaks; NodeUnreachable, in one line, unless the node speaks it too."""
+    try:
+        await messages.send({"id": 0, "call": "hello", "args": {"version": PROTOCOL_VERSION}})
+    except trio.BrokenResourceError:
+        pass  # the node may have hung up after saying why: read it
+    try:
+        message = await messages.receive()
+    except (ProtocolError, trio.BrokenResourceError):
+        message = None
+    if message is None:
+        raise NodeUnreachable(f"{url}: the node closed the connection")
+    reply = message[0]
+    if reply.get("errno") == errno.ENOSYS:
+        raise NodeUnreachable(f"{url}: the node speaks a protocol older than version {PROTOCOL_VERSION} "
+                              "(it has no hello call)")
+    if "errno" in reply:
+        raise NodeUnreachable(f"{url}: {reply.get('message')}")
+    result = reply.get("result")
+    version = result.get("version") if isinstance(result, dict) else None
+    if version != PROTOCOL_VERSION:
+        raise NodeUnreachable(f"{url}: the node speaks protocol version {version}, this client version {PROTOCOL_VERSION}")

@@ -6,17 +6,28 @@ numbers of its own and are closed when it goes away.
 
 import errno
 import inspect
+import logging
 import os
 import socket as pysocket
 import stat
+import typing
 from dataclasses import asdict
 
 import trio
 
 from . import echo, perf
 from .ifnet import InterfaceError
-from .protocol import MessageStream, ProtocolError
+from .protocol import MAX_REPLY_HEADER, PROTOCOL_VERSION, MessageStream, ProtocolError, encode
 from .sysctl import SysctlError
+
+log = logging.getLogger(__name__)
+
+MAX_CONNECTIONS = 64  # clients served at once; the next one is told so and closed
+MAX_CALLS_IN_FLIGHT = 32  # waiting calls per connection; beyond them the node stops reading it
+LAST_WORD_TIMEOUT = 1.0  # seconds to deliver a final error to a client that may not read it
+
+# Calls that may wait for the network or a timer (a datagram, a test's end).
+WAITING_CALLS = {"recvfrom", "perf_report", "perf_client"}
 
 
 class Connection:
@@ -39,52 +50,65 @@ class Connection:
         self.files[fd] = sock
         return fd
 
-    # Each handler takes the request's args (and data) and returns (result, data).
+    # Each handler takes the request's args (and data) and returns its result. The
+    # annotations are the JSON types each argument may have, checked before the call.
 
-    async def call_socket(self, kind, proto=0):
+    async def call_hello(self, version: int):
+        """The first call of every connection: both sides must speak one protocol version."""
+        if version != PROTOCOL_VERSION:
+            raise OSError(errno.EPROTONOSUPPORT, f"the client speaks protocol version {version}, "
+                                                 f"this node version {PROTOCOL_VERSION}")
+        return {"version": PROTOCOL_VERSION}
+
+    async def call_socket(self, kind: int, proto: int = 0):
         return self._open(self.node.socket(kind, proto))
 
-    async def call_bind(self, fd, address):
+    async def call_bind(self, fd: int, address: list):
         self._socket(fd).bind(tuple(address))
 
-    async def call_connect(self, fd, address):
+    async def call_connect(self, fd: int, address: list):
         self._socket(fd).connect(tuple(address))
 
-    async def call_sendto(self, fd, address=None, *, data):
+    async def call_sendto(self, fd: int, address: list | None = None, *, data):
         return await self._socket(fd).sendto(data, tuple(address) if address else None)
 
-    async def call_recvfrom(self, fd, bufsize=65535, timeout=None):
+    async def call_recvfrom(self, fd: int, bufsize: int = 65535, timeout: float | None = None):
+        """[host, port] and the datagram (sent as the reply's data)."""
+        if bufsize < 0:
+            raise OSError(errno.EINVAL, "recvfrom: bufsize must not be negative")
         data, address = await self._socket(fd).recvfrom(bufsize, timeout)
         return list(address), data
 
-    async def call_setsockopt(self, fd, name, value):
+    async def call_setsockopt(self, fd: int, name: str, value: bool | int | float | str | None):
+        if name in OPTION_TYPES:
+            check_field("setsockopt", name, value, OPTION_TYPES[name])
         self._socket(fd).setsockopt(name, value)
 
-    async def call_getsockname(self, fd):
+    async def call_getsockname(self, fd: int):
         return list(self._socket(fd).getsockname())
 
-    async def call_close(self, fd):
+    async def call_close(self, fd: int):
         self._socket(fd).close()
         del self.files[fd]
         self.perf_servers.pop(fd, None)
 
     # -- services that run in the node ---------------------------------------
 
-    async def call_echo_start(self, port=echo.ECHO_PORT):
+    async def call_echo_start(self, port: int = echo.ECHO_PORT):
         """Start the echo service; it outlives this connection (stop it with echo_stop)."""
         echo.start(self.node, port)
 
-    async def call_echo_stop(self, port=echo.ECHO_PORT):
+    async def call_echo_stop(self, port: int = echo.ECHO_PORT):
         echo.stop(self.node, port)
 
-    async def call_perf_server(self, port=perf.DEFAULT_PORT, rcvbuf=perf.SERVER_RCVBUF):
+    async def call_perf_server(self, port: int = perf.DEFAULT_PORT, rcvbuf: int = perf.SERVER_RCVBUF):
         """Start a receiver whose socket is this connection's descriptor: it stops when the client goes."""
         server = perf.start_server(self.node, port, rcvbuf=rcvbuf)
         fd = self._open(server.sock)
         self.perf_servers[fd] = server
         return fd
 
-    async def call_perf_report(self, fd):
+    async def call_perf_report(self, fd: int):
         """Wait for the next test the receiver at fd finishes; its report."""
         server = self.perf_servers.get(fd)
         if server is None:
@@ -94,8 +118,9 @@ class Connection:
         except trio.EndOfChannel:
             raise OSError(errno.EBADF, "the receiver has stopped") from None
 
-    async def call_perf_client(self, host, port=perf.DEFAULT_PORT, length=perf.DEFAULT_LENGTH,
-                               duration=perf.DEFAULT_DURATION, bits_per_second=perf.DEFAULT_RATE):
+    async def call_perf_client(self, host: str, port: int = perf.DEFAULT_PORT, length: int = perf.DEFAULT_LENGTH,
+                               duration: float = perf.DEFAULT_DURATION,
+                               bits_per_second: float = perf.DEFAULT_RATE):
         """Run a sender in the node for the test's duration; the report."""
         report = await perf.run_client(self.node, host, port, length=length, duration=duration,
                                        bits_per_second=bits_per_second)
@@ -104,43 +129,44 @@ class Connection:
     async def call_if_list(self):
         return [ifp.describe() for ifp in self.node.interfaces.values()]
 
-    async def call_if_create(self, name):
+    async def call_if_create(self, name: str):
         self.node.create_interface(name)
 
-    async def call_if_destroy(self, name):
+    async def call_if_destroy(self, name: str):
         self.node.destroy_interface(name)
 
-    async def call_if_linkstr(self, name, path):
+    async def call_if_linkstr(self, name: str, path: str):
         self.node.set_linkstr(name, path)
 
-    async def call_if_address(self, name, address, prefixlen=None, netmask=None):
+    async def call_if_address(self, name: str, address: str, prefixlen: int | None = None,
+                              netmask: str | None = None):
         self.node.add_address(name, address, prefixlen, netmask)
 
-    async def call_if_delete_address(self, name):
+    async def call_if_delete_address(self, name: str):
         self.node.delete_address(name)
 
-    async def call_if_up(self, name, up):
+    async def call_if_up(self, name: str, up: bool):
         self.node.set_up(name, up)
 
-    async def call_if_capabilities(self, name, enable=0, disable=0):
+    async def call_if_capabilities(self, name: str, enable: int = 0, disable: int = 0):
         self.node.set_capabilities(name, enable, disable)
 
     async def call_route_list(self):
         return [route.describe() for route in self.node.routes.routes]
 
-    async def call_route_add(self, destination, gateway):
+    async def call_route_add(self, destination: str, gateway: str):
         self.node.add_route(destination, gateway)
 
-    async def call_route_get(self, address):
+    async def call_route_get(self, address: str):
         return self.node.get_route(address).describe()
 
-    async def call_route_delete(self, destination):
+    async def call_route_delete(self, destination: str):
         self.node.delete_route(destination)
 
     async def call_arp_list(self):
         return self.node.arp.describe()
 
-    async def call_arp_delete(self, address):
+    async def call_arp_delete(self, address: str):
         try:
             self.node.arp.delete(address)
         except LookupError as e:
@@ -148,10 +174,10 @@ class Connection:
         except ValueError:
             raise OSError(errno.EINVAL, f"{address!r} is not an IPv4 address") from None
 
-    async def call_sysctl_get(self, prefix=None):
+    async def call_sysctl_get(self, prefix: str | None = None):
         return self.node.sysctl.matching(prefix)
 
-    async def call_sysctl_set(self, name, value):
+    async def call_sysctl_set(self, name: str, value: int | str):
         return self.node.sysctl.set(name, value)
 
     async def call_stats(self):
@@ -165,45 +191,169 @@ class Connection:
 
     # -- the loop ------------------------------------------------------------
 
-    async def handle(self, request, data):
-        call = request.get("call")
-        handler = getattr(self, f"call_{call}", None) if isinstance(call, str) else None
-        reply = {"id": request.get("id")}
+    async def serve(self):
+        """Answer requests until the client goes, fails to say hello, or breaks the protocol.
+
+        Calls that wait (WAITING_CALLS) run alongside the others, at most
+        MAX_CALLS_IN_FLIGHT at once; every other call is answered in turn, so a
+        client that does not read its replies stops the node reading its requests.
+        A waiting call keeps only its checked arguments, never the request's bytes.
+        """
+        slots = trio.Semaphore(MAX_CALLS_IN_FLIGHT)
+        greeted = False
+        async with trio.open_nursery() as waiting:
+            try:
+                while (message := await self.messages.receive()) is not None:
+                    request, data = message
+                    request_id, name = request.get("id"), request.get("call")
+                    if type(request_id) is not int:
+                        raise ProtocolError("request id must be an integer")
+                    if not greeted and name != "hello":
+                        raise ProtocolError(f"the first call must be hello (this node speaks protocol "
+                                            f"version {PROTOCOL_VERSION})", errno.EPROTONOSUPPORT)
+                    try:
+                        call = CALLS.get(name) if isinstance(name, str) else None
+                        if call is None:
+                            raise OSError(errno.ENOSYS, f"unknown call {name!r}")
+                        args = call.arguments(name, request.get("args"), data)
+                    except OSError as e:
+                        reply = await self.send_reply({"id": request_id, **_error(e)})
+                    else:
+                        if name in WAITING_CALLS:
+                            await slots.acquire()
+                            waiting.start_soon(self._answer_in_slot, slots, request_id, name, call, args)
+                            continue
+                        reply = await self.answer(request_id, name, call, args)
+                    if not greeted and "errno" in reply:
+                        break
+                    greeted = True
+            except ProtocolError as e:
+                with trio.move_on_after(LAST_WORD_TIMEOUT):
+                    await self.messages.send({"id": None, "errno": e.errno, "message": str(e)})
+            waiting.cancel_scope.cancel()
+
+    async def _answer_in_slot(self, slots, request_id, name, call, args):
+        try:
+            await self.answer(request_id, name, call, args)
+        finally:
+            slots.release()
+
+    async def answer(self, request_id, name, call, args):
+        """Make a call with checked arguments and send its reply; the reply's header."""
         out = b""
         try:
-            if handler is None:
-                raise OSError(errno.ENOSYS, f"unknown call {call!r}")
-            args = request.get("args") or {}
-            if not isinstance(args, dict):
-                raise OSError(errno.EINVAL, "args must be an object")
-            if call == "sendto":
-                args["data"] = data
-            try:
-                inspect.signature(handler).bind(**args)
-            except TypeError as e:
-                raise OSError(errno.EINVAL, f"{call}: {e}") from None
-            try:
-                result = await handler(**args)
-            except (TypeError, ValueError) as e:  # an argument of the wrong type or value
-                raise OSError(errno.EINVAL, f"{call}: bad argument: {e}") from None
-            if call == "recvfrom":
+            result = await call.handler(self, **args)
+            if name == "recvfrom":
                 result, out = result
-            reply["result"] = result
-        except (OSError, InterfaceError) as e:
-            reply["errno"] = e.errno or errno.EIO
-            reply["message"] = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        except SysctlError as e:
-            reply["errno"] = errno.EINVAL
-            reply["message"] = str(e)
-        except Exception as e:  # a fault in one call must not take the node down with it
-            reply["errno"] = errno.EIO
-            reply["message"] = f"{call}: internal error: {type(e).__name__}: {e}"
-        await self.messages.send(reply, out)
+            reply = {"id": request_id, "result": result}
+        except (OSError, InterfaceError, SysctlError) as e:
+            reply = {"id": request_id, **_error(e)}
+        except Exception as e:  # a fault of the node's own: say so, and leave its trace in the log
+            log.exception("call %s failed inside the node", name)
+            reply = {"id": request_id, "errno": errno.EIO, "message": f"{name}: internal error: {type(e).__name__}: {e}"}
+        return await self.send_reply(reply, out)
+
+    async def send_reply(self, reply, out=b""):
+        """Send a reply whole; the header sent (an error instead when the reply cannot go)."""
+        try:
+            message = encode(reply, out)
+        except (TypeError, ValueError) as e:
+            log.exception("the reply to request %s cannot be encoded", reply["id"])
+            reply = {"id": reply["id"], "errno": errno.EIO, "message": f"internal error: bad reply: {e}"}
+            message = encode(reply)
+        if len(message) > MAX_REPLY_HEADER:
+            reply = {"id": reply["id"], "errno": errno.E2BIG,
+                     "message": f"the reply ({len(message)} bytes) is longer than a client takes ({MAX_REPLY_HEADER})"}
+            message = encode(reply)
+        await self.messages.send_raw(message)
+        return reply
 
     def close(self):
         for sock in self.files.values():
             sock.close()
         self.files.clear()
+
+
+def _error(e):
+    """An exception the stack raises for a bad request, as a reply's errno and message."""
+    if isinstance(e, SysctlError):
+        return {"errno": errno.EINVAL, "message": str(e)}
+    return {"errno": e.errno or errno.EIO, "message": e.strerror if isinstance(e, OSError) and e.strerror else str(e)}
+
+
+# -- what a call may be given ------------------------------------------------------
+
+_JSON_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+               list: "an array", dict: "an object", type(None): "null"}
+
+# setsockopt's value, by option: its type depends on the option's name.
+OPTION_TYPES = {"SO_BROADCAST": (bool, int), "SO_REUSEADDR": (bool, int), "SO_RCVBUF": (int,),
+                "SO_RCVTIMEO": (float, type(None)), "IP_TTL": (int,)}
+
+
+def check_field(call, field, value, types):
+    """EINVAL naming the field unless value is of one of the JSON types (bool is not a number)."""
+    if isinstance(value, bool):
+        ok = bool in types
+    elif isinstance(value, int):
+        ok = int in types or float in types
+    else:
+        ok = isinstance(value, types)
+    if not ok:
+        wanted = " or ".join(_JSON_NAMES[t] for t in types)
+        raise OSError(errno.EINVAL, f"{call}: {field} must be {wanted}, not {_JSON_NAMES.get(type(value), '?')}")
+    if isinstance(value, str) and ("\0" in value or not value.isascii() and not _is_utf8(value)):
+        raise OSError(errno.EINVAL, f"{call}: {field} must be text without NUL or lone surrogates")
+
+
+def _is_utf8(text):
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+class Call:
+    """A handler and the JSON types of its arguments, read once from its signature."""
+
+    def __init__(self, handler):
+        self.handler = handler
+        parameters = inspect.signature(handler).parameters
+        self.takes_data = "data" in parameters
+        self.fields = {}
+        self.required = set()
+        for p in parameters.values():
+            if p.name in ("self", "data"):
+                continue
+            if p.annotation is p.empty:
+                raise TypeError(f"{handler.__name__}: argument {p.name!r} has no JSON type")
+            self.fields[p.name] = typing.get_args(p.annotation) or (p.annotation,)
+            if p.default is p.empty:
+                self.required.add(p.name)
+
+    def arguments(self, name, args, data):
+        """The keyword arguments for the handler; EINVAL naming whatever is missing, unknown or mistyped."""
+        if args is None:
+            args = {}
+        elif not isinstance(args, dict):
+            raise OSError(errno.EINVAL, f"{name}: args must be an object")
+        for field, value in args.items():
+            types = self.fields.get(field)
+            if types is None:
+                raise OSError(errno.EINVAL, f"{name}: unknown argument {field!r}")
+            check_field(name, field, value, types)
+        missing = self.required.difference(args)
+        if missing:
+            raise OSError(errno.EINVAL, f"{name}: missing argument {min(missing)!r}")
+        if self.takes_data:
+            args["data"] = data
+        elif data:
+            raise OSError(errno.EINVAL, f"{name}: takes no data, and the request has {len(data)} bytes of it")
+        return args
+
+
+CALLS = {name[len("call_"):]: Call(method) for name, method in vars(Connection).items() if name.startswith("call_")}
 
 
 async def _halt_soon(node):
@@ -212,24 +362,26 @@ async def _halt_soon(node):
 
 
 async def _serve_connection(node, stream):
-    messages = MessageStream(stream)
-    connection = Connection(node, messages)
+    connection = Connection(node, MessageStream(stream))
     try:
-        async with trio.open_nursery() as calls:
-            while True:
-                try:
-                    message = await messages.receive()
-                except (ProtocolError, trio.BrokenResourceError):
-                    break
-                if message is None:
-                    break
-                calls.start_soon(connection.handle, *message)
-            calls.cancel_scope.cancel()
-    except trio.BrokenResourceError:
-        pass
+        await connection.serve()
+    except* (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass  # the client went away with replies unread
+    except* Exception:  # a fault of the node's own: this client loses its connection, nobody else anything
+        log.exception("a control connection failed")
     finally:
         connection.close()
         await trio.aclose_forcefully(stream)
+
+
+async def _refuse(stream, message):
+    """Tell a client in one reply why it is not served, and hang up."""
+    try:
+        with trio.move_on_after(LAST_WORD_TIMEOUT):
+            await stream.send_all(encode({"id": None, "errno": errno.EAGAIN, "message": message}))
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+    await trio.aclose_forcefully(stream)
 
 
 def claim_socket_path(path):
@@ -264,12 +416,23 @@ async def serve(node, path, *, task_status=trio.TASK_STATUS_IGNORED):
         os.umask(old_umask)
     os.chmod(path, 0o600)
     listener.listen(64)
+    connections = trio.CapacityLimiter(MAX_CONNECTIONS)
+
+    async def serve_one(stream):
+        try:
+            connections.acquire_nowait()
+        except trio.WouldBlock:
+            await _refuse(stream, f"too many connections: the node serves at most {MAX_CONNECTIONS} at once")
+            return
+        try:
+            await _serve_connection(node, stream)
+        finally:
+            connections.release()
+
     try:
         async with trio.open_nursery() as clients:
             task_status.started()
-            listeners = [trio.SocketListener(listener)]
-            await trio.serve_listeners(lambda stream: _serve_connection(node, stream), listeners,
-                                       handler_nursery=clients)
+            await trio.serve_listeners(serve_one, [trio.SocketListener(listener)], handler_nursery=clients)
     finally:
         try:
             os.unlink(path)

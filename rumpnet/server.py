@@ -1,5 +1,6 @@
 """Running a node as a process of its own, reachable at a control socket (rump_server)."""
 
+import logging
 import os
 import signal
 import sys
@@ -71,6 +72,9 @@ def describe(error):
 
 
 def foreground(path, stack="host"):
+    """Run the node attached to this terminal; its log (faults of its own, with tracebacks) is stderr."""
+    logging.basicConfig(stream=sys.stderr, format="rumpnet: %(name)s: %(message)s")
+
     def ready():
         print(f"rumpnet: node ready at unix://{path}", file=sys.stderr)
 

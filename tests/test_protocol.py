@@ -8,7 +8,7 @@ import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rumpnet.protocol import MessageStream, ProtocolError, encode, parse_url
+from rumpnet.protocol import PROTOCOL_VERSION, MessageStream, ProtocolError, decode_header, encode, parse_url
 
 headers = st.dictionaries(st.text(max_size=10), st.one_of(st.integers(), st.text(max_size=20), st.none()),
                           max_size=5)
@@ -62,9 +62,28 @@ def test_node_survives_garbage_and_unknown_calls(nodes):
             raw.sendall(junk)
     with socket.socket(socket.AF_UNIX) as raw:
         raw.connect(a.path)
+        raw.sendall(encode({"id": 0, "call": "hello", "args": {"version": PROTOCOL_VERSION}}))
+        assert b'"result":{"version":' in raw.recv(4096)
         raw.sendall(encode({"id": 1, "call": "reboot", "args": {}}))
         reply = raw.recv(4096)
         assert b"unknown call" in reply and b'"errno":38' in reply
         raw.sendall(encode({"id": 2, "call": "if_create", "args": {"nonsense": 1}}))
         assert b'"errno":22' in raw.recv(4096)
     assert a.run("ifconfig", "-l").returncode == 0
+
+
+json_text = st.recursive(st.sampled_from(["1", "1.5", "true", "null", '"x"', "NaN", "-Infinity", "1e999", "[", "{"]),
+                         lambda inner: st.lists(inner, max_size=4).map(lambda xs: "[" + ",".join(xs) + "]")
+                         | st.lists(inner, max_size=3).map(lambda xs: "{" + ",".join(f'"k{i}":{x}' for i, x in
+                                                                                      enumerate(xs)) + "}"))
+
+
+@given(raw=st.one_of(st.binary(max_size=300), json_text.map(str.encode),
+                     st.integers(1, 60000).map(lambda n: b"[" * n + b"]" * n)))
+def test_header_is_one_finite_json_object_or_a_protocol_error(raw):
+    try:
+        header = decode_header(raw)
+    except ProtocolError:
+        return
+    assert isinstance(header, dict)
+    encode(header)  # no NaN or infinity got through: it encodes as strict JSON again
