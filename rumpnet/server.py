@@ -78,4 +78,4 @@ def foreground(path, stack="host"):
     def ready():
         print(f"rumpnet: node ready at unix://{path}", file=sys.stderr)
 
-    trio.run(serve_node, path, ready, stack)
+    trio.run(serve_node, path, ready, stack, restrict_keyboard_interrupt_to_checkpoints=True)

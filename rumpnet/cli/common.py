@@ -36,8 +36,8 @@ def run_client(command, server, body):
         async with connect(server) as node:
             return await body(node)
 
-    try:
-        return trio.run(session) or 0
+    try:  # Ctrl-C only at a checkpoint, as a cancellation: never half-way through leaving a nursery
+        return trio.run(session, restrict_keyboard_interrupt_to_checkpoints=True) or 0
     except NodeUnreachable as e:
         return fail(command, str(e))
     except OSError as e:
