@@ -3,11 +3,15 @@
 The cache maps (interface, IPv4 address) to a hardware address. An unresolved
 destination holds the packets sent to it while requests go out once a second,
 up to ARP_MAXTRIES; after that the host is "down" for ARP_DOWN seconds and
-sends fail with EHOSTDOWN, as in NetBSD.
+sends fail with EHOSTDOWN, as in NetBSD. Each entry has one callout of the
+node's timer service, re-armed for its next event: the next request, the end
+of its down time or its expiry. The table holds at most
+net.inet.arp.max_entries entries; a new one evicts the least recently learned.
 """
 
 import errno
 import ipaddress
+import itertools
 import struct
 from dataclasses import dataclass, field
 
@@ -18,6 +22,7 @@ ARPHRD_ETHER = 1
 ARPOP_REQUEST = 1
 ARPOP_REPLY = 2
 ARP_MAXTRIES = 5
+ARP_RETRY = 1.0
 ARP_DOWN = 20.0
 ARP_MAXHOLD = 16
 _ARP = struct.Struct("!HHBBH6s4s6s4s")
@@ -25,12 +30,12 @@ _ARP = struct.Struct("!HHBBH6s4s6s4s")
 
 @dataclass
 class ArpEntry:
+    timer: object  # its Callout
     mac: bytes | None = None
     expires: float = 0.0
     permanent: bool = False
     asked: int = 0
-    next_ask: float = 0.0
-    down_until: float = 0.0
+    down: bool = False
     hold: list = field(default_factory=list)
 
     @property
@@ -67,46 +72,63 @@ class ArpTable:
         A held packet keeps its csum_flags: the sums it was sent without are
         still the interface's to fill in, whatever offload says by then.
         """
-        now = self.node.now()
-        entry = self.entries.get((ifp.name, nexthop))
-        if entry is not None and entry.resolved and (entry.permanent or entry.expires > now):
+        key = (ifp.name, nexthop)
+        entry = self.entries.get(key)
+        if entry is not None and entry.resolved and (entry.permanent or entry.expires > self.node.now()):
             self.node.ether_output(ifp, entry.mac, ETHERTYPE_IP, payload, csum_flags)
             return
         if entry is None or entry.resolved:
-            entry = self.entries[(ifp.name, nexthop)] = ArpEntry()
-        if entry.down_until > now:
+            entry = self._new_entry(key)
+            entry.asked = 1
+            entry.timer.reset(ARP_RETRY, self._retry, key)
+            self.request(ifp, nexthop)
+        if entry.down:
             raise OSError(errno.EHOSTDOWN, "Host is down")
         if len(entry.hold) >= ARP_MAXHOLD:
             entry.hold.pop(0)
             self.node.stats.arp["hold_dropped"] += 1
         entry.hold.append((ifp, payload, csum_flags))
-        if entry.next_ask <= now:
-            entry.asked += 1
-            entry.next_ask = now + 1.0
-            self.request(ifp, nexthop)
 
-    def timer(self, now):
-        """Once a second: ask again for unresolved entries, give up on silent ones, expire old ones."""
-        for key, entry in list(self.entries.items()):
-            ifp = self.node.interfaces.get(key[0])
-            if ifp is None:
-                del self.entries[key]
-            elif entry.resolved:
-                if not entry.permanent and entry.expires <= now:
-                    self.node.stats.arp["timeouts"] += 1
-                    del self.entries[key]
-            elif entry.down_until:
-                if entry.down_until <= now:
-                    del self.entries[key]
-            elif entry.next_ask <= now:
-                if entry.asked >= ARP_MAXTRIES:
-                    self.node.stats.arp["hold_dropped"] += len(entry.hold)
-                    entry.hold.clear()
-                    entry.down_until = now + ARP_DOWN
-                elif ifp.running:
-                    entry.asked += 1
-                    entry.next_ask = now + 1.0
-                    self.request(ifp, key[1])
+    def _new_entry(self, key):
+        """A fresh entry for key, replacing any old one; the least recently learned make room."""
+        self._remove(key)
+        excess = len(self.entries) + 1 - self.node.sysctl["net.inet.arp.max_entries"]
+        oldest = (k for k, e in self.entries.items() if not e.permanent)
+        for old in list(itertools.islice(oldest, max(0, excess))):
+            self._remove(old)
+            self.node.stats.arp["evicted"] += 1
+        entry = self.entries[key] = ArpEntry(self.node.timers.callout())
+        return entry
+
+    def _remove(self, key):
+        entry = self.entries.pop(key, None)
+        if entry is not None:
+            entry.timer.stop()
+            self.node.stats.arp["hold_dropped"] += len(entry.hold)
+
+    def _retry(self, now, key):
+        """An unresolved entry's callout: ask again, or give up and call the host down (arptimer)."""
+        entry = self.entries[key]
+        ifp = self.node.interfaces[key[0]]
+        if entry.asked >= ARP_MAXTRIES:
+            self.node.stats.arp["hold_dropped"] += len(entry.hold)
+            entry.hold.clear()
+            entry.down = True
+            entry.timer.reset(ARP_DOWN, self._forget, key)
+            return
+        if ifp.running:
+            entry.asked += 1
+            self.request(ifp, key[1])
+        entry.timer.reset(ARP_RETRY, self._retry, key)
+
+    def _forget(self, now, key):
+        """The end of a host's down time."""
+        del self.entries[key]
+
+    def _expire(self, now, key):
+        """A resolved entry's callout: net.inet.arp.keep seconds since it was learned."""
+        del self.entries[key]
+        self.node.stats.arp["timeouts"] += 1
 
     def learn(self, ifp, address, mac, create):
         key = (ifp.name, address)
@@ -114,12 +136,15 @@ class ArpTable:
         if entry is None:
             if not create:
                 return
-            entry = self.entries[key] = ArpEntry()
+            entry = self._new_entry(key)
         if entry.permanent:
             return
+        self.entries[key] = self.entries.pop(key)  # the most recently learned goes last
+        keep = self.node.sysctl["net.inet.arp.keep"]
         entry.mac = mac
-        entry.expires = self.node.now() + self.node.sysctl["net.inet.arp.keep"]
-        entry.down_until = 0.0
+        entry.expires = self.node.now() + keep
+        entry.down = False
+        entry.timer.reset(keep, self._expire, key)
         held, entry.hold = entry.hold, []
         for out_ifp, payload, csum_flags in held:
             self.node.ether_output(out_ifp, mac, ETHERTYPE_IP, payload, csum_flags)
@@ -163,7 +188,12 @@ class ArpTable:
         if not keys:
             raise LookupError(f"{address}: no entry")
         for key in keys:
-            del self.entries[key]
+            self._remove(key)
+
+    def purge(self, ifname):
+        """Forget the entries of an interface that goes away."""
+        for key in [key for key in self.entries if key[0] == ifname]:
+            self._remove(key)
 
     def describe(self):
         now = self.node.now()

@@ -375,8 +375,11 @@ class Cursor:
     def read(self, limit=64, skip=None, budget=None):
         """Return up to limit new records (without taking the lock when readonly).
 
-        Records of sender `skip` (a node's own) are stepped over, not returned;
-        with a budget, reading stops once the records hold that many bytes.
+        Records of sender `skip` (a node's own) are stepped over, not returned,
+        and count against neither limit nor budget: a run of them longer than a
+        batch must not look like an empty bus, or the reader would sleep with
+        frames still unread. With a budget, reading stops once the records hold
+        that many bytes; no read steps over more records than the ring can hold.
         A cursor that the header shows caught up takes no lock: a writer
         stores `last` after its record and before its wake-up, so a record
         that this check misses wakes the reader again.
@@ -395,7 +398,9 @@ class Cursor:
                 return records
             gen, first, last = header.generation, header.first, header.last
             last_end = bus.next_offset(last)
-            while len(records) < limit and budget > 0:
+            steps = DATA_SIZE // RECORD.size
+            while len(records) < limit and budget > 0 and steps:
+                steps -= 1
                 if self.gen == gen and last_end == self.next:
                     break
                 if not self._still_valid(gen, first, last_end):
@@ -416,7 +421,8 @@ class Cursor:
                     self.corrupt += 1
                     self._catch_up(header)
                     break
-                budget -= length
+                if sender != skip:
+                    budget -= length
                 if after + length < DATA_SIZE:
                     self.next = after + length
                     if sender != skip:

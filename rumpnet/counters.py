@@ -25,6 +25,7 @@ DESCRIPTIONS = {
         ("gratuitous_sent", "gratuitous requests sent"),
         ("hold_dropped", "packets dropped while waiting for a reply"),
         ("timeouts", "entries timed out"),
+        ("evicted", "entries evicted to keep within net.inet.arp.max_entries"),
     ],
     "ip": [
         ("total", "total packets received"),

@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 import trio
 
 from . import arp, ether, icmp, ip, offload, profile, udp
+from .callout import Timers
 from .counters import Counters
 from .if_shmif import ShmifInterface
 from .ifnet import IFF_UP, InterfaceAddress, InterfaceError
@@ -35,6 +36,7 @@ class Node:
 
     def __init__(self, nursery, *, capenable=None, stack="host"):
         self.nursery = nursery
+        self.timers = Timers()
         self.interfaces = {}
         self.routes = RouteTable()
         self.arp = arp.ArpTable(self)
@@ -200,6 +202,7 @@ class Node:
         ifp = self.interface(name)
         ifp.detach()
         self.routes.delete_interface(name)
+        self.arp.purge(name)
         del self.interfaces[name]
 
     def set_linkstr(self, name, path):
@@ -294,11 +297,6 @@ class Node:
 
     # -- running ---------------------------------------------------------------------
 
-    async def _arp_timer(self):
-        while True:
-            await trio.sleep(1.0)
-            self.arp.timer(self.now())
-
     def halt(self):
         """Stop the node: close every interface; open_node()'s block then ends."""
         for name in list(self.interfaces):
@@ -347,7 +345,7 @@ async def open_node(**options):
     """Run a node inside the caller's trio program ("the kernel as a library")."""
     async with open_service_nursery() as nursery:
         node = Node(nursery, **options)
-        nursery.start_soon(node._arp_timer)
+        nursery.start_soon(node.timers.run)
         try:
             yield node
         finally:

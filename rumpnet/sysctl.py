@@ -7,6 +7,7 @@ VARIABLES = {
     "net.inet.icmp.bmcastecho": (0, 0, 1, "answer echo requests sent to a broadcast address"),
     "net.inet.icmp.errppslimit": (100, -1, 2**31 - 1, "ICMP errors sent per second at most (-1: no limit)"),
     "net.inet.arp.keep": (1200, 1, 86400, "seconds a resolved ARP entry is kept"),
+    "net.inet.arp.max_entries": (1024, 1, 65536, "ARP entries kept at most; the least recently learned go first"),
     "net.inet.udp.recvspace": (41600, 1024, 4 * 1024 * 1024, "bytes a UDP socket may queue"),
 }
 

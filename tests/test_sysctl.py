@@ -66,7 +66,7 @@ async def test_ip_ttl_sets_outgoing_ttl(pair, bus):
     a.run("sysctl", "-w", "net.inet.ip.ttl=17")
     async with rumpnet.connect(a.url) as node:
         sock = await node.socket(rumpnet.SOCK_RAW, rumpnet.IPPROTO_ICMP)
-        await sock.sendto(echo_request(1, 1, 8), ("10.0.0.2", 0))
+        await sock.sendto(echo_request(1, 1, 8, 0.0), ("10.0.0.2", 0))
         await sock.recvfrom(timeout=2)
     ips = [dpkt.ethernet.Ethernet(f).data for f in frames_on(bus)]
     requests = [p for p in ips if isinstance(p, dpkt.ip.IP) and p.data.type == 8]
