@@ -52,10 +52,10 @@ async def test_1000_datagrams_unpaced_into_a_raised_receive_buffer(tmp_path):
     async with open_pair(str(tmp_path / "bus")) as (a, b):
         receiver = a.socket(SOCK_DGRAM)
         receiver.setsockopt("SO_RCVBUF", sum(sizes) + 16 * len(sizes))
-        receiver.bind(("0.0.0.0", 9000))
+        await receiver.bind(("0.0.0.0", 9000))
         assert await ping_once(b, "10.0.0.1")  # ARP resolved first: it holds only 16 packets meanwhile
         with b.socket(SOCK_DGRAM) as sender:
-            sender.connect(("10.0.0.1", 9000))
+            await sender.connect(("10.0.0.1", 9000))
             for data in datagrams:
                 await sender.send(data)
         with trio.fail_after(30):
@@ -69,10 +69,10 @@ async def test_the_default_queue_overflows_without_pacing(tmp_path):
     """The same burst into the default 41,600 bytes, unread: the excess is dropped and counted, not lost silently."""
     async with open_pair(str(tmp_path / "bus")) as (a, b):
         receiver = a.socket(SOCK_DGRAM)
-        receiver.bind(("0.0.0.0", 9000))
+        await receiver.bind(("0.0.0.0", 9000))
         assert await ping_once(b, "10.0.0.1")
         with b.socket(SOCK_DGRAM) as sender:
-            sender.connect(("10.0.0.1", 9000))
+            await sender.connect(("10.0.0.1", 9000))
             for _ in range(100):
                 await sender.send(bytes(1000))
         with trio.fail_after(30):
@@ -86,6 +86,6 @@ async def test_the_default_queue_overflows_without_pacing(tmp_path):
 async def test_sockets_close_with_their_with_block(tmp_path):
     async with open_pair(str(tmp_path / "bus")) as (a, _):
         with a.socket(SOCK_DGRAM) as sock:
-            sock.bind(("0.0.0.0", 9000))
+            await sock.bind(("0.0.0.0", 9000))
             assert a.udp.sockets() == [sock]
         assert sock.closed and a.udp.sockets() == []
