@@ -17,7 +17,7 @@ import trio
 
 from . import echo, perf
 from .ifnet import InterfaceError
-from .protocol import MAX_REPLY_HEADER, PROTOCOL_VERSION, MessageStream, ProtocolError, encode
+from .protocol import MAX_REPLY_DATA, MAX_REPLY_HEADER, PROTOCOL_VERSION, MessageStream, ProtocolError, encode
 from .sockets import SOMAXCONN
 from .sysctl import SysctlError
 
@@ -95,10 +95,10 @@ class Connection:
         return self._socket(fd).send_nowait(data, tuple(address) if address else None)
 
     async def call_recvfrom(self, fd: int, bufsize: int = 65535, timeout: float | None = None) -> WithData:
-        """[host, port], and the data received after the reply's header."""
+        """[host, port], and the data received after the reply's header (at most what a client reads)."""
         if bufsize < 0:
             raise OSError(errno.EINVAL, "recvfrom: bufsize must not be negative")
-        data, address = await self._socket(fd).recvfrom(bufsize, timeout)
+        data, address = await self._socket(fd).recvfrom(min(bufsize, MAX_REPLY_DATA), timeout)
         return WithData(list(address), data)
 
     async def call_shutdown(self, fd: int, how: int):

@@ -136,17 +136,19 @@ async def connected_pair(node, port=7000):
     return listener, client, server
 
 
-async def read_to_end(sock):
+async def read_to_end(sock, bufsize=1000):
     received = bytearray()
     with trio.fail_after(10):
-        while chunk := await sock.recv(1000):
+        while chunk := await sock.recv(bufsize):
             received += chunk
     return bytes(received)
 
 
-async def test_bytes_cross_in_order_both_ways_and_end_with_shutdown(node):
+@pytest.mark.parametrize("size, bufsize", [(20000, 1000), (70000, 1 << 20)],
+                         ids=["small-reads", "more-than-a-control-message-both-ways"])
+async def test_bytes_cross_in_order_both_ways_and_end_with_shutdown(node, size, bufsize):
     _, client, server = await connected_pair(node)
-    payload = bytes(range(256)) * 80  # five times what the buffers hold: the sender must wait for the reader
+    payload = bytes(range(256)) * (size // 256)  # many times what the buffers hold: the sender waits for the reader
 
     async def send_all_then_end():
         assert await client.send(payload) == len(payload)
@@ -154,7 +156,7 @@ async def test_bytes_cross_in_order_both_ways_and_end_with_shutdown(node):
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(send_all_then_end)
-        assert await read_to_end(server) == payload
+        assert await read_to_end(server, bufsize) == payload
     await server.send(b"and back")
     await server.shutdown(SHUT_WR)
     assert await read_to_end(client) == b"and back"
