@@ -260,9 +260,12 @@ class Socket:
         await self._wait(self.writable)
 
     async def _wait(self, ready, timeout=None):
-        """Wait until ready(); EAGAIN after timeout seconds. Cancellation works as for any trio call."""
+        """Wait until ready(); EAGAIN after timeout seconds. Cancellation works as for any trio call.
+
+        Ready at once, it returns at once: a receiver that keeps up with its
+        queue pays no trip through the scheduler per datagram.
+        """
         if ready():
-            await trio.lowlevel.checkpoint()
             return
         with trio.move_on_after(math.inf if timeout is None else timeout):
             while not ready():
