@@ -14,7 +14,6 @@ from .sockets import oserror, parse_sockaddr
 
 EPHEMERAL_FIRST = 49152  # NetBSD's net.inet.ip.anonportmin
 EPHEMERAL_LAST = 65535
-MAX_PCBS = 65536  # sockets one protocol may hold; SO_REUSEADDR could otherwise pile up any number on one port
 ANY = b"\0\0\0\0"
 
 
@@ -25,12 +24,9 @@ class PcbTable:
         self.node = node
         self.proto = proto
         self.by_port = {}  # port -> list of sockets
-        self.count = 0
 
     def bind(self, sock, packed, port):
         """Give sock the local (packed, port); port 0 picks an ephemeral one."""
-        if self.count >= MAX_PCBS:
-            raise OSError(errno.ENOBUFS, f"this protocol holds {MAX_PCBS} sockets already")
         if port == 0:
             port = self._ephemeral()
         for other in self.by_port.get(port, ()):
@@ -39,7 +35,6 @@ class PcbTable:
                 raise oserror(errno.EADDRINUSE)
         sock.local = (packed, port)
         self.by_port.setdefault(port, []).append(sock)
-        self.count += 1
 
     def _ephemeral(self):
         span = EPHEMERAL_LAST - EPHEMERAL_FIRST + 1
@@ -55,7 +50,6 @@ class PcbTable:
         sockets = self.by_port.get(port, [])
         if sock in sockets:
             sockets.remove(sock)
-            self.count -= 1
             if not sockets:
                 del self.by_port[port]
 

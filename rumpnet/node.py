@@ -44,6 +44,7 @@ class Node:
         self.udp = self.pcb_table(ip.IPPROTO_UDP)
         self.raw_sockets = []
         self.socket_protocols = {}  # (kind, protocol number) -> UserRequests
+        self.open_sockets = 0  # at most sockets.MAX_SOCKETS
         self.icmp_error_rate = icmp.ErrorRate()
         self.sysctl = Sysctl()
         self.stats = Counters()

@@ -37,6 +37,7 @@ SOCKET_OPTIONS = ("SO_BROADCAST", "SO_REUSEADDR", "SO_RCVBUF", "SO_SNDBUF", "SO_
 SOCKADDR_IN_LEN = 16  # a queued datagram's source address, charged to the queue as BSD's sbappendaddr does
 SB_MAX = 4 * 1024 * 1024  # the largest SO_RCVBUF or SO_SNDBUF (BSD's kern.sbmax)
 SB_DEFAULT = 32768  # a buffer's size until its protocol reserves another
+MAX_SOCKETS = 65536  # open sockets in one node, of every protocol (BSD's kern.maxfiles)
 
 
 def oserror(code):
@@ -164,6 +165,8 @@ class Socket:
     """A socket of any protocol: its buffers, state, options and the calls a program makes."""
 
     def __init__(self, node, kind, proto, usrreqs):
+        if node.open_sockets >= MAX_SOCKETS:
+            raise OSError(errno.ENFILE, f"this node has {MAX_SOCKETS} sockets open, as many as it holds")
         self.node = node
         self.kind = kind
         self.proto = proto
@@ -189,6 +192,7 @@ class Socket:
         self.drops = 0
         self.service = None  # the node's own service that holds this socket ("echo"), so that it can be found
         usrreqs.attach(self)
+        node.open_sockets += 1
 
     def reserve(self, sndbuf, rcvbuf):
         """Set both buffers' limits (BSD's soreserve), as a protocol's attach does."""
@@ -228,7 +232,7 @@ class Socket:
 
     def new_connection(self):
         """A connected socket queued for accept() on this listening one (BSD's sonewconn); None when the queue is full."""
-        if len(self.completed) >= self.backlog:
+        if len(self.completed) >= self.backlog or self.node.open_sockets >= MAX_SOCKETS:
             return None
         sock = Socket(self.node, self.kind, self.proto, self.usrreqs)
         sock.reserve(self.snd.hiwat, self.rcv.hiwat)
@@ -486,6 +490,7 @@ class Socket:
                 sock.close()
             self.completed.clear()
             self.usrreqs.detach(self)
+            self.node.open_sockets -= 1
             self.wakeup()
 
     async def aclose(self):

@@ -1,5 +1,6 @@
 """Sockets for programs: trio programs that run nodes themselves, and the examples of docs/udp.md, run as written."""
 
+import errno
 import os
 import random
 import re
@@ -7,9 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import trio
 
-from rumpnet import SOCK_DGRAM
+from rumpnet import SOCK_DGRAM, SOCK_RAW, open_node
+from rumpnet.sockets import MAX_SOCKETS
 from rumpnet.testing import open_pair, ping_once
 
 DOC = Path(__file__).parent.parent / "docs" / "udp.md"
@@ -89,3 +92,15 @@ async def test_sockets_close_with_their_with_block(tmp_path):
             await sock.bind(("0.0.0.0", 9000))
             assert a.udp.sockets() == [sock]
         assert sock.closed and a.udp.sockets() == []
+
+
+async def test_a_node_holds_a_bounded_number_of_sockets():
+    """Of every protocol together: ENFILE beyond the bound, and a closed socket makes room again."""
+    async with open_node() as node:
+        held = [node.socket(SOCK_RAW, 1) for _ in range(MAX_SOCKETS - 1)] + [node.socket(SOCK_DGRAM)]
+        for kind, proto in [(SOCK_DGRAM, 0), (SOCK_RAW, 1)]:
+            with pytest.raises(OSError) as caught:
+                node.socket(kind, proto)
+            assert caught.value.errno == errno.ENFILE
+        held.pop().close()
+        node.socket(SOCK_DGRAM).close()

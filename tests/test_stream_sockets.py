@@ -7,9 +7,12 @@ import socket
 
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import rumpnet
 from rumpnet import SHUT_WR, SOCK_STREAM
+from rumpnet.sockets import SockBuf
 
 LOOP = 253  # RFC 3692: an IP protocol number for experiments
 BUFFER = 4096  # each socket's send and receive buffer: small, so that a test fills them
@@ -229,3 +232,18 @@ async def test_a_kind_with_no_protocol_is_refused(tmp_path):
         node.register_protocol(SOCK_STREAM, LOOP, Loop())
         with pytest.raises(ValueError):
             node.register_protocol(SOCK_STREAM, LOOP, Loop())
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 64), st.lists(st.tuples(st.binary(max_size=40), st.integers(0, 50)), max_size=40))
+def test_a_stream_buffer_keeps_order_and_its_bound(hiwat, steps):
+    """Whatever is appended and taken, the bytes come out in order, and cc never passes hiwat."""
+    buffer = SockBuf(hiwat)
+    sent, taken = bytearray(), bytearray()
+    for data, size in steps:
+        count = buffer.append_bytes(data)
+        assert count == min(len(data), hiwat - len(sent) + len(taken))
+        sent += data[:count]
+        taken += buffer.take_bytes(size)
+        assert buffer.cc == len(sent) - len(taken) <= hiwat
+    assert sent == taken + buffer.take_bytes(hiwat)
