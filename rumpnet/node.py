@@ -18,10 +18,10 @@ from contextlib import asynccontextmanager
 import trio
 
 from . import arp, ether, icmp, ip, offload, profile, udp
-from .inpcb import PcbTable
 from .counters import Counters
 from .if_shmif import ShmifInterface
 from .ifnet import IFF_UP, InterfaceAddress, InterfaceError
+from .inpcb import PcbTable
 from .route import Route, RouteTable
 from .raw_ip import RAW_USRREQS
 from .sockets import SOCK_DGRAM, SOCK_RAW, SOCK_STREAM, Socket, UserRequests
