@@ -438,7 +438,7 @@ async def _udp_helper(spec):
             node.add_address(node.create_shmif(spec["bus"]), f"{spec['address']}/24")
             with node.socket(SOCK_DGRAM) as sock:
                 if listens:
-                    sock.bind(("0.0.0.0", UDP_PORT))
+                    await sock.bind(("0.0.0.0", UDP_PORT))
                 result = await _udp_role(sock, spec)
             _emit({**result, "udp_full_socket": node.stats.udp["full_socket"],
                    "bus_laps": node.stats.shmif["bus_laps"]})

@@ -14,6 +14,7 @@ import trio
 
 from .protocol import (MAX_REPLY_DATA, MAX_REPLY_HEADER, MAX_REQUEST_DATA, PROTOCOL_VERSION, MessageStream,
                        ProtocolError, parse_url)
+from .sockets import SOCK_STREAM, SOMAXCONN
 from .tasks import open_service_nursery
 
 
@@ -48,6 +49,11 @@ class RemoteNode:
 
     async def call(self, call_name, data=b"", **args):
         """Make one call on the node; returns its result, or raises OSError with the node's errno."""
+        result, _ = await self.call_with_data(call_name, data, **args)
+        return result
+
+    async def call_with_data(self, call_name, data=b"", **args):
+        """Make one call on the node: (its result, the data of its reply), or OSError with the node's errno."""
         request_id = next(self._ids)
         event, box = trio.Event(), []
         self._pending[request_id] = (event, box)
@@ -63,19 +69,19 @@ class RemoteNode:
         header, out = box[0]
         if "errno" in header:
             raise OSError(header["errno"], header.get("message") or os.strerror(header["errno"]))
-        result = header.get("result")
-        return (result, out) if call_name == "recvfrom" else result
+        return header.get("result"), out
 
     async def socket(self, kind, proto=0):
-        return RemoteSocket(self, await self.call("socket", kind=kind, proto=proto))
+        return RemoteSocket(self, await self.call("socket", kind=kind, proto=proto), kind)
 
 
 class RemoteSocket:
     """A socket in a remote node, with a local socket's async methods."""
 
-    def __init__(self, node, fd):
+    def __init__(self, node, fd, kind):
         self.node = node
         self.fd = fd
+        self.kind = kind
 
     async def bind(self, address):
         await self.node.call("bind", fd=self.fd, address=list(address))
@@ -83,22 +89,53 @@ class RemoteSocket:
     async def connect(self, address):
         await self.node.call("connect", fd=self.fd, address=list(address))
 
+    async def listen(self, backlog=SOMAXCONN):
+        await self.node.call("listen", fd=self.fd, backlog=backlog)
+
+    async def accept(self, timeout=None):
+        fd, peer = await self.node.call("accept", fd=self.fd, timeout=timeout)
+        return RemoteSocket(self.node, fd, self.kind), tuple(peer)
+
     async def sendto(self, data, address=None):
-        if len(data) > MAX_REQUEST_DATA:  # more than any datagram, and more than a node reads
-            raise OSError(errno.EMSGSIZE, "Message too long")
-        return await self.node.call("sendto", data=bytes(data), fd=self.fd,
-                                    address=list(address) if address else None)
+        """A datagram in one call; a stream in pieces, waiting for room in the node between them."""
+        data = bytes(data)
+        if self.kind != SOCK_STREAM:
+            if len(data) > MAX_REQUEST_DATA:  # more than any datagram, and more than a node reads
+                raise OSError(errno.EMSGSIZE, "Message too long")
+            return await self.send_nowait(data, address)
+        sent = 0
+        while True:
+            try:
+                sent += await self.send_nowait(data[sent:sent + MAX_REQUEST_DATA], address)
+            except BlockingIOError:
+                await self.wait_writable()
+            if sent == len(data):
+                return sent
 
     async def send(self, data):
         return await self.sendto(data)
 
+    async def send_nowait(self, data, address=None):
+        """What the node's socket takes without waiting; EAGAIN (BlockingIOError) when a stream has no room."""
+        return await self.node.call("sendto", data=bytes(data), fd=self.fd,
+                                    address=list(address) if address else None)
+
     async def recvfrom(self, bufsize=65535, timeout=None):
-        address, data = await self.node.call("recvfrom", fd=self.fd, bufsize=bufsize, timeout=timeout)
+        address, data = await self.node.call_with_data("recvfrom", fd=self.fd, bufsize=bufsize, timeout=timeout)
         return data, tuple(address)
 
     async def recv(self, bufsize=65535, timeout=None):
         data, _ = await self.recvfrom(bufsize, timeout)
         return data
+
+    async def shutdown(self, how):
+        await self.node.call("shutdown", fd=self.fd, how=how)
+
+    async def wait_readable(self):
+        await self.node.call("wait_readable", fd=self.fd)
+
+    async def wait_writable(self):
+        await self.node.call("wait_writable", fd=self.fd)
 
     async def setsockopt(self, name, value):
         await self.node.call("setsockopt", fd=self.fd, name=name, value=value)
@@ -106,8 +143,14 @@ class RemoteSocket:
     async def getsockname(self):
         return tuple(await self.node.call("getsockname", fd=self.fd))
 
+    async def getpeername(self):
+        return tuple(await self.node.call("getpeername", fd=self.fd))
+
     async def close(self):
         await self.node.call("close", fd=self.fd)
+
+    async def aclose(self):
+        await self.close()
 
 
 def server_url(explicit=None):

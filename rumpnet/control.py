@@ -17,7 +17,8 @@ import trio
 
 from . import echo, perf
 from .ifnet import InterfaceError
-from .protocol import MAX_REPLY_HEADER, PROTOCOL_VERSION, MessageStream, ProtocolError, encode
+from .protocol import MAX_REPLY_DATA, MAX_REPLY_HEADER, PROTOCOL_VERSION, MessageStream, ProtocolError, encode
+from .sockets import SOMAXCONN
 from .sysctl import SysctlError
 
 log = logging.getLogger(__name__)
@@ -26,8 +27,19 @@ MAX_CONNECTIONS = 64  # clients served at once; the next one is told so and clos
 MAX_CALLS_IN_FLIGHT = 32  # waiting calls per connection; beyond them the node stops reading it
 LAST_WORD_TIMEOUT = 1.0  # seconds to deliver a final error to a client that may not read it
 
-# Calls that may wait for the network or a timer (a datagram, a test's end).
-WAITING_CALLS = {"recvfrom", "perf_report", "perf_client"}
+# Calls that may wait for the network or a timer (data, room, a connection, a test's end).
+WAITING_CALLS = {"connect", "accept", "recvfrom", "wait_readable", "wait_writable", "perf_report", "perf_client"}
+
+
+class WithData(typing.NamedTuple):
+    """What a call returns that sends bytes back: its result, and the data after the reply's JSON header.
+
+    A call that does so says it in its signature (`-> WithData`), as one that
+    takes the request's data names a `data: bytes` argument.
+    """
+
+    result: object
+    data: bytes
 
 
 class Connection:
@@ -64,20 +76,39 @@ class Connection:
         return self._open(self.node.socket(kind, proto))
 
     async def call_bind(self, fd: int, address: list):
-        self._socket(fd).bind(tuple(address))
+        await self._socket(fd).bind(tuple(address))
 
     async def call_connect(self, fd: int, address: list):
-        self._socket(fd).connect(tuple(address))
+        """Waits, for a stream socket, until it is connected."""
+        await self._socket(fd).connect(tuple(address))
 
-    async def call_sendto(self, fd: int, address: list | None = None, *, data):
-        return await self._socket(fd).sendto(data, tuple(address) if address else None)
+    async def call_listen(self, fd: int, backlog: int = SOMAXCONN):
+        await self._socket(fd).listen(backlog)
 
-    async def call_recvfrom(self, fd: int, bufsize: int = 65535, timeout: float | None = None):
-        """[host, port] and the datagram (sent as the reply's data)."""
+    async def call_accept(self, fd: int, timeout: float | None = None):
+        """Waits for a connection: [its descriptor, [host, port] of its peer]."""
+        sock, peer = await self._socket(fd).accept(timeout)
+        return [self._open(sock), list(peer)]
+
+    async def call_sendto(self, fd: int, address: list | None = None, *, data: bytes):
+        """Never waits: a stream takes what fits (EAGAIN when nothing does); the client waits with wait_writable."""
+        return self._socket(fd).send_nowait(data, tuple(address) if address else None)
+
+    async def call_recvfrom(self, fd: int, bufsize: int = 65535, timeout: float | None = None) -> WithData:
+        """[host, port], and the data received after the reply's header (at most what a client reads)."""
         if bufsize < 0:
             raise OSError(errno.EINVAL, "recvfrom: bufsize must not be negative")
-        data, address = await self._socket(fd).recvfrom(bufsize, timeout)
-        return list(address), data
+        data, address = await self._socket(fd).recvfrom(min(bufsize, MAX_REPLY_DATA), timeout)
+        return WithData(list(address), data)
+
+    async def call_shutdown(self, fd: int, how: int):
+        await self._socket(fd).shutdown(how)
+
+    async def call_wait_readable(self, fd: int):
+        await self._socket(fd).wait_readable()
+
+    async def call_wait_writable(self, fd: int):
+        await self._socket(fd).wait_writable()
 
     async def call_setsockopt(self, fd: int, name: str, value: bool | int | float | str | None):
         if name in OPTION_TYPES:
@@ -86,6 +117,9 @@ class Connection:
 
     async def call_getsockname(self, fd: int):
         return list(self._socket(fd).getsockname())
+
+    async def call_getpeername(self, fd: int):
+        return list(self._socket(fd).getpeername())
 
     async def call_close(self, fd: int):
         self._socket(fd).close()
@@ -96,14 +130,14 @@ class Connection:
 
     async def call_echo_start(self, port: int = echo.ECHO_PORT):
         """Start the echo service; it outlives this connection (stop it with echo_stop)."""
-        echo.start(self.node, port)
+        await echo.start(self.node, port)
 
     async def call_echo_stop(self, port: int = echo.ECHO_PORT):
         echo.stop(self.node, port)
 
     async def call_perf_server(self, port: int = perf.DEFAULT_PORT, rcvbuf: int = perf.SERVER_RCVBUF):
         """Start a receiver whose socket is this connection's descriptor: it stops when the client goes."""
-        server = perf.start_server(self.node, port, rcvbuf=rcvbuf)
+        server = await perf.start_server(self.node, port, rcvbuf=rcvbuf)
         fd = self._open(server.sock)
         self.perf_servers[fd] = server
         return fd
@@ -243,7 +277,7 @@ class Connection:
         out = b""
         try:
             result = await call.handler(self, **args)
-            if name == "recvfrom":
+            if call.gives_data:
                 result, out = result
             reply = {"id": request_id, "result": result}
         except (OSError, InterfaceError, SysctlError) as e:
@@ -287,7 +321,7 @@ _JSON_NAMES = {bool: "true or false", int: "an integer", float: "a number", str:
                list: "an array", dict: "an object", type(None): "null"}
 
 # setsockopt's value, by option: its type depends on the option's name.
-OPTION_TYPES = {"SO_BROADCAST": (bool, int), "SO_REUSEADDR": (bool, int), "SO_RCVBUF": (int,),
+OPTION_TYPES = {"SO_BROADCAST": (bool, int), "SO_REUSEADDR": (bool, int), "SO_RCVBUF": (int,), "SO_SNDBUF": (int,),
                 "SO_RCVTIMEO": (float, type(None)), "IP_TTL": (int,)}
 
 
@@ -319,12 +353,13 @@ class Call:
 
     def __init__(self, handler):
         self.handler = handler
-        parameters = inspect.signature(handler).parameters
-        self.takes_data = "data" in parameters
+        signature = inspect.signature(handler)
+        self.takes_data = any(p.annotation is bytes for p in signature.parameters.values())
+        self.gives_data = signature.return_annotation is WithData
         self.fields = {}
         self.required = set()
-        for p in parameters.values():
-            if p.name in ("self", "data"):
+        for p in signature.parameters.values():
+            if p.name == "self" or p.annotation is bytes:
                 continue
             if p.annotation is p.empty:
                 raise TypeError(f"{handler.__name__}: argument {p.name!r} has no JSON type")

@@ -28,10 +28,10 @@ async def serve(sock):
                 return
 
 
-def start(node, port=ECHO_PORT, address="0.0.0.0"):
+async def start(node, port=ECHO_PORT, address="0.0.0.0"):
     sock = node.socket(SOCK_DGRAM)
     try:
-        sock.bind((address, port))
+        await sock.bind((address, port))
     except OSError:
         sock.close()
         raise

@@ -22,8 +22,10 @@ from .callout import Timers
 from .counters import Counters
 from .if_shmif import ShmifInterface
 from .ifnet import IFF_UP, InterfaceAddress, InterfaceError
+from .inpcb import PcbTable
 from .route import Route, RouteTable
-from .sockets import SOCK_DGRAM, SOCK_RAW, RawSocket
+from .raw_ip import RAW_USRREQS
+from .sockets import SOCK_DGRAM, SOCK_RAW, SOCK_STREAM, Socket, UserRequests
 from .sysctl import Sysctl
 from .tasks import open_service_nursery
 
@@ -40,8 +42,11 @@ class Node:
         self.interfaces = {}
         self.routes = RouteTable()
         self.arp = arp.ArpTable(self)
-        self.udp = udp.UdpTable(self)
+        self.pcbs = {}  # protocol number -> PcbTable: each protocol's ports
+        self.udp = self.pcb_table(ip.IPPROTO_UDP)
         self.raw_sockets = []
+        self.socket_protocols = {}  # (kind, protocol number) -> UserRequests
+        self.open_sockets = 0  # at most sockets.MAX_SOCKETS
         self.icmp_error_rate = icmp.ErrorRate()
         self.sysctl = Sysctl()
         self.stats = Counters()
@@ -53,6 +58,8 @@ class Node:
         self.protocols, settings = profile.load(stack)
         for name, value in settings.items():
             self.sysctl.set(name, value)
+        if "udp" in self.protocols:
+            self.register_protocol(SOCK_DGRAM, ip.IPPROTO_UDP, udp.UDP_USRREQS)
 
     # -- time and identity ---------------------------------------------------------
 
@@ -141,28 +148,46 @@ class Node:
 
     # -- sockets ---------------------------------------------------------------------
 
-    def socket(self, kind=SOCK_DGRAM, proto=0):
-        """A new socket: SOCK_DGRAM (UDP) or SOCK_RAW with an IP protocol number (1 for ICMP)."""
-        if kind == SOCK_DGRAM:
-            if "udp" not in self.protocols:
-                raise OSError(errno.EPROTONOSUPPORT, "this node's stack has no UDP")
-            return udp.UdpSocket(self)
-        if kind == SOCK_RAW:
-            if not 0 < proto < 256:
-                raise OSError(errno.EPROTONOSUPPORT, "raw sockets need a protocol number from 1 to 255")
-            sock = RawSocket(self, proto)
-            self.raw_sockets.append(sock)
-            return sock
-        raise OSError(errno.ESOCKTNOSUPPORT, "Socket type not supported")
+    def register_protocol(self, kind, proto, usrreqs):
+        """Let socket(kind, proto) make sockets of a protocol, whose user requests usrreqs holds.
 
-    def detach_socket(self, sock):
-        if sock in self.raw_sockets:
-            self.raw_sockets.remove(sock)
-        else:
-            self.udp.remove(sock)
+        socket(kind) with proto 0 takes the first protocol registered for
+        that kind, as BSD's pffindtype does.
+        """
+        if kind not in (SOCK_STREAM, SOCK_DGRAM) or not 0 < proto < 256:
+            raise ValueError("a protocol registers as SOCK_STREAM or SOCK_DGRAM with a number from 1 to 255")
+        if not isinstance(usrreqs, UserRequests):
+            raise TypeError("usrreqs must be a rumpnet.UserRequests")
+        if (kind, proto) in self.socket_protocols:
+            raise ValueError(f"protocol {proto} is already registered for socket kind {kind}")
+        self.socket_protocols[kind, proto] = usrreqs
+
+    def pcb_table(self, proto):
+        """The sockets and ports of one protocol number (its own port namespace, as in_pcb's tables)."""
+        if proto not in self.pcbs:
+            self.pcbs[proto] = PcbTable(self, proto)
+        return self.pcbs[proto]
+
+    def socket(self, kind=SOCK_DGRAM, proto=0):
+        """A new socket: SOCK_DGRAM (UDP), SOCK_RAW with an IP protocol number (1 for ICMP), or a registered protocol's."""
+        if kind == SOCK_RAW:
+            if isinstance(proto, bool) or not isinstance(proto, int) or not 0 < proto < 256:
+                raise OSError(errno.EPROTONOSUPPORT, "raw sockets need a protocol number from 1 to 255")
+            return Socket(self, kind, proto, RAW_USRREQS)
+        if kind not in (SOCK_STREAM, SOCK_DGRAM):
+            raise OSError(errno.ESOCKTNOSUPPORT, "Socket type not supported")
+        if proto == 0:
+            proto = next((p for k, p in self.socket_protocols if k == kind), None)
+        usrreqs = self.socket_protocols.get((kind, proto))
+        if usrreqs is None:
+            if kind == SOCK_DGRAM and proto in (None, ip.IPPROTO_UDP):
+                raise OSError(errno.EPROTONOSUPPORT, "this node's stack has no UDP")
+            name = "SOCK_STREAM" if kind == SOCK_STREAM else "SOCK_DGRAM"
+            raise OSError(errno.EPROTONOSUPPORT, f"this node's stack has no {name} protocol {proto or ''}".rstrip())
+        return Socket(self, kind, proto, usrreqs)
 
     def sockets(self):
-        return self.udp.sockets() + list(self.raw_sockets)
+        return [sock for table in self.pcbs.values() for sock in table.sockets()] + list(self.raw_sockets)
 
     # -- interface configuration (ifconfig) -------------------------------------------
 

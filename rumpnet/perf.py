@@ -165,12 +165,12 @@ class PerfServer:
             pass  # the sender sends its closing datagram again
 
 
-def start_server(node, port=DEFAULT_PORT, *, address="0.0.0.0", rcvbuf=SERVER_RCVBUF):
+async def start_server(node, port=DEFAULT_PORT, *, address="0.0.0.0", rcvbuf=SERVER_RCVBUF):
     """Bind a receiver in node and run it as a task of the node; close server.sock to stop it."""
     sock = node.socket(SOCK_DGRAM)
     try:
         sock.setsockopt("SO_RCVBUF", rcvbuf)
-        sock.bind((address, port))
+        await sock.bind((address, port))
     except OSError:
         sock.close()
         raise
@@ -201,7 +201,7 @@ async def run_client(node, host, port=DEFAULT_PORT, *, length=DEFAULT_LENGTH, du
     gap = length * 8 / bits_per_second if bits_per_second else 0.0
     padding = bytes(length - HEADER.size)
     with node.socket(SOCK_DGRAM) as sock:
-        sock.connect((host, port))
+        await sock.connect((host, port))
         await _closing(sock, 0)  # a probe: resolves the link and finds a closed port before the clock starts
         start = trio.current_time()
         end = start + duration

@@ -9,6 +9,16 @@ import trio
 
 from . import control
 from .node import open_node
+from .protocol import parse_url
+
+
+async def serve(node, url, *, task_status=trio.TASK_STATUS_IGNORED):
+    """Serve a node of the caller's own program at a control socket URL, until cancelled or halted.
+
+    Command-line tools and rumpnet.connect() then reach it as a `rumpnet
+    server`, with whatever protocols the program registered in it.
+    """
+    await control.serve(node, parse_url(url), task_status=task_status)
 
 
 async def serve_node(path, ready, stack="host"):

@@ -1,4 +1,16 @@
-"""Sockets: what a program holds, for UDP and for raw IP (BSD's kern/uipc_socket.c).
+"""The socket layer: what a program holds (BSD's kern/uipc_socket.c, uipc_socket2.c).
+
+A socket owns two buffers (sockbufs), one to receive and one to send: records,
+each a datagram and its source, for datagram and raw sockets; one byte
+stream for stream sockets. The socket layer does what every protocol shares:
+the calls programs make, the buffers' limits (SO_RCVBUF, SO_SNDBUF), the
+waiting (for data, for room, for a connection) and the queue of connections
+a listening socket has not accepted yet. A protocol does the rest through a
+small table of user requests (UserRequests, BSD's pr_usrreqs), and calls back
+the few entry points BSD's protocols call: deliver() and append() (sbappend),
+notify() (so_error), connected() (soisconnected), cantrcvmore()
+(socantrcvmore), new_connection() (sonewconn) and wakeup() (sorwakeup and
+sowwakeup in one).
 
 The same objects serve local programs (a trio program that runs a node) and
 remote ones (the control socket's system-call proxy calls these methods).
@@ -8,19 +20,24 @@ are OSError with the errno a BSD kernel would give.
 
 import errno
 import ipaddress
+import math
 import os
 import socket
 from collections import deque
+from contextlib import ExitStack
 
 import trio
 
-from .ip import ip_output
-
+SOCK_STREAM = 1
 SOCK_DGRAM = 2
 SOCK_RAW = 3
-SOCKET_OPTIONS = ("SO_BROADCAST", "SO_REUSEADDR", "SO_RCVBUF", "SO_RCVTIMEO", "IP_TTL")
+SHUT_RD, SHUT_WR, SHUT_RDWR = 0, 1, 2
+SOMAXCONN = 128  # the longest queue of connections a listening socket holds unaccepted
+SOCKET_OPTIONS = ("SO_BROADCAST", "SO_REUSEADDR", "SO_RCVBUF", "SO_SNDBUF", "SO_RCVTIMEO", "IP_TTL")
 SOCKADDR_IN_LEN = 16  # a queued datagram's source address, charged to the queue as BSD's sbappendaddr does
-SB_MAX = 4 * 1024 * 1024  # the largest SO_RCVBUF (BSD's kern.sbmax)
+SB_MAX = 4 * 1024 * 1024  # the largest SO_RCVBUF or SO_SNDBUF (BSD's kern.sbmax)
+SB_DEFAULT = 32768  # a buffer's size until its protocol reserves another
+MAX_SOCKETS = 65536  # open sockets in one node, of every protocol (BSD's kern.maxfiles)
 
 
 def oserror(code):
@@ -54,83 +71,384 @@ def unpack_address(packed):
     return socket.inet_ntoa(packed)
 
 
+class SockBuf:
+    """One direction of a socket: datagram records or a byte stream, at most hiwat bytes (BSD's sockbuf).
+
+    cc counts what the buffer holds: for a record, its data and its source
+    address, so even empty datagrams fill the buffer, as in BSD.
+    """
+
+    def __init__(self, hiwat):
+        self.hiwat = hiwat
+        self.cc = 0
+        self.records = deque()  # (data, packed source) of datagrams, oldest first
+        self.stream = bytearray()
+
+    def space(self):
+        return max(0, self.hiwat - self.cc)
+
+    def append_record(self, data, address):
+        size = len(data) + SOCKADDR_IN_LEN
+        if size > self.space():
+            return False
+        self.records.append((data, address))
+        self.cc += size
+        return True
+
+    def take_record(self):
+        data, address = self.records.popleft()
+        self.cc -= len(data) + SOCKADDR_IN_LEN
+        return data, address
+
+    def append_bytes(self, data):
+        """As much of data as there is room for; how many bytes that was."""
+        count = min(len(data), self.space())
+        self.stream += data[:count]
+        self.cc += count
+        return count
+
+    def take_bytes(self, size):
+        data = bytes(self.stream[:size])
+        del self.stream[:size]
+        self.cc -= len(data)
+        return data
+
+    def flush(self):
+        self.records.clear()
+        self.stream.clear()
+        self.cc = 0
+
+
+class UserRequests:
+    """What a protocol does for its sockets (BSD's pr_usrreqs); the socket layer calls these.
+
+    A protocol subclasses this and registers an instance with
+    Node.register_protocol(kind, proto, usrreqs). Each hook gets the socket;
+    per-connection state lives in sock.pcb. What a hook does not support it
+    refuses with EOPNOTSUPP, the default.
+    """
+
+    name = "?"  # what netstat prints in the Proto column
+    stream = False  # a byte stream (SOCK_STREAM) rather than datagram records
+
+    def attach(self, sock):
+        """A new socket: reserve its buffers (sock.reserve), make its pcb."""
+
+    def bind(self, sock, address):
+        raise oserror(errno.EOPNOTSUPP)
+
+    def connect(self, sock, address):
+        """Start connecting; a stream protocol calls sock.connected() once it is (now or later)."""
+        raise oserror(errno.EOPNOTSUPP)
+
+    def listen(self, sock):
+        raise oserror(errno.EOPNOTSUPP)
+
+    def accept(self, sock):
+        """A queued connection is being handed to the program."""
+
+    def send(self, sock, data, address):
+        """A datagram to address (None: the connected peer); a stream protocol takes data into sock.snd."""
+        raise oserror(errno.EOPNOTSUPP)
+
+    def rcvd(self, sock):
+        """The program took bytes from sock.rcv: there is room for more (a stream's window opens)."""
+
+    def shutdown(self, sock):
+        """The program will send no more: a stream protocol ends its stream once sock.snd is sent."""
+
+    def detach(self, sock):
+        """The socket is closed: forget it."""
+
+
 class Socket:
-    """A socket's receive queue, pending error and options; the protocol subclasses send."""
+    """A socket of any protocol: its buffers, state, options and the calls a program makes."""
 
-    kind = "?"
-
-    def __init__(self, node, proto):
+    def __init__(self, node, kind, proto, usrreqs):
+        if node.open_sockets >= MAX_SOCKETS:
+            raise OSError(errno.ENFILE, f"this node has {MAX_SOCKETS} sockets open, as many as it holds")
         self.node = node
+        self.kind = kind
         self.proto = proto
-        self.queue = deque()
-        self.queued_bytes = 0
+        self.usrreqs = usrreqs
+        self.rcv = SockBuf(SB_DEFAULT)
+        self.snd = SockBuf(SB_DEFAULT)
+        self.pcb = None  # the protocol's own state for this socket (BSD's so_pcb)
         self._waiters = trio.lowlevel.ParkingLot()
         self.error = 0
         self.closed = False
         self.local = (b"\0\0\0\0", 0)
         self.remote = None
+        self.isconnected = False
+        self.listening = False
+        self.backlog = 0
+        self.completed = deque()  # connections waiting for accept()
+        self.cant_send = False
+        self.cant_recv = False
         self.broadcast = False
         self.reuseaddr = False
         self.ttl = None
         self.timeout = None
-        self.rcvbuf = node.sysctl["net.inet.udp.recvspace"]
         self.drops = 0
         self.service = None  # the node's own service that holds this socket ("echo"), so that it can be found
+        usrreqs.attach(self)
+        node.open_sockets += 1
 
-    # -- the receive side, fed by the protocol --------------------------------
+    def reserve(self, sndbuf, rcvbuf):
+        """Set both buffers' limits (BSD's soreserve), as a protocol's attach does."""
+        self.snd.hiwat, self.rcv.hiwat = sndbuf, rcvbuf
+
+    # -- entry points for the protocol ---------------------------------------------
 
     def deliver(self, data, address):
-        """Queue a datagram; False (and counted) when the queue is full.
-
-        Each datagram costs its length plus its source address, so even empty
-        datagrams fill the queue, as in BSD.
-        """
-        size = len(data) + SOCKADDR_IN_LEN
-        if self.queued_bytes + size > self.rcvbuf:
+        """Queue a datagram from address; False (and counted) when the receive buffer is full."""
+        if self.cant_recv or not self.rcv.append_record(data, address):
             self.drops += 1
             return False
-        self.queue.append((data, address))
-        self.queued_bytes += size
-        if self._waiters:
-            self._waiters.unpark_all()
+        self.wakeup()
         return True
 
+    def append(self, data):
+        """Add stream bytes to the receive buffer; how many fitted."""
+        count = self.rcv.append_bytes(data)
+        if count:
+            self.wakeup()
+        return count
+
     def notify(self, error):
-        """An asynchronous error (ICMP unreachable): the next call returns it."""
+        """An asynchronous error (ICMP unreachable, a refused connection): the next call returns it."""
         self.error = error
-        self._waiters.unpark_all()
+        self.wakeup()
 
-    def _take_error(self):
-        error, self.error = self.error, 0
-        if error:
-            raise oserror(error)
+    def connected(self):
+        """The protocol has connected this socket (BSD's soisconnected)."""
+        self.isconnected = True
+        self.wakeup()
 
-    async def recvfrom(self, bufsize=65535, timeout=None):
-        """Wait for a datagram: (data, (address, port)); EAGAIN after timeout seconds.
+    def cantrcvmore(self):
+        """The peer sends no more: once the buffer is read, recv returns b"" (end of file)."""
+        self.cant_recv = True
+        self.wakeup()
 
-        A longer datagram is cut to bufsize, the rest discarded, as recvfrom(2)
-        does. Cancellation (trio.move_on_after, fail_after) works as for any trio call.
+    def new_connection(self):
+        """A connected socket queued for accept() on this listening one (BSD's sonewconn); None when the queue is full."""
+        if len(self.completed) >= self.backlog or self.node.open_sockets >= MAX_SOCKETS:
+            return None
+        sock = Socket(self.node, self.kind, self.proto, self.usrreqs)
+        sock.reserve(self.snd.hiwat, self.rcv.hiwat)
+        self.completed.append(sock)
+        self.wakeup()
+        return sock
+
+    def wakeup(self):
+        """Wake every task waiting on this socket, for data, room or a state change."""
+        if self._waiters:
+            self._waiters.unpark_all()
+
+    # -- readiness ---------------------------------------------------------------------
+
+    def readable(self):
+        return bool(self.rcv.cc or self.completed or self.cant_recv or self.error or self.closed)
+
+    def writable(self):
+        if self.error or self.cant_send or self.closed or not self.usrreqs.stream:
+            return True
+        return self.isconnected and self.snd.space() > 0
+
+    async def wait_readable(self):
+        """Wait until recv or accept would not wait (data, a connection, end of file or an error)."""
+        await self._wait(self.readable)
+
+    async def wait_writable(self):
+        """Wait until send would take at least one byte without waiting (or would fail at once)."""
+        await self._wait(self.writable)
+
+    async def _wait(self, ready, timeout=None):
+        """Wait until ready(); EAGAIN after timeout seconds. Cancellation works as for any trio call.
+
+        Ready at once, it returns at once: a receiver that keeps up with its
+        queue pays no trip through the scheduler per datagram.
+        """
+        if ready():
+            return
+        with trio.move_on_after(math.inf if timeout is None else timeout):
+            while not ready():
+                await self._waiters.park()
+            return
+        raise oserror(errno.EAGAIN)
+
+    # -- the calls a program makes ---------------------------------------------------------
+
+    async def bind(self, address):
+        self._check_open()
+        self.usrreqs.bind(self, address)
+        await trio.lowlevel.checkpoint()
+
+    async def connect(self, address):
+        """Fix the peer of a datagram socket; connect a stream socket, waiting until it is connected.
+
+        As BSD's in_pcbconnect, an unbound socket gets an ephemeral port and
+        a wildcard local address becomes the one the route to the peer uses.
         """
         self._check_open()
-        if timeout is None:
-            timeout = self.timeout
-        elif not isinstance(timeout, (int, float)) or timeout < 0:
-            raise OSError(errno.EINVAL, f"timeout {timeout!r} is not a number of seconds")
-        if not self.queue:
-            with trio.move_on_after(timeout if timeout is not None else float("inf")):
-                while not self.queue:
-                    self._check_open()
-                    self._take_error()
-                    await self._waiters.park()
-            if not self.queue:
-                raise oserror(errno.EAGAIN)
-        data, address = self.queue.popleft()
-        self.queued_bytes -= len(data) + SOCKADDR_IN_LEN
+        if self.listening:
+            raise OSError(errno.EOPNOTSUPP, "a listening socket cannot connect")
+        if self.usrreqs.stream and self.isconnected:
+            raise oserror(errno.EISCONN)
+        self.usrreqs.connect(self, address)
+        if self.usrreqs.stream:
+            await self._wait(lambda: self.isconnected or self.error or self.closed)
+            self._check_open()
+            self._take_error()
+        else:
+            await trio.lowlevel.checkpoint()
+
+    async def listen(self, backlog=SOMAXCONN):
+        """Take connections; at most backlog (bounded by SOMAXCONN) wait to be accepted."""
+        self._check_open()
+        if self.isconnected:
+            raise oserror(errno.EINVAL)
+        self.usrreqs.listen(self)
+        self.listening = True
+        self.backlog = max(1, min(int(backlog), SOMAXCONN))
+        await trio.lowlevel.checkpoint()
+
+    async def accept(self, timeout=None):
+        """Wait for a connection: (new socket, peer address)."""
+        self._check_open()
+        if not self.listening:
+            raise OSError(errno.EINVAL, "accept: the socket is not listening")
+        await self._wait(lambda: self.completed or self.error or self.closed, self._timeout(timeout))
+        self._check_open()
+        self._take_error()
+        sock = self.completed.popleft()
+        self.usrreqs.accept(sock)
+        return sock, sock.getpeername()
+
+    async def sendto(self, data, address=None):
+        """Send data: a datagram at once, or all of a stream's bytes, waiting for room as they go."""
+        data = bytes(data)
+        if not self.usrreqs.stream:
+            self._send_datagram(data, address)
+            await trio.lowlevel.checkpoint()
+            return len(data)
+        sent = 0
+        while True:
+            await self.wait_writable()
+            sent += self._send_bytes(data[sent:], address)
+            if sent == len(data):
+                return sent
+
+    async def send(self, data):
+        return await self.sendto(data)
+
+    def send_nowait(self, data, address=None):
+        """Send without waiting: a datagram, or as many stream bytes as there is room for; EAGAIN when none."""
+        data = bytes(data)
+        if not self.usrreqs.stream:
+            self._send_datagram(data, address)
+            return len(data)
+        if not self.writable():
+            raise oserror(errno.EAGAIN)
+        return self._send_bytes(data, address)
+
+    async def sendmmsg(self, datagrams, address=None):
+        """Send several datagrams as one burst (BSD's sendmmsg(2)); returns how many went.
+
+        The link wakes its peers once for the whole burst instead of once a
+        datagram. An error on the first datagram is raised; a later one ends
+        the burst early, and the count says where.
+        """
+        if self.usrreqs.stream:
+            raise OSError(errno.EOPNOTSUPP, "sendmmsg sends datagrams")
+        sent = 0
+        with ExitStack() as burst:
+            for ifp in self.node.interfaces.values():
+                burst.enter_context(ifp.deferred_wakeup())
+            for data in datagrams:
+                try:
+                    self._send_datagram(bytes(data), address)
+                except OSError:
+                    if not sent:
+                        raise
+                    break
+                sent += 1
+        await trio.lowlevel.checkpoint()
+        return sent
+
+    def _send_datagram(self, data, address):
+        self._check_open()
+        self._take_error()
+        if self.cant_send:
+            raise oserror(errno.EPIPE)
+        self.usrreqs.send(self, data, address)
+
+    def _send_bytes(self, data, address):
+        """Put what fits of data in the send buffer, through the protocol; how many bytes."""
+        self._check_open()
+        self._take_error()
+        if self.cant_send:
+            raise oserror(errno.EPIPE)
+        if not self.isconnected:
+            raise oserror(errno.ENOTCONN)
+        if address is not None:
+            raise oserror(errno.EISCONN)
+        count = min(len(data), self.snd.space())
+        self.usrreqs.send(self, data[:count], None)
+        return count
+
+    async def recvfrom(self, bufsize=65535, timeout=None):
+        """Wait for data: (data, (address, port)); EAGAIN after timeout seconds.
+
+        A datagram longer than bufsize is cut to it, the rest discarded, as
+        recvfrom(2) does; a stream gives at most bufsize bytes, and b"" at its end.
+        """
+        self._check_open()
+        await self._wait(self.readable, self._timeout(timeout))
+        self._check_open()
+        if not self.rcv.cc:
+            self._take_error()
+        if self.usrreqs.stream:
+            data = self.rcv.take_bytes(bufsize)
+            if data:
+                self.usrreqs.rcvd(self)
+            return data, self.getpeername() if self.remote else ("0.0.0.0", 0)
+        if not self.rcv.records:
+            return b"", ("0.0.0.0", 0)  # shut down for reading
+        data, address = self.rcv.take_record()
         return data[:bufsize], (unpack_address(address[0]), address[1])
 
     async def recv(self, bufsize=65535, timeout=None):
         data, _ = await self.recvfrom(bufsize, timeout)
         return data
+
+    async def shutdown(self, how):
+        """End reading (SHUT_RD), sending (SHUT_WR: the peer reads end of file once the buffer is sent) or both."""
+        self._check_open()
+        if how not in (SHUT_RD, SHUT_WR, SHUT_RDWR):
+            raise OSError(errno.EINVAL, f"shutdown: how must be 0, 1 or 2, not {how!r}")
+        if not self.isconnected and self.remote is None:
+            raise oserror(errno.ENOTCONN)
+        if how != SHUT_WR:
+            self.rcv.flush()
+            self.cantrcvmore()
+        if how != SHUT_RD and not self.cant_send:
+            self.cant_send = True
+            self.usrreqs.shutdown(self)
+            self.wakeup()
+        await trio.lowlevel.checkpoint()
+
+    def _timeout(self, timeout):
+        if timeout is None:
+            return self.timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
+            raise OSError(errno.EINVAL, f"timeout {timeout!r} is not a number of seconds")
+        return timeout
+
+    def _take_error(self):
+        error, self.error = self.error, 0
+        if error:
+            raise oserror(error)
 
     # -- options ---------------------------------------------------------------
 
@@ -139,12 +457,13 @@ class Socket:
             self.broadcast = bool(value)
         elif name == "SO_REUSEADDR":
             self.reuseaddr = bool(value)
-        elif name == "SO_RCVBUF":
-            if not isinstance(value, int) or value <= 0:
-                raise OSError(errno.EINVAL, "SO_RCVBUF must be a positive number of bytes")
+        elif name in ("SO_RCVBUF", "SO_SNDBUF"):
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise OSError(errno.EINVAL, f"{name} must be a positive number of bytes")
             if value > SB_MAX:
-                raise OSError(errno.ENOBUFS, f"SO_RCVBUF may be at most {SB_MAX} bytes")
-            self.rcvbuf = value
+                raise OSError(errno.ENOBUFS, f"{name} may be at most {SB_MAX} bytes")
+            (self.rcv if name == "SO_RCVBUF" else self.snd).hiwat = value
+            self.wakeup()
         elif name == "SO_RCVTIMEO":
             if value is not None and value < 0:
                 raise OSError(errno.EINVAL, "SO_RCVTIMEO must not be negative")
@@ -167,8 +486,17 @@ class Socket:
     def close(self):
         if not self.closed:
             self.closed = True
-            self.node.detach_socket(self)
-            self._waiters.unpark_all()
+            for sock in self.completed:  # connections never accepted go with their listener
+                sock.close()
+            self.completed.clear()
+            self.usrreqs.detach(self)
+            self.node.open_sockets -= 1
+            self.wakeup()
+
+    async def aclose(self):
+        """close() for code that also drives remote sockets, whose close is a call to the node."""
+        self.close()
+        await trio.lowlevel.checkpoint()
 
     def _check_open(self):
         if self.closed:
@@ -176,7 +504,7 @@ class Socket:
 
     def describe(self):
         remote = self.remote or (b"\0\0\0\0", 0)
-        return {"proto": self.kind, "recv_q": self.queued_bytes, "send_q": 0,
+        return {"proto": self.usrreqs.name, "recv_q": self.rcv.cc, "send_q": self.snd.cc,
                 "local": list(self.getsockname()), "remote": [unpack_address(remote[0]), remote[1]]}
 
     def __enter__(self):
@@ -184,37 +512,3 @@ class Socket:
 
     def __exit__(self, *exc):
         self.close()
-
-
-class RawSocket(Socket):
-    """A raw IP socket: sends a protocol's message, receives whole IP packets (as rump.ping uses)."""
-
-    kind = "raw"
-
-    def bind(self, address):
-        self._check_open()
-        packed = pack_address(address[0])
-        if packed != b"\0\0\0\0" and not self.node.is_local(packed):
-            raise oserror(errno.EADDRNOTAVAIL)
-        self.local = (packed, 0)
-
-    def connect(self, address):
-        self._check_open()
-        self.remote = (pack_address(address[0]), 0)
-
-    async def sendto(self, data, address=None):
-        self._check_open()
-        self._take_error()
-        if address is None:
-            if self.remote is None:
-                raise oserror(errno.EDESTADDRREQ)
-            dst = self.remote[0]
-        else:
-            dst = pack_address(address[0])
-        # as rip_output does: a raw socket may always send to a broadcast address
-        ip_output(self.node, self.proto, self.local[0], dst, bytes(data), ttl=self.ttl, broadcast_ok=True)
-        await trio.lowlevel.checkpoint()
-        return len(data)
-
-    async def send(self, data):
-        return await self.sendto(data)

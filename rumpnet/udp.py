@@ -1,150 +1,53 @@
 """UDP (RFC 768): datagrams between ports (BSD's netinet/udp_usrreq.c)."""
 
 import errno
-import random
 import struct
-from contextlib import ExitStack
-
-import trio
 
 from .checksum import in_cksum, pseudo_header_sum
 from .icmp import icmp_error
+from .inpcb import ANY, in_pcbbind, in_pcbconnect
 from .ip import IP_HEADER, IPPROTO_UDP, ip_output
 from .offload import CSUM_L4_BAD, CSUM_L4_CHECKED
-from .sockets import Socket, oserror, parse_sockaddr
+from .sockets import UserRequests, oserror, parse_sockaddr
 
 UDP_HEADER = struct.Struct("!HHHH")
 UDP_MAXDATA = 65535 - IP_HEADER.size - UDP_HEADER.size  # larger than any IPv4 packet can carry
-EPHEMERAL_FIRST = 49152  # NetBSD's net.inet.ip.anonportmin
-EPHEMERAL_LAST = 65535
-ANY = b"\0\0\0\0"
+UDP_SENDSPACE = 9216  # NetBSD's udp_sendspace; UDP sends at once, so its send buffer stays empty
 
 
-class UdpSocket(Socket):
-    kind = "udp"
+class UdpUserRequests(UserRequests):
+    """What UDP does for its sockets (BSD's udp_usrreqs): ports in node.udp, datagrams out at once."""
 
-    def __init__(self, node):
-        super().__init__(node, IPPROTO_UDP)
-        self.table = node.udp
+    name = "udp"
 
-    def bind(self, address):
-        self._check_open()
-        if self.local[1]:
-            raise OSError(errno.EINVAL, "socket is already bound")
-        packed, port = parse_sockaddr(address)
-        if packed != ANY and not self.node.is_local(packed) and not self.node.is_broadcast(packed):
-            raise oserror(errno.EADDRNOTAVAIL)
-        self.table.bind(self, packed, port)
+    def attach(self, sock):
+        sock.reserve(UDP_SENDSPACE, sock.node.sysctl["net.inet.udp.recvspace"])
 
-    def connect(self, address):
-        """Fix the peer: send() needs no address, and ICMP errors about it come back as errors.
+    def bind(self, sock, address):
+        in_pcbbind(sock.node.udp, sock, address)
 
-        As BSD's in_pcbconnect, an unbound socket gets an ephemeral port and
-        a wildcard local address becomes the one the route to the peer uses.
-        """
-        self._check_open()
-        dst, port = parse_sockaddr(address, 1)
-        ifp, _ = self.node.route_to(dst)
-        if ifp is None:
-            raise oserror(errno.ENETUNREACH)
-        if not self.local[1]:
-            self.table.bind(self, ANY, 0)
-        if self.local[0] == ANY:
-            self.local = (self.node.source_for(ifp, dst), self.local[1])
-        self.remote = (dst, port)
+    def connect(self, sock, address):
+        """Fix the peer: send() needs no address, and ICMP errors about it come back as errors."""
+        in_pcbconnect(sock.node.udp, sock, address)
 
-    async def sendto(self, data, address=None):
-        await self.sendmmsg([data], address)
-        return len(data)
-
-    async def send(self, data):
-        return await self.sendto(data)
-
-    async def sendmmsg(self, datagrams, address=None):
-        """Send several datagrams as one burst (BSD's sendmmsg(2)); returns how many went.
-
-        The link wakes its peers once for the whole burst instead of once a
-        datagram. An error on the first datagram is raised; a later one ends
-        the burst early, and the count says where.
-        """
-        self._check_open()
-        self._take_error()
+    def send(self, sock, data, address):
         if address is None:
-            if self.remote is None:
+            if sock.remote is None:
                 raise oserror(errno.EDESTADDRREQ)
-            dst, port = self.remote
+            dst, port = sock.remote
         else:
-            if self.remote is not None:
+            if sock.remote is not None:
                 raise oserror(errno.EISCONN)
             dst, port = parse_sockaddr(address, 1)
-        if not self.local[1]:
-            self.table.bind(self, ANY, 0)
-        sent = 0
-        with ExitStack() as burst:
-            for ifp in self.node.interfaces.values():
-                burst.enter_context(ifp.deferred_wakeup())
-            for data in datagrams:
-                try:
-                    udp_output(self.node, self, bytes(data), dst, port)
-                except OSError:
-                    if not sent:
-                        raise
-                    break
-                sent += 1
-        await trio.lowlevel.checkpoint()
-        return sent
+        if not sock.local[1]:
+            sock.node.udp.bind(sock, ANY, 0)
+        udp_output(sock.node, sock, data, dst, port)
+
+    def detach(self, sock):
+        sock.node.udp.remove(sock)
 
 
-class UdpTable:
-    """The node's UDP sockets by port (BSD's inpcb table for UDP)."""
-
-    def __init__(self, node):
-        self.node = node
-        self.by_port = {}  # port -> list of sockets
-
-    def bind(self, sock, packed, port):
-        if port == 0:
-            port = self._ephemeral()
-        for other in self.by_port.get(port, ()):
-            clash = other.local[0] == packed or ANY in (other.local[0], packed)
-            if clash and not (sock.reuseaddr and other.reuseaddr):
-                raise oserror(errno.EADDRINUSE)
-        sock.local = (packed, port)
-        self.by_port.setdefault(port, []).append(sock)
-
-    def _ephemeral(self):
-        span = EPHEMERAL_LAST - EPHEMERAL_FIRST + 1
-        start = random.randrange(span)
-        for step in range(span):
-            port = EPHEMERAL_FIRST + (start + step) % span
-            if port not in self.by_port:
-                return port
-        raise oserror(errno.EADDRINUSE)
-
-    def remove(self, sock):
-        port = sock.local[1]
-        sockets = self.by_port.get(port, [])
-        if sock in sockets:
-            sockets.remove(sock)
-            if not sockets:
-                del self.by_port[port]
-
-    def lookup(self, dst, dport, src, sport):
-        """The socket for a unicast datagram: connected match first, then bound."""
-        best = None
-        for sock in self.by_port.get(dport, ()):
-            if sock.local[0] not in (ANY, dst):
-                continue
-            if sock.remote is not None:
-                if sock.remote == (src, sport):
-                    return sock
-                continue
-            if best is None or best.local[0] == ANY:
-                best = sock
-        return best
-
-    def sockets(self):
-        return [sock for group in self.by_port.values() for sock in group]
+UDP_USRREQS = UdpUserRequests()
 
 
 def udp_output(node, sock, data, dst, port):

@@ -83,8 +83,8 @@ async def exchange(bus, a_bits, b_bits):
         assert await ping_once(a, B_IP)
         assert await ping_once(a, B_IP)
         server, client = b.socket(SOCK_DGRAM), a.socket(SOCK_DGRAM)
-        server.bind(("0.0.0.0", SERVER_PORT))
-        client.bind(("0.0.0.0", CLIENT_PORT))
+        await server.bind(("0.0.0.0", SERVER_PORT))
+        await client.bind(("0.0.0.0", CLIENT_PORT))
         await client.sendto(b"hello, offload", (B_IP, SERVER_PORT))
         data, source = await server.recvfrom(timeout=5)
         await server.sendto(b"echo: " + data, source)
@@ -160,14 +160,14 @@ async def test_wrong_checksum_is_dropped_and_counted(tmp_path, bits, at, proto):
         b.add_address(b.create_shmif(bus), f"{B_IP}/24")
         mac = b.interfaces["shmif0"].mac
         server = b.socket(SOCK_DGRAM)
-        server.bind(("0.0.0.0", SERVER_PORT))
+        await server.bind(("0.0.0.0", SERVER_PORT))
         bad = bytearray(udp_frame(b"spoilt", dst_mac=mac))
         bad[at] ^= 0x01
         inject(bus, bytes(bad), udp_frame(b"fine", dst_mac=mac))
         assert await server.recv(timeout=5) == b"fine"
         assert getattr(b.stats, proto)["bad_checksum"] == 1
         assert b.stats.udp["delivered"] == 1
-        assert not server.queue
+        assert not server.rcv.records
 
 
 async def test_udp_shorter_than_its_ip_packet_is_accepted_with_rx_offload(tmp_path):
@@ -176,7 +176,7 @@ async def test_udp_shorter_than_its_ip_packet_is_accepted_with_rx_offload(tmp_pa
     async with open_node(capenable=RX) as b:
         b.add_address(b.create_shmif(bus), f"{B_IP}/24")
         server = b.socket(SOCK_DGRAM)
-        server.bind(("0.0.0.0", SERVER_PORT))
+        await server.bind(("0.0.0.0", SERVER_PORT))
         inject(bus, udp_frame(b"short", dst_mac=b.interfaces["shmif0"].mac, trailer=b"padding"))
         assert await server.recv(timeout=5) == b"short"
         assert b.stats.udp.get("bad_checksum", 0) == 0
@@ -188,7 +188,7 @@ async def test_a_datagram_to_the_node_itself_is_not_counted_as_sent_without_a_ch
     async with open_node(capenable=TX) as a:
         a.add_address(a.create_shmif(str(tmp_path / "bus")), f"{A_IP}/24")
         server, client = a.socket(SOCK_DGRAM), a.socket(SOCK_DGRAM)
-        server.bind(("0.0.0.0", SERVER_PORT))
+        await server.bind(("0.0.0.0", SERVER_PORT))
         client.setsockopt("SO_BROADCAST", 1)
         await client.sendto(b"me", (A_IP, SERVER_PORT))
         await client.sendto(b"all", ("10.0.0.255", SERVER_PORT))
@@ -204,7 +204,7 @@ async def test_a_datagram_held_for_arp_keeps_the_sums_it_was_sent_with(tmp_path)
         a.add_address(a.create_shmif(bus), f"{A_IP}/24")
         b.add_address(b.create_shmif(bus), f"{B_IP}/24")
         server, client = b.socket(SOCK_DGRAM), a.socket(SOCK_DGRAM)
-        server.bind(("0.0.0.0", SERVER_PORT))
+        await server.bind(("0.0.0.0", SERVER_PORT))
         await client.sendto(b"held", (B_IP, SERVER_PORT))  # no ARP entry yet: held
         a.set_capabilities("shmif0", disable=TX)
         assert await server.recv(timeout=5) == b"held"
@@ -221,7 +221,7 @@ async def test_a_router_forwards_a_datagram_without_a_checksum_as_it_came(tmp_pa
         router.add_address(router.create_shmif(far), "10.0.1.254/24")
         b.add_address(b.create_shmif(far), "10.0.1.1/24")
         server = b.socket(SOCK_DGRAM)
-        server.bind(("0.0.0.0", SERVER_PORT))
+        await server.bind(("0.0.0.0", SERVER_PORT))
         datagram = struct.pack("!HHHH", CLIENT_PORT, SERVER_PORT, 8 + 5, 0) + b"no ck"
         packet = ip_packet(datagram, 17, dst=bytes([10, 0, 1, 1]))
         inject(near, router.interfaces["shmif0"].mac + FAKE_MAC + b"\x08\x00" + packet)

@@ -63,7 +63,7 @@ def test_bad_command_lines(pair, args, message):
 
 async def test_the_python_api_measures_in_one_program(tmp_path):
     async with open_pair(str(tmp_path / "bus")) as (a, b):
-        server = perf.start_server(a)
+        server = await perf.start_server(a)
         report = await perf.run_client(b, "10.0.0.1", length=200, duration=0.5, bits_per_second=1e6)
         assert report.sent > 0 and report.bytes == 200 * report.sent
         assert report.local[0] == "10.0.0.2" and report.remote == ("10.0.0.1", perf.DEFAULT_PORT)
@@ -79,7 +79,7 @@ async def test_the_python_api_measures_in_one_program(tmp_path):
 async def test_a_small_receive_buffer_shows_as_loss(tmp_path):
     """At a rate the bus carries easily, what the receiver's queue drops is what the report calls lost."""
     async with open_pair(str(tmp_path / "bus")) as (a, b):
-        perf.start_server(a, rcvbuf=1100)  # one 1000-byte datagram: every burst overflows it
+        await perf.start_server(a, rcvbuf=1100)  # one 1000-byte datagram: every burst overflows it
         report = await perf.run_client(b, "10.0.0.1", length=1000, duration=0.5, bits_per_second=4000 * 1000 * 8)
         assert a.stats.shmif["bus_laps"] == 0
         assert 0 < report.server.lost <= a.stats.udp["full_socket"]  # (a dropped closing datagram is sent again)
@@ -87,9 +87,9 @@ async def test_a_small_receive_buffer_shows_as_loss(tmp_path):
 
 async def test_order_loss_and_the_count_sent_as_iperf_keeps_them(tmp_path):
     async with open_pair(str(tmp_path / "bus")) as (a, b):
-        server = perf.start_server(a)
+        server = await perf.start_server(a)
         sock = b.socket(SOCK_DGRAM)
-        sock.connect(("10.0.0.1", perf.DEFAULT_PORT))
+        await sock.connect(("10.0.0.1", perf.DEFAULT_PORT))
         for seq in (0, 1, 3, 2, 5):
             await sock.send(perf.HEADER.pack(seq, 0, 0) + bytes(20))
         await sock.send(perf.HEADER.pack(-7 - 1, 0, 0))  # "7 were sent": 4 and 6 never came
@@ -105,7 +105,7 @@ async def test_order_loss_and_the_count_sent_as_iperf_keeps_them(tmp_path):
 async def test_a_receiver_that_never_reports_leaves_the_server_report_empty(tmp_path):
     async with open_pair(str(tmp_path / "bus")) as (a, b):
         silent = a.socket(SOCK_DGRAM)
-        silent.bind(("0.0.0.0", perf.DEFAULT_PORT))
+        await silent.bind(("0.0.0.0", perf.DEFAULT_PORT))
         report = await perf.run_client(b, "10.0.0.1", length=64, duration=0.1, bits_per_second=1e5)
         assert report.sent > 0 and report.server is None
 

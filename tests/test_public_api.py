@@ -8,9 +8,10 @@ import rumpnet
 PUBLIC = {
     "Bus", "BusError", "BusHeader", "Cursor", "create",
     "NodeUnreachable", "RemoteNode", "RemoteSocket", "connect",
-    "InterfaceError", "Node", "open_node",
+    "InterfaceError", "Node", "open_node", "serve",
     "PingStats", "ping",
-    "SOCK_DGRAM", "SOCK_RAW", "IPPROTO_ICMP", "IPPROTO_UDP",
+    "Socket", "UserRequests", "SOCK_STREAM", "SOCK_DGRAM", "SOCK_RAW", "IPPROTO_ICMP", "IPPROTO_UDP",
+    "SHUT_RD", "SHUT_WR", "SHUT_RDWR",
 }
 
 

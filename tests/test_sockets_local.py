@@ -1,5 +1,6 @@
 """Sockets for programs: trio programs that run nodes themselves, and the examples of docs/udp.md, run as written."""
 
+import errno
 import os
 import random
 import re
@@ -7,9 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import trio
 
-from rumpnet import SOCK_DGRAM
+from rumpnet import SOCK_DGRAM, SOCK_RAW, open_node
+from rumpnet.sockets import MAX_SOCKETS
 from rumpnet.testing import open_pair, ping_once
 
 DOC = Path(__file__).parent.parent / "docs" / "udp.md"
@@ -52,10 +55,10 @@ async def test_1000_datagrams_unpaced_into_a_raised_receive_buffer(tmp_path):
     async with open_pair(str(tmp_path / "bus")) as (a, b):
         receiver = a.socket(SOCK_DGRAM)
         receiver.setsockopt("SO_RCVBUF", sum(sizes) + 16 * len(sizes))
-        receiver.bind(("0.0.0.0", 9000))
+        await receiver.bind(("0.0.0.0", 9000))
         assert await ping_once(b, "10.0.0.1")  # ARP resolved first: it holds only 16 packets meanwhile
         with b.socket(SOCK_DGRAM) as sender:
-            sender.connect(("10.0.0.1", 9000))
+            await sender.connect(("10.0.0.1", 9000))
             for data in datagrams:
                 await sender.send(data)
         with trio.fail_after(30):
@@ -69,10 +72,10 @@ async def test_the_default_queue_overflows_without_pacing(tmp_path):
     """The same burst into the default 41,600 bytes, unread: the excess is dropped and counted, not lost silently."""
     async with open_pair(str(tmp_path / "bus")) as (a, b):
         receiver = a.socket(SOCK_DGRAM)
-        receiver.bind(("0.0.0.0", 9000))
+        await receiver.bind(("0.0.0.0", 9000))
         assert await ping_once(b, "10.0.0.1")
         with b.socket(SOCK_DGRAM) as sender:
-            sender.connect(("10.0.0.1", 9000))
+            await sender.connect(("10.0.0.1", 9000))
             for _ in range(100):
                 await sender.send(bytes(1000))
         with trio.fail_after(30):
@@ -86,6 +89,18 @@ async def test_the_default_queue_overflows_without_pacing(tmp_path):
 async def test_sockets_close_with_their_with_block(tmp_path):
     async with open_pair(str(tmp_path / "bus")) as (a, _):
         with a.socket(SOCK_DGRAM) as sock:
-            sock.bind(("0.0.0.0", 9000))
+            await sock.bind(("0.0.0.0", 9000))
             assert a.udp.sockets() == [sock]
         assert sock.closed and a.udp.sockets() == []
+
+
+async def test_a_node_holds_a_bounded_number_of_sockets():
+    """Of every protocol together: ENFILE beyond the bound, and a closed socket makes room again."""
+    async with open_node() as node:
+        held = [node.socket(SOCK_RAW, 1) for _ in range(MAX_SOCKETS - 1)] + [node.socket(SOCK_DGRAM)]
+        for kind, proto in [(SOCK_DGRAM, 0), (SOCK_RAW, 1)]:
+            with pytest.raises(OSError) as caught:
+                node.socket(kind, proto)
+            assert caught.value.errno == errno.ENFILE
+        held.pop().close()
+        node.socket(SOCK_DGRAM).close()

@@ -12,7 +12,7 @@ import rumpnet
 from rumpnet import SOCK_DGRAM
 from rumpnet.checksum import in_cksum, pseudo_header_sum
 from rumpnet.testing import frames_on, open_pair
-from rumpnet.udp import EPHEMERAL_FIRST, EPHEMERAL_LAST
+from rumpnet.inpcb import EPHEMERAL_FIRST, EPHEMERAL_LAST
 
 
 @pytest.fixture
@@ -33,21 +33,21 @@ def udp_frames(bus):
     return found
 
 
-def server_and_client(a, b, port=9000):
+async def server_and_client(a, b, port=9000):
     """A socket of node a bound to port, and a socket of node b connected to it."""
     server = a.socket(SOCK_DGRAM)
-    server.bind(("0.0.0.0", port))
+    await server.bind(("0.0.0.0", port))
     client = b.socket(SOCK_DGRAM)
-    client.connect(("10.0.0.1", port))
+    await client.connect(("10.0.0.1", port))
     return server, client
 
 
 async def test_datagram_arrives_with_its_source_and_a_valid_checksum(two):
     a, b, bus = two
     server = a.socket(SOCK_DGRAM)
-    server.bind(("0.0.0.0", 9000))
+    await server.bind(("0.0.0.0", 9000))
     client = b.socket(SOCK_DGRAM)
-    client.bind(("10.0.0.2", 4000))
+    await client.bind(("10.0.0.2", 4000))
     assert await client.sendto(b"hello", ("10.0.0.1", 9000)) == 5
     with trio.fail_after(5):
         data, source = await server.recvfrom()
@@ -62,7 +62,7 @@ async def test_datagram_arrives_with_its_source_and_a_valid_checksum(two):
 async def test_unbound_senders_get_distinct_ephemeral_ports(two):
     a, b, _ = two
     server = a.socket(SOCK_DGRAM)
-    server.bind(("0.0.0.0", 9000))
+    await server.bind(("0.0.0.0", 9000))
     ports = set()
     for _ in range(3):
         sock = b.socket(SOCK_DGRAM)
@@ -77,7 +77,7 @@ async def test_unbound_senders_get_distinct_ephemeral_ports(two):
 async def test_connect_fixes_the_local_address_and_the_peer(two):
     _, b, _ = two
     sock = b.socket(SOCK_DGRAM)
-    sock.connect(("10.0.0.1", 9000))
+    await sock.connect(("10.0.0.1", 9000))
     assert sock.getsockname()[0] == "10.0.0.2"
     assert sock.getpeername() == ("10.0.0.1", 9000)
     with pytest.raises(OSError) as caught:
@@ -88,7 +88,7 @@ async def test_connect_fixes_the_local_address_and_the_peer(two):
 async def test_closed_port_answers_port_unreachable_and_the_connected_sender_gets_econnrefused(two):
     a, b, _ = two
     sock = b.socket(SOCK_DGRAM)
-    sock.connect(("10.0.0.1", 9999))
+    await sock.connect(("10.0.0.1", 9999))
     await sock.send(b"anyone?")
     with trio.fail_after(5), pytest.raises(OSError) as caught:
         await sock.recv()
@@ -115,13 +115,13 @@ async def test_an_unconnected_sender_is_not_told(two):
 async def test_a_connected_socket_hears_only_its_peer(two):
     a, b, _ = two
     listener = a.socket(SOCK_DGRAM)
-    listener.bind(("0.0.0.0", 9000))
-    listener.connect(("10.0.0.2", 5000))
+    await listener.bind(("0.0.0.0", 9000))
+    await listener.connect(("10.0.0.2", 5000))
     stranger = b.socket(SOCK_DGRAM)
-    stranger.bind(("0.0.0.0", 5001))
+    await stranger.bind(("0.0.0.0", 5001))
     await stranger.sendto(b"not you", ("10.0.0.1", 9000))
     friend = b.socket(SOCK_DGRAM)
-    friend.bind(("0.0.0.0", 5000))
+    await friend.bind(("0.0.0.0", 5000))
     await friend.sendto(b"you", ("10.0.0.1", 9000))
     with trio.fail_after(5):
         assert await listener.recvfrom() == (b"you", ("10.0.0.2", 5000))
@@ -140,14 +140,14 @@ async def test_binding_a_port_in_use(two, first, second, reuse, clash):
     one, other = a.socket(SOCK_DGRAM), a.socket(SOCK_DGRAM)
     for sock in (one, other):
         sock.setsockopt("SO_REUSEADDR", reuse)
-    one.bind((first, 7000))
+    await one.bind((first, 7000))
     if clash:
         with pytest.raises(OSError) as caught:
-            other.bind((second, 7000))
+            await other.bind((second, 7000))
         assert caught.value.errno == errno.EADDRINUSE
         assert other.getsockname() == ("0.0.0.0", 0)
         one.close()
-    other.bind((second, 7000))
+    await other.bind((second, 7000))
     assert other.getsockname()[1] == 7000
 
 
@@ -161,7 +161,7 @@ async def test_binding_a_port_in_use(two, first, second, reuse, clash):
 async def test_bad_bind(two, address, code):
     a, _, _ = two
     with pytest.raises(OSError) as caught:
-        a.socket(SOCK_DGRAM).bind(address)
+        await a.socket(SOCK_DGRAM).bind(address)
     assert caught.value.errno == code
 
 
@@ -169,7 +169,7 @@ async def test_bad_bind(two, address, code):
                          ids=["fills-the-mtu", "one-byte-more", "beyond-ipv4"])
 async def test_datagrams_larger_than_the_link_fail_with_emsgsize(two, size, code):
     a, b, bus = two
-    server, sock = server_and_client(a, b)
+    server, sock = await server_and_client(a, b)
     if code is None:
         await sock.send(bytes(size))
         with trio.fail_after(5):
@@ -184,7 +184,7 @@ async def test_datagrams_larger_than_the_link_fail_with_emsgsize(two, size, code
 async def test_a_full_receive_queue_drops_and_counts(two):
     """The bound is net.inet.udp.recvspace bytes, each datagram costing its length and its address (16)."""
     a, b, _ = two
-    server, sock = server_and_client(a, b)
+    server, sock = await server_and_client(a, b)
     server.setsockopt("SO_RCVBUF", 1000)
     for i in range(10):
         await sock.send(bytes([i]) * 184)  # 200 bytes each in the queue: five fit
@@ -199,12 +199,12 @@ async def test_a_full_receive_queue_drops_and_counts(two):
 async def test_the_default_queue_is_recvspace(two):
     a, _, _ = two
     a.sysctl.set("net.inet.udp.recvspace", "2048")
-    assert a.socket(SOCK_DGRAM).rcvbuf == 2048
+    assert a.socket(SOCK_DGRAM).rcv.hiwat == 2048
 
 
 async def test_zero_length_datagrams_fill_the_queue_too(two):
     a, b, _ = two
-    server, sock = server_and_client(a, b)
+    server, sock = await server_and_client(a, b)
     server.setsockopt("SO_RCVBUF", 16 * 3)
     for _ in range(5):
         await sock.send(b"")
@@ -220,7 +220,7 @@ async def test_broadcast_needs_so_broadcast_and_reaches_wildcard_sockets_only(tw
     wildcards, specific = [a.socket(SOCK_DGRAM), a.socket(SOCK_DGRAM)], a.socket(SOCK_DGRAM)
     for sock, address in [(wildcards[0], "0.0.0.0"), (wildcards[1], "0.0.0.0"), (specific, "10.0.0.1")]:
         sock.setsockopt("SO_REUSEADDR", 1)
-        sock.bind((address, 9000))
+        await sock.bind((address, 9000))
     sender = b.socket(SOCK_DGRAM)
     with pytest.raises(OSError) as caught:
         await sender.sendto(b"all", ("10.0.0.255", 9000))
@@ -242,8 +242,8 @@ async def test_a_broadcast_reaches_the_senders_own_sockets_too(two):
     broadcast back in, as BSD's if_simloop and Linux do: once, not from the bus."""
     a, b, bus = two
     theirs, mine = a.socket(SOCK_DGRAM), b.socket(SOCK_DGRAM)
-    theirs.bind(("0.0.0.0", 9000))
-    mine.bind(("0.0.0.0", 9000))
+    await theirs.bind(("0.0.0.0", 9000))
+    await mine.bind(("0.0.0.0", 9000))
     mine.setsockopt("SO_BROADCAST", 1)
     await mine.sendto(b"to all", ("10.0.0.255", 9000))
     await mine.sendto(b"to everyone", ("255.255.255.255", 9000))
@@ -258,7 +258,7 @@ async def test_a_broadcast_reaches_the_senders_own_sockets_too(two):
 async def test_recvfrom_works_with_trio_timeouts_and_its_own(two):
     a, _, _ = two
     sock = a.socket(SOCK_DGRAM)
-    sock.bind(("0.0.0.0", 9000))
+    await sock.bind(("0.0.0.0", 9000))
     with trio.move_on_after(0.05) as scope:
         await sock.recvfrom()
     assert scope.cancelled_caught
@@ -274,7 +274,7 @@ async def test_recvfrom_works_with_trio_timeouts_and_its_own(two):
 async def test_close_wakes_a_waiting_receiver_with_ebadf(two):
     a, _, _ = two
     sock = a.socket(SOCK_DGRAM)
-    sock.bind(("0.0.0.0", 9000))
+    await sock.bind(("0.0.0.0", 9000))
 
     async def close_soon():
         await trio.sleep(0.05)
@@ -286,12 +286,12 @@ async def test_close_wakes_a_waiting_receiver_with_ebadf(two):
             await sock.recvfrom()
     assert caught.value.errno == errno.EBADF
     assert a.udp.sockets() == []
-    a.socket(SOCK_DGRAM).bind(("0.0.0.0", 9000))  # the port is free again
+    await a.socket(SOCK_DGRAM).bind(("0.0.0.0", 9000))  # the port is free again
 
 
 async def test_sendmmsg_sends_a_burst_in_order(two):
     a, b, _ = two
-    server, sock = server_and_client(a, b)
+    server, sock = await server_and_client(a, b)
     await sock.send(b"first")  # resolves the peer's hardware address before the burst
     assert await sock.sendmmsg([bytes([i]) * 10 for i in range(12)]) == 12
     with trio.fail_after(5):
@@ -302,7 +302,7 @@ async def test_sendmmsg_sends_a_burst_in_order(two):
 async def test_sendmmsg_stops_at_the_first_failure_and_counts(two):
     _, b, _ = two
     sock = b.socket(SOCK_DGRAM)
-    sock.connect(("10.0.0.1", 9000))
+    await sock.connect(("10.0.0.1", 9000))
     assert await sock.sendmmsg([b"ok", bytes(2000), b"not sent"]) == 1
     with pytest.raises(OSError) as caught:
         await sock.sendmmsg([bytes(2000), b"ok"])

@@ -70,7 +70,7 @@ async def deliver_and_check(bus, a, b, server, ip_payload):
     assert changed == {counter}
     assert after[counter] == before.get(counter, 0) + 1
     if data is None:
-        assert not server.queue
+        assert not server.rcv.records
     else:
         assert await server.recv() == data
     assert await ping_once(a, "10.0.0.2")
@@ -86,7 +86,7 @@ async def bench(tmp_path):
     bus = str(tmp_path / "bus")
     async with open_pair(bus) as (a, b):
         server = b.socket(SOCK_DGRAM)
-        server.bind(("0.0.0.0", PORT))
+        await server.bind(("0.0.0.0", PORT))
         assert await ping_once(a, "10.0.0.2")  # both ARP caches filled: the frames below are all there is
         yield bus, a, b, server
 
@@ -149,7 +149,7 @@ async def test_any_spoiled_datagram_is_counted_once_and_the_node_answers(tmp_pat
     bus = str(tmp_path_factory.mktemp("udp") / "bus")
     async with open_pair(bus) as (a, b):
         server = b.socket(SOCK_DGRAM)
-        server.bind(("0.0.0.0", PORT))
+        await server.bind(("0.0.0.0", PORT))
         assert await ping_once(a, "10.0.0.2")
         await deliver_and_check(bus, a, b, server, ip_payload)
 
@@ -161,7 +161,7 @@ async def test_a_burst_of_spoiled_datagrams_is_all_counted(tmp_path_factory, dat
     async with open_pair(bus) as (a, b):
         server = b.socket(SOCK_DGRAM)
         server.setsockopt("SO_RCVBUF", 1 << 20)
-        server.bind(("0.0.0.0", PORT))
+        await server.bind(("0.0.0.0", PORT))
         assert await ping_once(a, "10.0.0.2")
         mac = b.interfaces["shmif0"].mac
         inject(bus, *(frame(mac, d) for d in datagrams))
@@ -171,6 +171,6 @@ async def test_a_burst_of_spoiled_datagrams_is_all_counted(tmp_path_factory, dat
         outcomes = [expected(d) for d in datagrams]
         for key in DROPS + ("delivered",):
             assert b.stats.udp[key] == sum(1 for counter, _ in outcomes if counter == key)
-        assert [await server.recv() for _ in range(len(server.queue))] == \
+        assert [await server.recv() for _ in range(len(server.rcv.records))] == \
             [data for counter, data in outcomes if counter == "delivered"]
         assert await ping_once(a, "10.0.0.2")
