@@ -194,7 +194,7 @@ class RawSocket(Socket):
     def bind(self, address):
         self._check_open()
         packed = pack_address(address[0])
-        if packed != b"\0\0\0\0" and not self.node.is_local(packed):
+        if packed != b"\0\0\0\0" and packed not in self.node.inaddrs.local:
             raise oserror(errno.EADDRNOTAVAIL)
         self.local = (packed, 0)
 
@@ -212,7 +212,10 @@ class RawSocket(Socket):
         else:
             dst = pack_address(address[0])
         # as rip_output does: a raw socket may always send to a broadcast address
-        ip_output(self.node, self.proto, self.local[0], dst, bytes(data), ttl=self.ttl, broadcast_ok=True)
+        try:
+            ip_output(self.node, self.proto, self.local[0], dst, bytes(data), ttl=self.ttl, broadcast_ok=True)
+        finally:
+            self.node.ipintrq.drain()  # a packet to the node itself is received now
         await trio.lowlevel.checkpoint()
         return len(data)
 

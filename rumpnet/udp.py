@@ -9,8 +9,8 @@ import trio
 
 from .checksum import in_cksum, pseudo_header_sum
 from .icmp import icmp_error
-from .ip import IP_HEADER, IPPROTO_UDP, ip_output
-from .offload import CSUM_L4_BAD, CSUM_L4_CHECKED
+from .ip import IP_HEADER, IPPROTO_UDP, ip_output, route_output, route_to, source_for
+from .offload import CSUM_L4_BAD, CSUM_L4_CHECKED, IFCAP_CSUM_UDPv4_Tx, M_CSUM_UDPv4
 from .sockets import Socket, oserror, parse_sockaddr
 
 UDP_HEADER = struct.Struct("!HHHH")
@@ -32,7 +32,8 @@ class UdpSocket(Socket):
         if self.local[1]:
             raise OSError(errno.EINVAL, "socket is already bound")
         packed, port = parse_sockaddr(address)
-        if packed != ANY and not self.node.is_local(packed) and not self.node.is_broadcast(packed):
+        inaddrs = self.node.inaddrs
+        if packed != ANY and packed not in inaddrs.local and packed not in inaddrs.broadcast:
             raise oserror(errno.EADDRNOTAVAIL)
         self.table.bind(self, packed, port)
 
@@ -44,13 +45,13 @@ class UdpSocket(Socket):
         """
         self._check_open()
         dst, port = parse_sockaddr(address, 1)
-        ifp, _ = self.node.route_to(dst)
+        ifp, _ = route_to(self.node, dst)
         if ifp is None:
             raise oserror(errno.ENETUNREACH)
         if not self.local[1]:
             self.table.bind(self, ANY, 0)
         if self.local[0] == ANY:
-            self.local = (self.node.source_for(ifp, dst), self.local[1])
+            self.local = (source_for(ifp), self.local[1])
         self.remote = (dst, port)
 
     async def sendto(self, data, address=None):
@@ -65,7 +66,8 @@ class UdpSocket(Socket):
 
         The link wakes its peers once for the whole burst instead of once a
         datagram. An error on the first datagram is raised; a later one ends
-        the burst early, and the count says where.
+        the burst early, and the count says where. A datagram to the node
+        itself is received before the next one is sent.
         """
         self._check_open()
         self._take_error()
@@ -90,6 +92,8 @@ class UdpSocket(Socket):
                     if not sent:
                         raise
                     break
+                finally:
+                    self.node.ipintrq.drain()
                 sent += 1
         await trio.lowlevel.checkpoint()
         return sent
@@ -148,11 +152,19 @@ class UdpTable:
 
 
 def udp_output(node, sock, data, dst, port):
+    """Add the UDP header and its checksum, or leave the sum to an interface that offloads it."""
     if len(data) > UDP_MAXDATA:
         raise oserror(errno.EMSGSIZE)
-    header = UDP_HEADER.pack(sock.local[1], port, UDP_HEADER.size + len(data), 0)
-    ip_output(node, IPPROTO_UDP, sock.local[0], dst, header + data, ttl=sock.ttl,
-              broadcast_ok=sock.broadcast, udp_checksum=True)
+    route = route_output(node, dst)
+    src = sock.local[0] if sock.local[0] != ANY else source_for(route[0])
+    length = UDP_HEADER.size + len(data)
+    if route[0].capenable & IFCAP_CSUM_UDPv4_Tx:
+        checksum, csum_flags = 0, M_CSUM_UDPv4
+    else:
+        pseudo = pseudo_header_sum(src, dst, IPPROTO_UDP, length)
+        checksum, csum_flags = in_cksum(UDP_HEADER.pack(sock.local[1], port, length, 0) + data, pseudo) or 0xFFFF, 0
+    ip_output(node, IPPROTO_UDP, src, dst, UDP_HEADER.pack(sock.local[1], port, length, checksum) + data,
+              ttl=sock.ttl, broadcast_ok=sock.broadcast, route=route, csum_flags=csum_flags)
     node.stats.udp["output"] += 1
 
 
@@ -203,8 +215,12 @@ def _deliver(stats, sock, data, source):
         stats["full_socket"] += 1
 
 
-def udp_notify(node, src, sport, dst, dport, error):
-    """An ICMP error quoted one of our datagrams: tell the connected socket that sent it."""
+def udp_ctlinput(node, notice):
+    """An ICMP error quoted one of our datagrams: tell the connected socket that sent it (BSD's udp_ctlinput)."""
+    if not notice.error:
+        return
+    src, dst = notice.header.src, notice.header.dst
+    sport, dport = UDP_HEADER.unpack_from(notice.quote, notice.header.hlen)[:2]
     for sock in node.udp.by_port.get(sport, ()):
         if sock.remote == (dst, dport) and sock.local[0] in (ANY, src):
-            sock.notify(error)
+            sock.notify(notice.error)
