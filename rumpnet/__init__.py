@@ -18,12 +18,13 @@ from .ifnet import InterfaceError
 from .ip import IPPROTO_ICMP, IPPROTO_UDP
 from .node import Node, open_node
 from .ping import PingStats, ping
+from .protosw import Protosw
 from .sockets import SOCK_DGRAM, SOCK_RAW
 
 __all__ = [
     "Bus", "BusError", "BusHeader", "Cursor", "create",
     "NodeUnreachable", "RemoteNode", "RemoteSocket", "connect",
-    "InterfaceError", "Node", "open_node",
+    "InterfaceError", "Node", "open_node", "Protosw",
     "PingStats", "ping",
     "SOCK_DGRAM", "SOCK_RAW", "IPPROTO_ICMP", "IPPROTO_UDP",
 ]

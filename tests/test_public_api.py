@@ -8,7 +8,7 @@ import rumpnet
 PUBLIC = {
     "Bus", "BusError", "BusHeader", "Cursor", "create",
     "NodeUnreachable", "RemoteNode", "RemoteSocket", "connect",
-    "InterfaceError", "Node", "open_node",
+    "InterfaceError", "Node", "open_node", "Protosw",
     "PingStats", "ping",
     "SOCK_DGRAM", "SOCK_RAW", "IPPROTO_ICMP", "IPPROTO_UDP",
 }
