@@ -210,3 +210,27 @@ async def test_ctlinput_sees_only_whole_quotes(tmp_path_factory, icmp_type, code
         else:
             assert not toy.notices
         assert b.stats.icmp["bad_quote"] == (0 if whole else 1)
+
+
+@pytest.mark.parametrize("icmp_type, code, expected", [
+    (3, 3, errno.ECONNREFUSED), (3, 1, errno.EHOSTUNREACH), (12, 0, errno.ENOPROTOOPT), (11, 0, None),
+], ids=["port-unreachable", "host-unreachable", "parameter-problem", "time-exceeded"])
+async def test_udp_ctlinput_gives_the_connected_socket_its_error(tmp_path, icmp_type, code, expected):
+    bus = str(tmp_path / "bus")
+    async with open_pair(bus) as (a, b):
+        sock = b.socket(rumpnet.SOCK_DGRAM)
+        sock.connect(("10.0.0.9", 7))
+        sock_port = sock.getsockname()[1]
+        udp = dpkt.udp.UDP(sport=sock_port, dport=7, data=b"ping")
+        udp.ulen = len(bytes(udp))
+        quote = bytes(dpkt.ip.IP(src=bytes([10, 0, 0, 2]), dst=bytes([10, 0, 0, 9]), p=17, data=udp))
+        ifp = b.interfaces["shmif0"]
+        b.if_input(ifp, icmp_error_frame(ifp.mac, icmp_type, code, quote))
+        if expected is None:
+            with pytest.raises(OSError) as raised:
+                await sock.recvfrom(timeout=0.1)
+            assert raised.value.errno == errno.EAGAIN
+        else:
+            with pytest.raises(OSError) as raised:
+                await sock.send(b"again")
+            assert raised.value.errno == expected
