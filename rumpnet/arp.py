@@ -59,7 +59,7 @@ class ArpTable:
         """A gratuitous ARP: a request for our own new address, so peers update their caches."""
         self.node.stats.arp["gratuitous_sent"] += 1
         ether_output(self.node, ifp, BROADCAST_MAC, ETHERTYPE_ARP,
-                               arp_packet(ARPOP_REQUEST, ifp.mac, address, b"\0" * 6, address))
+                     arp_packet(ARPOP_REQUEST, ifp.mac, address, b"\0" * 6, address))
 
     def resolve(self, ifp, nexthop, payload, csum_flags=0, broadcast=False):
         """Send an IPv4 payload to nexthop on ifp, now or once ARP has answered (arpresolve).

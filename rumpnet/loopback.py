@@ -53,7 +53,7 @@ class LoopbackQueue:
                 ip_input(self.node, ifp, packet, LOOPBACK_MARKS, False)
         finally:
             self._draining = False
-        if self.queue and not self._rescheduled:
+        if self.queue and not self._rescheduled and not self.node.halted.is_set():
             self._rescheduled = True
             self.node.nursery.start_soon(self._drain_later)
 

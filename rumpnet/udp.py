@@ -155,16 +155,17 @@ def udp_output(node, sock, data, dst, port):
     """Add the UDP header and its checksum, or leave the sum to an interface that offloads it."""
     if len(data) > UDP_MAXDATA:
         raise oserror(errno.EMSGSIZE)
-    route = route_output(node, dst)
-    src = sock.local[0] if sock.local[0] != ANY else source_for(route[0])
-    length = UDP_HEADER.size + len(data)
-    if route[0].capenable & IFCAP_CSUM_UDPv4_Tx:
-        checksum, csum_flags = 0, M_CSUM_UDPv4
+    ifp, nexthop = route_output(node, dst)
+    src = sock.local[0] if sock.local[0] != ANY else source_for(ifp)
+    sport, length = sock.local[1], UDP_HEADER.size + len(data)
+    if ifp.capenable & IFCAP_CSUM_UDPv4_Tx:
+        checksum, csum_flags = 0, M_CSUM_UDPv4  # the interface sums it (offload.finish_tx)
     else:
         pseudo = pseudo_header_sum(src, dst, IPPROTO_UDP, length)
-        checksum, csum_flags = in_cksum(UDP_HEADER.pack(sock.local[1], port, length, 0) + data, pseudo) or 0xFFFF, 0
-    ip_output(node, IPPROTO_UDP, src, dst, UDP_HEADER.pack(sock.local[1], port, length, checksum) + data,
-              ttl=sock.ttl, broadcast_ok=sock.broadcast, route=route, csum_flags=csum_flags)
+        checksum = in_cksum(UDP_HEADER.pack(sport, port, length, 0) + data, pseudo) or 0xFFFF  # 0: "none"
+        csum_flags = 0
+    ip_output(node, IPPROTO_UDP, src, dst, UDP_HEADER.pack(sport, port, length, checksum) + data,
+              ttl=sock.ttl, broadcast_ok=sock.broadcast, route=(ifp, nexthop), csum_flags=csum_flags)
     node.stats.udp["output"] += 1
 
 
