@@ -11,14 +11,14 @@ INADDR_BROADCAST = b"\xff\xff\xff\xff"
 class AddressSets:
     def __init__(self):
         self.local = frozenset()  # every interface's addresses, packed
-        self.broadcast = frozenset()  # every interface's broadcast addresses, and 255.255.255.255
+        self.broadcast = frozenset()  # every interface's broadcast addresses, and 255.255.255.255 if any
         self._broadcast_on = {}  # interface name -> its broadcast addresses
 
     def recompute(self, interfaces):
         self.local = frozenset(a.packed for ifp in interfaces.values() for a in ifp.addresses)
         self._broadcast_on = {name: frozenset(a.broadcast.packed for a in ifp.addresses) | {INADDR_BROADCAST}
                               for name, ifp in interfaces.items()}
-        self.broadcast = frozenset().union(*self._broadcast_on.values()) | {INADDR_BROADCAST}
+        self.broadcast = frozenset().union(*self._broadcast_on.values())
 
     def is_broadcast_on(self, ifp, packed):
         """A broadcast address of this interface's networks (or the limited broadcast)."""
