@@ -18,13 +18,14 @@ from .ifnet import InterfaceError
 from .ip import IPPROTO_ICMP, IPPROTO_UDP
 from .node import Node, open_node
 from .ping import PingStats, ping
+from .protosw import Protosw
 from .server import serve
 from .sockets import SHUT_RD, SHUT_RDWR, SHUT_WR, SOCK_DGRAM, SOCK_RAW, SOCK_STREAM, Socket, UserRequests
 
 __all__ = [
     "Bus", "BusError", "BusHeader", "Cursor", "create",
     "NodeUnreachable", "RemoteNode", "RemoteSocket", "connect",
-    "InterfaceError", "Node", "open_node", "serve",
+    "InterfaceError", "Node", "open_node", "serve", "Protosw",
     "PingStats", "ping",
     "Socket", "UserRequests", "SOCK_STREAM", "SOCK_DGRAM", "SOCK_RAW", "IPPROTO_ICMP", "IPPROTO_UDP",
     "SHUT_RD", "SHUT_WR", "SHUT_RDWR",

@@ -15,7 +15,7 @@ import itertools
 import struct
 from dataclasses import dataclass, field
 
-from .ether import ETHERTYPE_ARP, ETHERTYPE_IP
+from .ether import ETHERTYPE_ARP, ETHERTYPE_IP, ether_output
 from .ifnet import BROADCAST_MAC
 
 ARPHRD_ETHER = 1
@@ -54,7 +54,7 @@ class ArpTable:
 
     def _send(self, ifp, dst_mac, op, tha, tpa):
         spa = ifp.primary().packed if ifp.primary() else b"\0" * 4
-        self.node.ether_output(ifp, dst_mac, ETHERTYPE_ARP, arp_packet(op, ifp.mac, spa, tha, tpa))
+        ether_output(self.node, ifp, dst_mac, ETHERTYPE_ARP, arp_packet(op, ifp.mac, spa, tha, tpa))
 
     def request(self, ifp, target):
         self.node.stats.arp["requests_sent"] += 1
@@ -63,19 +63,23 @@ class ArpTable:
     def announce(self, ifp, address):
         """A gratuitous ARP: a request for our own new address, so peers update their caches."""
         self.node.stats.arp["gratuitous_sent"] += 1
-        self.node.ether_output(ifp, BROADCAST_MAC, ETHERTYPE_ARP,
-                               arp_packet(ARPOP_REQUEST, ifp.mac, address, b"\0" * 6, address))
+        ether_output(self.node, ifp, BROADCAST_MAC, ETHERTYPE_ARP,
+                     arp_packet(ARPOP_REQUEST, ifp.mac, address, b"\0" * 6, address))
 
-    def resolve(self, ifp, nexthop, payload, csum_flags=0):
+    def resolve(self, ifp, nexthop, payload, csum_flags=0, broadcast=False):
         """Send an IPv4 payload to nexthop on ifp, now or once ARP has answered (arpresolve).
 
+        A broadcast needs no answer: it goes to the Ethernet broadcast address.
         A held packet keeps its csum_flags: the sums it was sent without are
         still the interface's to fill in, whatever offload says by then.
         """
+        if broadcast:
+            ether_output(self.node, ifp, BROADCAST_MAC, ETHERTYPE_IP, payload, csum_flags)
+            return
         key = (ifp.name, nexthop)
         entry = self.entries.get(key)
         if entry is not None and entry.resolved and (entry.permanent or entry.expires > self.node.now()):
-            self.node.ether_output(ifp, entry.mac, ETHERTYPE_IP, payload, csum_flags)
+            ether_output(self.node, ifp, entry.mac, ETHERTYPE_IP, payload, csum_flags)
             return
         if entry is None or entry.resolved:
             entry = self._new_entry(key)
@@ -147,7 +151,7 @@ class ArpTable:
         entry.timer.reset(keep, self._expire, key)
         held, entry.hold = entry.hold, []
         for out_ifp, payload, csum_flags in held:
-            self.node.ether_output(out_ifp, mac, ETHERTYPE_IP, payload, csum_flags)
+            ether_output(self.node, out_ifp, mac, ETHERTYPE_IP, payload, csum_flags)
 
     def input(self, ifp, packet):
         """arpintr/in_arpinput: learn the sender, answer requests for our addresses."""
@@ -180,7 +184,7 @@ class ArpTable:
             return
         if op == ARPOP_REQUEST:
             stats["replies_sent"] += 1
-            self.node.ether_output(ifp, sha, ETHERTYPE_ARP, arp_packet(ARPOP_REPLY, ifp.mac, tpa, sha, spa))
+            ether_output(self.node, ifp, sha, ETHERTYPE_ARP, arp_packet(ARPOP_REPLY, ifp.mac, tpa, sha, spa))
 
     def delete(self, address):
         packed = ipaddress.IPv4Address(address).packed

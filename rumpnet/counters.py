@@ -44,6 +44,7 @@ DESCRIPTIONS = {
         ("output", "packets sent"),
         ("too_big", "packets too big for the link, not fragmented (EMSGSIZE)"),
         ("bad_source", "packets from a broadcast or multicast source (dropped)"),
+        ("loopback_dropped", "packets to this host dropped because the input queue was full"),
     ],
     "icmp": [
         ("input", "messages received"),
@@ -53,6 +54,7 @@ DESCRIPTIONS = {
         ("echo_reply_sent", "echo replies sent"),
         ("bmcast_echo_ignored", "broadcast or multicast echo requests ignored"),
         ("unreach_received", "destination unreachable received"),
+        ("bad_quote", "errors quoting less than a header and 8 bytes (not passed on)"),
         ("errors_sent", "error messages sent"),
         ("error_not_sent", "errors not sent in reply to an error or broadcast"),
         ("rate_limited", "errors not sent because of the rate limit"),

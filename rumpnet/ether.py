@@ -2,6 +2,8 @@
 
 import struct
 
+from .ip_input import ip_input
+
 ETHERTYPE_IP = 0x0800
 ETHERTYPE_ARP = 0x0806
 ETHER_HDR_LEN = 14
@@ -21,9 +23,9 @@ def ether_input(node, ifp, frame, csum_marks):
         return
     ethertype = frame[12] << 8 | frame[13]
     if ethertype == ETHERTYPE_IP:
-        node.ip_input(ifp, frame[ETHER_HDR_LEN:], csum_marks, frame[0] & 1)  # a link broadcast or multicast
+        ip_input(node, ifp, frame[ETHER_HDR_LEN:], csum_marks, frame[0] & 1)  # a link broadcast or multicast
     elif ethertype == ETHERTYPE_ARP:
-        node.arp_input(ifp, frame[ETHER_HDR_LEN:])
+        node.arp.input(ifp, frame[ETHER_HDR_LEN:])
     else:
         stats["unknown_type"] += 1
         ifp.counters.iqdrops += 1

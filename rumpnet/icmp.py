@@ -4,18 +4,23 @@ import errno
 import struct
 
 from .checksum import in_cksum
-from .ip import IP_HEADER, IP_OFFMASK, IPPROTO_ICMP, IPPROTO_UDP, MAXTTL, ip_output
+from .ip import IP_HEADER, IP_OFFMASK, IPPROTO_ICMP, MAXTTL, IpHeader, ip_output
+from .protosw import CtlNotice
+from .raw_ip import rip_deliver
 
 ICMP_ECHOREPLY = 0
 ICMP_UNREACH = 3
 ICMP_ECHO = 8
 ICMP_TIMXCEED = 11
+ICMP_PARAMPROB = 12
 ICMP_HEADER = struct.Struct("!BBHHH")  # type, code, checksum, id, seq (or the unused word)
-ICMP_ERROR_TYPES = {ICMP_UNREACH, 4, 5, ICMP_TIMXCEED, 12}
+ICMP_ERROR_TYPES = {ICMP_UNREACH, 4, 5, ICMP_TIMXCEED, ICMP_PARAMPROB}
 
-# What a socket is told when an ICMP error names one of its datagrams (BSD's inetctlerrmap).
+# What a socket is told when an ICMP error names one of its datagrams (BSD's inetctlerrmap):
+# by unreachable code; a parameter problem is ENOPROTOOPT, a time exceeded nothing.
 UNREACH_ERRNO = {0: errno.EHOSTUNREACH, 1: errno.EHOSTUNREACH, 2: errno.ENOPROTOOPT,
                  3: errno.ECONNREFUSED, 4: errno.EMSGSIZE}
+CTLINPUT_TYPES = (ICMP_UNREACH, ICMP_TIMXCEED, ICMP_PARAMPROB)
 
 
 def icmp_message(icmp_type, code, rest):
@@ -50,20 +55,32 @@ def icmp_input(node, ifp, header, packet, marks):
         return
     if icmp_type == ICMP_UNREACH:
         stats["unreach_received"] += 1
-        _notify(node, message, UNREACH_ERRNO.get(code, errno.EHOSTUNREACH))
-    node.raw_input(header, packet)
+    if icmp_type in CTLINPUT_TYPES:
+        _ctlinput(node, icmp_type, code, message[8:])
+    rip_deliver(node, header, packet)
 
 
-def _notify(node, message, error):
-    """Tell the transport whose datagram an ICMP error quotes (BSD's udp_ctlinput)."""
-    inner = message[8:]
-    if len(inner) < IP_HEADER.size + 8 or inner[9] != IPPROTO_UDP:
+def _ctlinput(node, icmp_type, code, inner):
+    """Tell the protocol whose packet an ICMP error quotes, through the switch (BSD's pr_ctlinput).
+
+    The quote must hold an IPv4 header and the 8 bytes after it (RFC 792);
+    a shorter one is counted and given to nobody but the raw sockets.
+    """
+    hlen = (inner[0] & 0xF) * 4 if inner else 0
+    if len(inner) < IP_HEADER.size or inner[0] >> 4 != 4 or hlen < IP_HEADER.size or len(inner) < hlen + 8:
+        node.stats.icmp["bad_quote"] += 1
         return
-    hlen = (inner[0] & 0xF) * 4
-    if len(inner) < hlen + 8:
+    entry = node.protosw.get(inner[9])
+    if entry is None or entry.ctlinput is None:
         return
-    sport, dport = struct.unpack_from("!HH", inner, hlen)
-    node.udp_notify(inner[12:16], sport, inner[16:20], dport, error)
+    quoted = IpHeader(inner[12:16], inner[16:20], inner[9], inner[8], hlen, False)
+    entry.ctlinput(node, CtlNotice(icmp_type, code, _ctl_errno(icmp_type, code), quoted, bytes(inner)))
+
+
+def _ctl_errno(icmp_type, code):
+    if icmp_type == ICMP_UNREACH:
+        return UNREACH_ERRNO.get(code, errno.EHOSTUNREACH)
+    return errno.ENOPROTOOPT if icmp_type == ICMP_PARAMPROB else 0
 
 
 class ErrorRate:
@@ -101,7 +118,7 @@ def icmp_error(node, packet, header, icmp_type, code):
         stats["rate_limited"] += 1
         return
     quote = packet[:header.hlen + 8]
-    src = header.dst if node.is_local(header.dst) else None
+    src = header.dst if header.dst in node.inaddrs.local else None
     try:
         ip_output(node, IPPROTO_ICMP, src, header.src, icmp_message(icmp_type, code, b"\0\0\0\0" + quote), ttl=MAXTTL)
     except OSError:

@@ -2,7 +2,7 @@
 
 An interface has a name, a hardware address, flags, addresses and counters;
 a driver subclass (shmif, later virt and xennet) moves frames. The stack calls
-`output(frame)`; the driver calls `node.ether_input(ifp, frame)` for every
+`output(frame)`; the driver calls `node.if_input(ifp, frame)` for every
 frame it receives.
 """
 

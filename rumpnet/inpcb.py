@@ -10,6 +10,7 @@ the socket a packet is for are the same code for all of them.
 import errno
 import random
 
+from .ip import route_to, source_for
 from .sockets import oserror, parse_sockaddr
 
 EPHEMERAL_FIRST = 49152  # NetBSD's net.inet.ip.anonportmin
@@ -77,7 +78,7 @@ def in_pcbbind(table, sock, address):
         raise OSError(errno.EINVAL, "socket is already bound")
     packed, port = parse_sockaddr(address)
     node = table.node
-    if packed != ANY and not node.is_local(packed) and not node.is_broadcast(packed):
+    if packed != ANY and packed not in node.inaddrs.local and packed not in node.inaddrs.broadcast:
         raise oserror(errno.EADDRNOTAVAIL)
     table.bind(sock, packed, port)
 
@@ -85,11 +86,11 @@ def in_pcbbind(table, sock, address):
 def in_pcbconnect(table, sock, address):
     """Fix the peer; an unbound socket gets an ephemeral port, a wildcard one the route's source address."""
     dst, port = parse_sockaddr(address, 1)
-    ifp, _ = table.node.route_to(dst)
+    ifp, _ = route_to(table.node, dst)
     if ifp is None:
         raise oserror(errno.ENETUNREACH)
     if not sock.local[1]:
         table.bind(sock, ANY, 0)
     if sock.local[0] == ANY:
-        sock.local = (table.node.source_for(ifp, dst), sock.local[1])
+        sock.local = (source_for(ifp), sock.local[1])
     sock.remote = (dst, port)

@@ -1,12 +1,14 @@
 """A node: one small network stack, the "rump kernel" of rumpnet.
 
-The node owns its interfaces, routing table, ARP cache, sockets, tunables and
-counters, and a trio nursery for its receive loops and timers. Protocol code
-lives in one module per protocol; the node only wires them together, in the
-order a BSD kernel's input and output paths take:
+The node owns its interfaces, routing table, ARP cache, protocol switch,
+sockets, tunables and counters, and a trio nursery for its receive loops and
+timers. Protocol code lives in one module per protocol, and the layers call
+each other directly or through the switch, in the order a BSD kernel's input
+and output paths take:
 
-    driver rx -> ether_input -> arp_input | ip_input -> icmp_input | udp_input | ip_forward
+    driver rx -> ether_input -> in_arpinput | ip_input -> node.protosw[proto].input | ip_forward
     socket -> udp_output -> ip_output -> arpresolve -> ether_output -> driver tx
+    ip_output to an own address -> node.ipintrq -> ip_input, once the sender is done
 """
 
 import errno
@@ -22,7 +24,10 @@ from .callout import Timers
 from .counters import Counters
 from .if_shmif import ShmifInterface
 from .ifnet import IFF_UP, InterfaceAddress, InterfaceError
+from .in_proto import protocol_switch
+from .inaddr import AddressSets
 from .inpcb import PcbTable
+from .loopback import LoopbackQueue
 from .route import Route, RouteTable
 from .raw_ip import RAW_USRREQS
 from .sockets import SOCK_DGRAM, SOCK_RAW, SOCK_STREAM, Socket, UserRequests
@@ -47,6 +52,8 @@ class Node:
         self.raw_sockets = []
         self.socket_protocols = {}  # (kind, protocol number) -> UserRequests
         self.open_sockets = 0  # at most sockets.MAX_SOCKETS
+        self.inaddrs = AddressSets()
+        self.ipintrq = LoopbackQueue(self)
         self.icmp_error_rate = icmp.ErrorRate()
         self.sysctl = Sysctl()
         self.stats = Counters()
@@ -56,6 +63,7 @@ class Node:
             capenable = offload.parse_capenable(os.environ.get("RUMP_SHMIF_CAPENABLE", "0"))
         self.default_capenable = capenable
         self.protocols, settings = profile.load(stack)
+        self.protosw = protocol_switch(self.protocols)
         for name, value in settings.items():
             self.sysctl.set(name, value)
         if "udp" in self.protocols:
@@ -73,78 +81,11 @@ class Node:
 
     # -- the input path ------------------------------------------------------------
 
-    def ether_input(self, ifp, frame, marks=0):
+    def if_input(self, ifp, frame, marks=0):
+        """What a driver calls for every frame it receives: Ethernet input, then
+        the packets that input sent to the node itself (BSD's if_input and ipintr)."""
         ether.ether_input(self, ifp, frame, marks)
-
-    def arp_input(self, ifp, packet):
-        self.arp.input(ifp, packet)
-
-    def ip_input(self, ifp, packet, marks, link_multicast):
-        ip.ip_input(self, ifp, packet, marks, link_multicast)
-
-    def icmp_input(self, ifp, header, packet, marks):
-        if "icmp" in self.protocols:
-            icmp.icmp_input(self, ifp, header, packet, marks)
-        else:
-            self.stats.ip["unknown_protocol"] += 1
-
-    def udp_input(self, ifp, header, packet, marks):
-        if "udp" in self.protocols:
-            udp.udp_input(self, ifp, header, packet, marks)
-        else:
-            self.stats.ip["unknown_protocol"] += 1
-            self.icmp_error(packet, header, 3, 2)  # protocol unreachable
-
-    def raw_input(self, header, packet):
-        """Give raw sockets of the packet's protocol a copy; True if any took it."""
-        taken = False
-        for sock in self.raw_sockets:
-            if sock.proto == header.proto and sock.local[0] in (b"\0\0\0\0", header.dst):
-                if sock.remote is None or sock.remote[0] == header.src:
-                    sock.deliver(packet, (header.src, 0))
-                    taken = True
-        return taken
-
-    def icmp_error(self, packet, header, icmp_type, code):
-        icmp.icmp_error(self, packet, header, icmp_type, code)
-
-    def udp_notify(self, src, sport, dst, dport, error):
-        udp.udp_notify(self, src, sport, dst, dport, error)
-
-    # -- the output path -----------------------------------------------------------
-
-    def ether_output(self, ifp, dst_mac, ethertype, payload, csum_flags=0):
-        ether.ether_output(self, ifp, dst_mac, ethertype, payload, csum_flags)
-
-    def loopback(self, ifp, packet):
-        """A packet to one of our own addresses goes straight back in, as through lo0."""
-        self.ip_input(ifp, packet, ip.loopback_marks(), False)
-
-    def route_to(self, dst):
-        """(interface, next hop) for a packed destination, or (None, None)."""
-        if dst == ip.INADDR_BROADCAST:
-            for ifp in self.interfaces.values():
-                if ifp.running and ifp.addresses:
-                    return ifp, dst
-            return None, None
-        route = self.routes.lookup_packed(dst)
-        if route is None:
-            return None, None
-        route.use += 1
-        ifp = self.interfaces.get(route.ifname)
-        return ifp, route.gateway.packed if route.gateway else dst
-
-    def source_for(self, ifp, dst):
-        address = ifp.primary()
-        if address is None:
-            raise OSError(errno.EADDRNOTAVAIL, "Can't assign requested address")
-        return address.packed
-
-    def is_local(self, packed):
-        return any(ifp.owns(packed) for ifp in self.interfaces.values())
-
-    def is_broadcast(self, packed):
-        return any(ifp.is_broadcast(packed) for ifp in self.interfaces.values())
+        self.ipintrq.drain()
 
     # -- sockets ---------------------------------------------------------------------
 
@@ -207,6 +148,7 @@ class Node:
         ifp = DRIVERS[match.group(1)](name, self.stats)
         ifp.capenable = self.default_capenable
         self.interfaces[name] = ifp
+        self.inaddrs.recompute(self.interfaces)
         return ifp
 
     def create_shmif(self, bus_path):
@@ -220,6 +162,7 @@ class Node:
             ifp.attach(bus_path)
         except InterfaceError:
             del self.interfaces[name]
+            self.inaddrs.recompute(self.interfaces)
             raise
         return name
 
@@ -229,6 +172,7 @@ class Node:
         self.routes.delete_interface(name)
         self.arp.purge(name)
         del self.interfaces[name]
+        self.inaddrs.recompute(self.interfaces)
 
     def set_linkstr(self, name, path):
         self.interface(name).attach(path)
@@ -236,7 +180,7 @@ class Node:
     def set_up(self, name, up=True):
         ifp = self.interface(name)
         if up:
-            ifp.start(self.nursery, self.ether_input)
+            ifp.start(self.nursery, self.if_input)
             ifp.flags |= IFF_UP
             for address in ifp.addresses:
                 self.arp.announce(ifp, address.packed)
@@ -260,6 +204,7 @@ class Node:
             self._delete_connected_route(old.network, name)
         else:
             ifp.addresses.append(iface)
+        self.inaddrs.recompute(self.interfaces)
         try:
             self.routes.add(Route(iface.network, None, name))
         except FileExistsError:
@@ -274,6 +219,7 @@ class Node:
         if not ifp.addresses:
             raise InterfaceError(errno.EADDRNOTAVAIL, f"{name}: has no address")
         old = ifp.addresses.pop(0)
+        self.inaddrs.recompute(self.interfaces)
         self._delete_connected_route(old.network, name)
 
     def _delete_connected_route(self, network, name):

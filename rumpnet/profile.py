@@ -4,10 +4,11 @@ import tomllib
 from importlib import resources
 from pathlib import Path
 
+from .in_proto import INETSW
 from .sysctl import Sysctl, SysctlError
 
 REQUIRED = {"ether", "arp", "ip"}
-OPTIONAL = {"icmp", "udp"}
+OPTIONAL = set(INETSW)
 
 
 class ProfileError(Exception):

@@ -16,7 +16,7 @@ class RawUserRequests(UserRequests):
 
     def bind(self, sock, address):
         packed = pack_address(address[0])
-        if packed != b"\0\0\0\0" and not sock.node.is_local(packed):
+        if packed != b"\0\0\0\0" and packed not in sock.node.inaddrs.local:
             raise oserror(errno.EADDRNOTAVAIL)
         sock.local = (packed, 0)
 
@@ -38,3 +38,18 @@ class RawUserRequests(UserRequests):
 
 
 RAW_USRREQS = RawUserRequests()
+
+
+def rip_deliver(node, header, packet):
+    """Give every raw socket of the packet's protocol, bound and connected to match, the whole packet.
+
+    True when at least one took it: a protocol nobody handles is then not
+    answered with protocol unreachable.
+    """
+    taken = False
+    for sock in node.raw_sockets:
+        if sock.proto == header.proto and sock.local[0] in (b"\0\0\0\0", header.dst):
+            if sock.remote is None or sock.remote[0] == header.src:
+                sock.deliver(packet, (header.src, 0))
+                taken = True
+    return taken

@@ -381,7 +381,10 @@ class Socket:
         self._take_error()
         if self.cant_send:
             raise oserror(errno.EPIPE)
-        self.usrreqs.send(self, data, address)
+        try:
+            self.usrreqs.send(self, data, address)
+        finally:
+            self.node.ipintrq.drain()  # a packet to the node itself is received before the next is sent
 
     def _send_bytes(self, data, address):
         """Put what fits of data in the send buffer, through the protocol; how many bytes."""
@@ -394,7 +397,10 @@ class Socket:
         if address is not None:
             raise oserror(errno.EISCONN)
         count = min(len(data), self.snd.space())
-        self.usrreqs.send(self, data[:count], None)
+        try:
+            self.usrreqs.send(self, data[:count], None)
+        finally:
+            self.node.ipintrq.drain()
         return count
 
     async def recvfrom(self, bufsize=65535, timeout=None):

@@ -6,8 +6,8 @@ import struct
 from .checksum import in_cksum, pseudo_header_sum
 from .icmp import icmp_error
 from .inpcb import ANY, in_pcbbind, in_pcbconnect
-from .ip import IP_HEADER, IPPROTO_UDP, ip_output
-from .offload import CSUM_L4_BAD, CSUM_L4_CHECKED
+from .ip import IP_HEADER, IPPROTO_UDP, ip_output, route_output, source_for
+from .offload import CSUM_L4_BAD, CSUM_L4_CHECKED, IFCAP_CSUM_UDPv4_Tx, M_CSUM_UDPv4
 from .sockets import UserRequests, oserror, parse_sockaddr
 
 UDP_HEADER = struct.Struct("!HHHH")
@@ -51,11 +51,20 @@ UDP_USRREQS = UdpUserRequests()
 
 
 def udp_output(node, sock, data, dst, port):
+    """Add the UDP header and its checksum, or leave the sum to an interface that offloads it."""
     if len(data) > UDP_MAXDATA:
         raise oserror(errno.EMSGSIZE)
-    header = UDP_HEADER.pack(sock.local[1], port, UDP_HEADER.size + len(data), 0)
-    ip_output(node, IPPROTO_UDP, sock.local[0], dst, header + data, ttl=sock.ttl,
-              broadcast_ok=sock.broadcast, udp_checksum=True)
+    ifp, nexthop = route_output(node, dst)
+    src = sock.local[0] if sock.local[0] != ANY else source_for(ifp)
+    sport, length = sock.local[1], UDP_HEADER.size + len(data)
+    if ifp.capenable & IFCAP_CSUM_UDPv4_Tx:
+        checksum, csum_flags = 0, M_CSUM_UDPv4  # the interface sums it (offload.finish_tx)
+    else:
+        pseudo = pseudo_header_sum(src, dst, IPPROTO_UDP, length)
+        checksum = in_cksum(UDP_HEADER.pack(sport, port, length, 0) + data, pseudo) or 0xFFFF  # 0: "none"
+        csum_flags = 0
+    ip_output(node, IPPROTO_UDP, src, dst, UDP_HEADER.pack(sport, port, length, checksum) + data,
+              ttl=sock.ttl, broadcast_ok=sock.broadcast, route=(ifp, nexthop), csum_flags=csum_flags)
     node.stats.udp["output"] += 1
 
 
@@ -106,8 +115,12 @@ def _deliver(stats, sock, data, source):
         stats["full_socket"] += 1
 
 
-def udp_notify(node, src, sport, dst, dport, error):
-    """An ICMP error quoted one of our datagrams: tell the connected socket that sent it."""
+def udp_ctlinput(node, notice):
+    """An ICMP error quoted one of our datagrams: tell the connected socket that sent it (BSD's udp_ctlinput)."""
+    if not notice.error:
+        return
+    src, dst = notice.header.src, notice.header.dst
+    sport, dport = UDP_HEADER.unpack_from(notice.quote, notice.header.hlen)[:2]
     for sock in node.udp.by_port.get(sport, ()):
         if sock.remote == (dst, dport) and sock.local[0] in (ANY, src):
-            sock.notify(error)
+            sock.notify(notice.error)

@@ -111,6 +111,6 @@ async def test_ether_input_takes_any_bytes(tmp_path_factory, frame):
     """Straight into the stack, without the bus: many more shapes per second."""
     bus = str(tmp_path_factory.mktemp("direct") / "bus")
     async with open_pair(bus) as (a, b):
-        b.ether_input(b.interfaces["shmif0"], frame)
+        b.if_input(b.interfaces["shmif0"], frame)
         assert b.stats.ether["input"] >= 1
         assert await ping_once(a, "10.0.0.2")
