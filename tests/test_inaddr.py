@@ -7,10 +7,10 @@ import pytest
 import rumpnet
 
 
-def bind_error(node, address):
+async def bind_error(node, address):
     sock = node.socket(rumpnet.SOCK_DGRAM)
     try:
-        sock.bind((address, 0))
+        await sock.bind((address, 0))
         return 0
     except OSError as e:
         return e.errno
@@ -21,17 +21,17 @@ def bind_error(node, address):
 async def test_addresses_and_broadcasts_follow_ifconfig(tmp_path):
     async with rumpnet.open_node() as node:
         name = node.create_shmif(str(tmp_path / "bus"))
-        assert bind_error(node, "10.0.0.1") == errno.EADDRNOTAVAIL
+        assert await bind_error(node, "10.0.0.1") == errno.EADDRNOTAVAIL
         node.add_address(name, "10.0.0.1/24")
-        assert bind_error(node, "10.0.0.1") == bind_error(node, "10.0.0.255") == 0
+        assert await bind_error(node, "10.0.0.1") == await bind_error(node, "10.0.0.255") == 0
         node.add_address(name, "10.0.1.1/16")  # replaces the first
-        assert bind_error(node, "10.0.0.1") == bind_error(node, "10.0.0.255") == errno.EADDRNOTAVAIL
-        assert bind_error(node, "10.0.1.1") == bind_error(node, "10.0.255.255") == 0
+        assert await bind_error(node, "10.0.0.1") == await bind_error(node, "10.0.0.255") == errno.EADDRNOTAVAIL
+        assert await bind_error(node, "10.0.1.1") == await bind_error(node, "10.0.255.255") == 0
         node.delete_address(name)
-        assert bind_error(node, "10.0.1.1") == errno.EADDRNOTAVAIL
+        assert await bind_error(node, "10.0.1.1") == errno.EADDRNOTAVAIL
         node.add_address(name, "10.0.2.1/24")
         node.destroy_interface(name)
-        assert bind_error(node, "10.0.2.1") == bind_error(node, "10.0.2.255") == errno.EADDRNOTAVAIL
+        assert await bind_error(node, "10.0.2.1") == await bind_error(node, "10.0.2.255") == errno.EADDRNOTAVAIL
 
 
 async def test_a_ping_to_a_replaced_address_goes_unanswered(tmp_path):
@@ -46,4 +46,4 @@ async def test_a_ping_to_a_replaced_address_goes_unanswered(tmp_path):
 @pytest.mark.parametrize("address", ["10.0.0.1", "10.0.0.255", "255.255.255.255"])
 async def test_a_node_without_interfaces_owns_no_address(address):
     async with rumpnet.open_node() as node:
-        assert bind_error(node, address) == errno.EADDRNOTAVAIL
+        assert await bind_error(node, address) == errno.EADDRNOTAVAIL

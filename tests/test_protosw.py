@@ -219,7 +219,7 @@ async def test_udp_ctlinput_gives_the_connected_socket_its_error(tmp_path, icmp_
     bus = str(tmp_path / "bus")
     async with open_pair(bus) as (a, b):
         sock = b.socket(rumpnet.SOCK_DGRAM)
-        sock.connect(("10.0.0.9", 7))
+        await sock.connect(("10.0.0.9", 7))
         sock_port = sock.getsockname()[1]
         udp = dpkt.udp.UDP(sport=sock_port, dport=7, data=b"ping")
         udp.ulen = len(bytes(udp))
