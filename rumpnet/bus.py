@@ -50,7 +50,6 @@ LOCK_STEAL_AFTER = 0.5  # seconds the lock may stay held before its holder is pr
 LOCK_POLL = 0.001  # seconds between tries once the lock was found held, as libshmif sleeps
 LOCK_GIVE_UP = 5.0  # seconds a command-line tool waits for a lock that a live writer keeps
 _GEN_MASK = (1 << 64) - 1
-_ZERO_WITNESS = bytes(2 * RECORD.size)
 
 _libatomic = ctypes.CDLL("libatomic.so.1", use_errno=True)
 _cas32 = _libatomic.__atomic_compare_exchange_4
@@ -429,14 +428,14 @@ class Cursor:
     offset, so that ahead and behind are comparisons. The cursor also keeps
     where the newest record started and ended when it last looked, and the
     24 bytes at each place then (`witness`). Writers append exactly at that
-    end, and a lap overwrites both places, so the header may claim new
-    records only if those bytes have changed: a header moved any other way
+    end, so the header may claim new records only if the bytes there have
+    changed, and a lap past the start only if those changed too: a header
+    moved any other way
     (rewound, a newest record made longer, a generation made up) is corrupt,
     and the reader skips to the newest record's end, counting it, without
     reading what lies between. So header words never make it read the same
     bytes twice, and it is in step with the writers again at their next
-    record. (All-zero witnesses prove nothing, but a reader that has seen
-    only zeros has delivered nothing that could come twice.)
+    record.
 
     A reader that was lapped (writers overwrote what it had not read yet)
     starts again at `first`, counting the lap. Every record is checked
@@ -492,12 +491,15 @@ class Cursor:
     def _look(self, end, start):
         """Remember where the newest record is, and what lies at its start and end."""
         self.seen_end, self.seen_start = end, start
-        self.witness = self._bytes_at(start) + self._bytes_at(end)
+        self.witness = (self._bytes_at(start), self._bytes_at(end))
 
-    def _written_since(self):
-        """Whether a writer can have written since _look(): the witnesses changed, or proved nothing."""
-        return self.witness == _ZERO_WITNESS or \
-            self._bytes_at(self.seen_start) + self._bytes_at(self.seen_end) != self.witness
+    def _overwritten(self, which):
+        """Whether a writer wrote at the newest record's start (0) or end (1) since _look().
+
+        A writer's record header is never the bytes that were there before:
+        its time stamp has moved on.
+        """
+        return self._bytes_at((self.seen_start, self.seen_end)[which]) != self.witness[which]
 
     def _stand(self, end, start):
         self.pos = end
@@ -520,7 +522,7 @@ class Cursor:
         if newest is None:
             return
         end, start, _ = newest
-        if end != self.seen_end or self._written_since():
+        if end != self.seen_end or self._overwritten(0) or self._overwritten(1):
             self.pos = start
             self._look(end, start)
 
@@ -565,8 +567,9 @@ class Cursor:
             self._stand(end, start)
             return []
         if end != self.seen_end:
-            if end < self.seen_end or start < self.seen_end or not self._written_since():
-                self.corrupt += 1  # the header moved, but no writer wrote where records continue
+            if end < self.seen_end or start < self.seen_end or not self._overwritten(1) or \
+                    self.pos < oldest and oldest > self.seen_start and not self._overwritten(0):
+                self.corrupt += 1  # the header moved, but no writer wrote where records continue (or lapped us)
                 self._stand(end, start)
                 return []
             if self.pos < oldest:
