@@ -429,18 +429,20 @@ class Cursor:
     where the newest record started and ended when it last looked, and the
     24 bytes at each place then (`witness`). Writers append exactly at that
     end, so the header may claim new records only if the bytes there have
-    changed, and a lap past the start only if those changed too: a header
-    moved any other way
-    (rewound, a newest record made longer, a generation made up) is corrupt,
-    and the reader skips to the newest record's end, counting it, without
-    reading what lies between. So header words never make it read the same
-    bytes twice, and it is in step with the writers again at their next
-    record.
+    changed; a header moved any other way (rewound, a newest record made
+    longer) is corrupt, and the reader skips to the newest record's end,
+    counting it, without reading what lies between. So header words never
+    make it read the same bytes twice, and it is in step with the writers
+    again at their next record.
 
     A reader that was lapped (writers overwrote what it had not read yet)
-    starts again at `first`, counting the lap. Every record is checked
-    against the newest record's end before its frame is copied; one that
-    runs past it is corrupt, as is any longer than half the ring.
+    starts again at `first`, counting the lap, as libshmif does; but only
+    when the last record it read was overwritten too, which a real lap does
+    and a generation made up does not (its time stamp and sender are
+    compared: a record length may have been changed by the same hand).
+    Every record is checked against the newest record's end before its
+    frame is copied; one that runs past it is corrupt, as is any longer than
+    half the ring.
     """
 
     def __init__(self, bus, *, lock=True):
@@ -450,6 +452,7 @@ class Cursor:
         self.corrupt = 0
         self.pos = self.seen_start = self.seen_end = 0
         self.witness = None
+        self.last_read = None  # (position, (sec, usec, sender)) of the last record read: a lap overwrites it
         if lock:
             with bus.locked() if not bus.readonly else nullcontext():
                 self.catch_up()
@@ -500,6 +503,18 @@ class Cursor:
         its time stamp has moved on.
         """
         return self._bytes_at((self.seen_start, self.seen_end)[which]) != self.witness[which]
+
+    def _lapped(self):
+        """Whether writers went round the ring past this reader: the last record it read is gone.
+
+        Its time stamp and sender are compared, not its length, which anyone
+        may rewrite in place. A reader that has read nothing holds nothing a
+        replay could repeat.
+        """
+        if self.last_read is None:
+            return True
+        at, stamp = self.last_read
+        return RECORD.unpack(self._bytes_at(at))[1:] != stamp
 
     def _stand(self, end, start):
         self.pos = end
@@ -567,9 +582,12 @@ class Cursor:
             self._stand(end, start)
             return []
         if end != self.seen_end:
-            if end < self.seen_end or start < self.seen_end or not self._overwritten(1) or \
-                    self.pos < oldest and oldest > self.seen_start and not self._overwritten(0):
-                self.corrupt += 1  # the header moved, but no writer wrote where records continue (or lapped us)
+            if self.pos < oldest and oldest > self.seen_start:
+                sane = self._lapped()
+            else:
+                sane = end > self.seen_end and start >= self.seen_end and self._overwritten(1)
+            if not sane:
+                self.corrupt += 1  # the header moved, but no writer wrote where records continue or lapped us
                 self._stand(end, start)
                 return []
             if self.pos < oldest:
@@ -593,6 +611,7 @@ class Cursor:
                 return records
             limit -= 1
             budget -= length
+            self.last_read = (pos, (sec, usec, sender))
             if sender != skip:
                 at = (off + RECORD.size) % DATA_SIZE
                 if at + length <= DATA_SIZE:
