@@ -86,6 +86,8 @@ FILES = {
     "fcs.pcap": lambda p: pcap_file(p, [ETHER_FRAME.ljust(1518, b"\0")]),
     "ping.pcap": lambda p: pcap_file(p, [ETHER_FRAME]),
     "odd.toml": text_file('protocols = ["ether"]\n'),
+    "big": lambda p: Path(p).write_bytes(bytes(2 * BUS_SIZE)),
+    "fifo": os.mkfifo,
     "passwd": text_file("root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n"),
 }
 
@@ -114,6 +116,8 @@ SETUP = {
     ("ifconfig", "rumpnet ifconfig shmif5 create linkstr /tmp/lesson/short.bus"): ["file short.bus"],
     ("ifconfig", "rumpnet ifconfig shmif5 create linkstr /tmp/lesson/v2.bus"): ["file v2.bus"],
     ("ifconfig", "rumpnet ifconfig shmif5 create linkstr /tmp/lesson/bad.bus"): ["file bad.bus"],
+    ("ifconfig", "rumpnet ifconfig shmif5 create linkstr /tmp/lesson/big"): ["file big"],
+    ("ifconfig", "rumpnet ifconfig shmif5 create linkstr /tmp/lesson/fifo"): ["file fifo"],
     ("nc", "rumpnet nc -u 10.0.0.1 9000"): ["stack minimal"],
     ("pcapin", "rumpnet pcapin cut.pcap bus"): ["file cut.pcap"],
     ("pcapin", "rumpnet pcapin any.pcap bus"): ["file any.pcap"],
