@@ -12,15 +12,19 @@ Round trips, each `pings` exchanges `interval` apart (min, median, p99):
 
 UDP, each figure for `udp_seconds`: datagrams per second one way at 64 and
 1400 bytes, flat out and (on the nodes) paced below the rate received, and
-request/response round trips per second with one request outstanding. Both
-ends run in node processes; as root the same code runs on kernel sockets in
-the two namespaces. Senders send bursts of 32: through sendmmsg on a node's
-socket, one sendto each on a kernel socket (Python has no sendmmsg).
+request/response round trips per second with one request outstanding. The
+traffic is `rumpnet perf`'s sender and receiver (rumpnet.perf) and the echo
+service and its client (rumpnet.echo), in node processes; as root the same
+code runs on kernel sockets in the two namespaces, through KernelStack, so a
+ratio compares the stacks and not two programs. Senders send bursts of 32:
+through sendmmsg on a node's socket, one send each on a kernel socket
+(Python has no sendmmsg).
 
 Helper processes are this module run as `python -m rumpnet.bench ROLE SPEC`;
-each prints JSON lines: {"ready": true} once it listens, then its result.
+each prints JSON lines: {"ready": true} once it listens, then (a talker) its result.
 """
 
+import errno
 import json
 import math
 import os
@@ -35,10 +39,11 @@ import sys
 import tempfile
 import time
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import trio
 
+from . import echo, perf
 from .bus import Bus, Cursor, new_sender
 from .client import connect
 from .inotify import ModifyWatch
@@ -47,14 +52,12 @@ from .node import open_node
 from .protocol import parse_url
 from .ping import ping
 from .sockets import SOCK_DGRAM, SOCK_RAW
+from .tasks import open_service_nursery
 
 PING_FRAME = 98  # a 56-byte ping on the wire: Ethernet 14 + IPv4 20 + ICMP 8 + 56
 UDP_PORT = 5001
 UDP_SIZES = (64, 1400)
-MARK = 0xFFFFFFFFFFFFFFFF  # sequence number of the warm-up datagram that resolves ARP
-SEQ = struct.Struct("!Q")
-IDLE = 0.3  # a sink stops this long after the last datagram
-BURST = 32  # datagrams a source sends at once, as `rumpnet perf` does
+SEQ = struct.Struct("!Q")  # a bus frame's round number, where a ping's identifier and sequence would be
 NETNS = (f"rumpnet-bench-{os.getpid()}-a", f"rumpnet-bench-{os.getpid()}-b")
 VETH = (f"rnb{os.getpid()}a", f"rnb{os.getpid()}b")
 LINUX_ADDRESSES = ("10.77.0.1", "10.77.0.2")
@@ -340,114 +343,114 @@ async def linux_ping(settings):
     return round_trip_figures(rtts, int(sent.group(1)))
 
 
-# -- UDP: the same code on either stack ----------------------------------------------------
+# -- UDP: perf's and echo's code on either stack -------------------------------------------
 
-async def udp_source(sock, dst, size, seconds, rate=None):
-    """Send size-byte datagrams to dst for seconds, flat out or at rate per second; ARP is resolved first."""
-    payload = bytearray(max(size, SEQ.size))
-    SEQ.pack_into(payload, 0, MARK)
-    await sock.sendto(payload, dst)
-    await trio.sleep(0.1)
-    sent = 0
-    start = time.perf_counter()
-    end = start + seconds
-    while (now := time.perf_counter()) < end:
-        due = BURST if rate is None else min(BURST, int((now - start) * rate) - sent)
-        if due <= 0:
-            await trio.sleep(0.0005)
-            continue
-        burst = [SEQ.pack(seq) + payload[SEQ.size:] for seq in range(sent, sent + due)]
-        if hasattr(sock, "sendmmsg"):  # a node's socket: the burst goes out with one wake-up of the bus
-            sent += await sock.sendmmsg(burst, dst)
-        else:
-            for datagram in burst:
-                await sock.sendto(datagram, dst)
-            sent += due
-    return {"sent": sent, "seconds": time.perf_counter() - start}
+class KernelSocket:
+    """A kernel UDP socket (trio.socket) with the calls of a node's datagram socket that perf and echo make."""
 
+    def __init__(self):
+        self._sock = trio.socket.socket(pysocket.AF_INET, pysocket.SOCK_DGRAM)
+        self.service = None  # as a node's socket: which built-in service runs on it
 
-async def udp_listen(sock, seconds, echo=False):
-    """Count datagrams (sending each back with echo) until IDLE seconds pass without one; seconds at most.
+    @property
+    def closed(self):
+        return self._sock.fileno() < 0
 
-    A watchdog task notices the idleness: a timeout on every receive would
-    cost a cancel scope per datagram, which is the benchmark's cost, not the stack's.
-    """
-    tally = {"received": 0, "first": 0.0, "last": 0.0}
+    async def bind(self, address):
+        await self._sock.bind(address)
 
-    async def receive():
-        while True:
-            data, source = await sock.recvfrom(65535)
-            if echo:
-                await sock.sendto(data, source)
-            if SEQ.unpack_from(data)[0] != MARK:
-                tally["last"] = time.perf_counter()
-                if not tally["received"]:
-                    tally["first"] = tally["last"]
-                tally["received"] += 1
+    async def connect(self, address):
+        await self._sock.connect(address)
 
-    with trio.move_on_after(seconds):
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(receive)
-            seen = 0
-            while not tally["received"] or tally["received"] != seen:
-                seen = tally["received"]
-                await trio.sleep(IDLE)
-            nursery.cancel_scope.cancel()
-    received = tally["received"]
-    return {"received": received, "seconds": tally["last"] - tally["first"] if received > 1 else 0.0}
+    def setsockopt(self, name, value):
+        self._sock.setsockopt(pysocket.SOL_SOCKET, getattr(pysocket, name), value)
 
+    async def sendto(self, data, address):
+        return await self._sock.sendto(data, address)
 
-async def udp_client(sock, dst, seconds):
-    """Request/response with one request outstanding: round trips completed in seconds."""
-    payload = bytearray(64)
-    SEQ.pack_into(payload, 0, MARK)
-    for _ in range(50):  # until the first answer: ARP resolved, echo listening
-        await sock.sendto(payload, dst)
-        with trio.move_on_after(0.1):
-            await sock.recvfrom(65535)
-            break
-    else:
-        raise BenchError(f"no answer from the echo service at {dst[0]}")
-    done = 0
-    start = time.perf_counter()
-    with trio.move_on_after(seconds):  # one scope for the run: a lost answer stalls it, and the count shows that
-        while True:
-            SEQ.pack_into(payload, 0, done)
-            await sock.sendto(payload, dst)
-            await sock.recvfrom(65535)
-            done += 1
-    return {"round_trips": done, "seconds": time.perf_counter() - start}
+    async def send(self, data):
+        return await self._sock.send(data)
+
+    async def sendmmsg(self, datagrams, address=None):
+        """One send(2) a datagram (Python has no sendmmsg); an error after the first ends the burst early."""
+        sent = 0
+        for data in datagrams:
+            try:
+                await (self.send(data) if address is None else self.sendto(data, address))
+            except OSError:
+                if not sent:
+                    raise
+                break
+            sent += 1
+        return sent
+
+    async def recvfrom(self, bufsize=65535):
+        return await self._sock.recvfrom(bufsize)
+
+    async def recv(self, bufsize=65535):
+        return await self._sock.recv(bufsize)
+
+    def getsockname(self):
+        return self._sock.getsockname()
+
+    def getpeername(self):
+        return self._sock.getpeername()
+
+    def close(self):
+        self._sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
-async def _udp_role(sock, spec):
-    role = spec["role"]
-    _emit({"ready": True})
-    if role in ("sink", "echo"):
-        return await udp_listen(sock, spec["seconds"], echo=role == "echo")
-    dst = (spec["peer"], UDP_PORT)
-    if role == "source":
-        return await udp_source(sock, dst, spec["size"], spec["seconds"], spec.get("rate"))
-    return await udp_client(sock, dst, spec["seconds"])
+class KernelStack:
+    """The kernel's UDP with a node's `socket()` and `nursery`: perf and echo run on it unchanged."""
+
+    def __init__(self, nursery):
+        self.nursery = nursery
+
+    def socket(self, kind):
+        if kind != SOCK_DGRAM:
+            raise OSError(errno.EPROTONOSUPPORT, "only UDP sockets are offered on the kernel's stack")
+        return KernelSocket()
 
 
-async def _udp_helper(spec):
-    """One end of a UDP measurement: in a node on spec's bus, or on a kernel socket."""
-    listens = spec["role"] in ("sink", "echo")
+@asynccontextmanager
+async def _stack(spec):
+    """A node on spec's bus when it names one, else the kernel's stack; their tasks end with the block."""
     if "bus" in spec:
         async with open_node() as node:
             node.add_address(node.create_shmif(spec["bus"]), f"{spec['address']}/24")
-            with node.socket(SOCK_DGRAM) as sock:
-                if listens:
-                    await sock.bind(("0.0.0.0", UDP_PORT))
-                result = await _udp_role(sock, spec)
-            _emit({**result, "udp_full_socket": node.stats.udp["full_socket"],
-                   "bus_laps": node.stats.shmif["bus_laps"]})
+            yield node
     else:
-        plain = pysocket.socket(pysocket.AF_INET, pysocket.SOCK_DGRAM)
-        if listens:
-            plain.bind(("0.0.0.0", UDP_PORT))
-        with trio.socket.from_stdlib_socket(plain) as sock:
-            _emit(await _udp_role(sock, spec))
+        async with open_service_nursery() as nursery:
+            yield KernelStack(nursery)
+
+
+async def _udp_helper(spec):
+    """One end of a UDP measurement: a receiver or an echo service that serves until stopped,
+    or a sender or echo client that prints its result."""
+    role = spec["role"]
+    async with _stack(spec) as stack:
+        if role in LISTENERS:
+            await LISTENERS[role](stack, UDP_PORT)
+            _emit({"ready": True})
+            await trio.sleep(spec["seconds"])
+            return
+        _emit({"ready": True})
+        if role == "source":
+            report = await perf.run_client(stack, spec["peer"], UDP_PORT, length=spec["size"],
+                                           duration=spec["seconds"], bits_per_second=spec["bits_per_second"])
+            _emit(asdict(report))
+        else:
+            done, seconds = await echo.round_trips(stack, spec["peer"], UDP_PORT, seconds=spec["seconds"])
+            _emit({"round_trips": done, "seconds": seconds})
+
+
+LISTENERS = {"sink": perf.start_server, "echo": echo.start}
 
 
 class NodeEnds:
@@ -478,16 +481,14 @@ class LinuxEnds:
 
 
 async def udp_pair(ends, listener, talker, seconds, **options):
-    """Run a listening helper and its talking peer for seconds; return both results."""
+    """Run a listening helper and its talking peer for seconds; return what the talker reports."""
     listen_spec, talk_spec = ends.pair(listener, talker)
-    listen_spec["seconds"] = seconds + 10
+    listen_spec["seconds"] = seconds + 20  # the helper's lifetime, should this process not end it
     talk_spec.update(seconds=seconds, **options)
-    async with helper("udp", listen_spec, ends.netns[1]) as listening:
+    async with helper("udp", listen_spec, ends.netns[1]):
         async with helper("udp", talk_spec, ends.netns[0]) as talking:
             with _within(seconds + 20, f"UDP {talker} and {listener}"):
-                talked = await talking.next()
-                listened = await listening.next()
-    return listened, talked
+                return await talking.next()
 
 
 async def udp_figures(settings, ends):
@@ -495,20 +496,23 @@ async def udp_figures(settings, ends):
     seconds = settings.udp_seconds
     results = {}
 
-    async def one_way(size, rate=None):
-        sink, source = await udp_pair(ends, "sink", "source", seconds, size=size, rate=rate)
-        sent, received = source["sent"], sink["received"]
-        return {"sent_per_s": sent / source["seconds"],
-                "received_per_s": received / sink["seconds"] if sink["seconds"] else 0.0,
-                "loss_pct": 100.0 * (sent - received) / sent if sent else 0.0}
+    async def one_way(size, rate=0.0):
+        """Datagrams a second sent and received, from perf's reports; rate in datagrams a second, 0 flat out."""
+        report = perf.ClientReport.from_dict(await udp_pair(ends, "sink", "source", seconds, size=size,
+                                                            bits_per_second=rate * size * 8))
+        if report.server is None:
+            raise BenchError(f"no report from the UDP receiver ({size}-byte datagrams)")
+        return {"sent_per_s": perf.rate(report.sent, report.duration),
+                "received_per_s": perf.rate(report.server.received, report.server.duration),
+                "loss_pct": report.server.loss_percent}
 
     for size in UDP_SIZES:
         results[f"one_way_{size}"] = await one_way(size)
         rate = settings.paced_fraction * results[f"one_way_{size}"]["received_per_s"]
         if ends.paced and rate >= 1:
             results[f"paced_{size}"] = {**await one_way(size, rate), "rate": rate}
-    _, client = await udp_pair(ends, "echo", "client", seconds)
-    results["request_response"] = {"round_trips_per_s": client["round_trips"] / client["seconds"]}
+    client = await udp_pair(ends, "echo", "client", seconds)
+    results["request_response"] = {"round_trips_per_s": perf.rate(client["round_trips"], client["seconds"])}
     return results
 
 

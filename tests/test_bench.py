@@ -9,8 +9,9 @@ import os
 import subprocess
 
 import pytest
+import trio
 
-from rumpnet import bench
+from rumpnet import bench, echo, perf
 from rumpnet.testing import run
 
 TRIP_FIELDS = {"count", "lost", "min_us", "median_us", "p99_us"}
@@ -85,6 +86,21 @@ def test_text_report(report):
 def test_namespaces_removed(report):
     names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert "rumpnet-bench" not in names
+
+
+async def test_perf_and_echo_run_unchanged_on_kernel_sockets():
+    """The kernel's ends are the nodes' code: perf's receiver and sender, echo's service and client."""
+    async with trio.open_nursery() as nursery:
+        kernel = bench.KernelStack(nursery)
+        server = await perf.start_server(kernel, 0, address="127.0.0.1")
+        port = server.sock.getsockname()[1]
+        report = await perf.run_client(kernel, "127.0.0.1", port, length=64, duration=0.2, bits_per_second=0)
+        assert report.sent > 0 and report.remote == ("127.0.0.1", port)
+        assert report.server.total == report.sent and 0 < report.server.received <= report.sent
+        service = await echo.start(kernel, 0, address="127.0.0.1")
+        done, _ = await echo.round_trips(kernel, "127.0.0.1", service.getsockname()[1], seconds=0.2)
+        assert done > 0
+        nursery.cancel_scope.cancel()
 
 
 def test_kernel_figures_need_root(monkeypatch):

@@ -1,5 +1,6 @@
-"""`rumpnet nc -u` and `rumpnet echo -u` between two node processes, as a user types them."""
+"""`rumpnet nc -u` and `rumpnet echo -u` between two node processes, as a user types them; echo's client."""
 
+import errno
 import os
 import select
 import subprocess
@@ -7,6 +8,8 @@ import time
 
 import pytest
 
+from rumpnet import echo
+from rumpnet.testing import open_pair
 
 
 def read_until(stream, wanted, timeout=10.0):
@@ -149,6 +152,18 @@ def test_echo_does_not_answer_another_echo_port(pair):
     done = b.run("nc", "-u", "-w", "1", "-p", "7", "10.0.0.1", "7", input="loop?\n", timeout=20)
     assert (done.returncode, done.stdout) == (0, "")
     assert udp_count(a, "datagrams delivered") == 1
+
+
+async def test_round_trips_against_the_echo_service(tmp_path):
+    async with open_pair(str(tmp_path / "bus")) as (a, b):
+        service = await echo.start(a, 7007)
+        done, seconds = await echo.round_trips(b, "10.0.0.1", 7007, seconds=0.3)
+        assert done > 0 and seconds >= 0.3
+        assert a.stats.udp["delivered"] >= done  # each round trip was answered by the service
+        service.close()
+        with pytest.raises(OSError) as refused:
+            await echo.round_trips(b, "10.0.0.1", 7007, seconds=0.3)
+        assert refused.value.errno == errno.ECONNREFUSED
 
 
 # -- bad command lines --------------------------------------------------------------------
