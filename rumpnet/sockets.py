@@ -8,12 +8,14 @@ are OSError with the errno a BSD kernel would give.
 
 import errno
 import ipaddress
+import math
 import os
 import socket
 from collections import deque
 
 import trio
 
+from . import numbers
 from .ip import ip_output
 
 SOCK_DGRAM = 2
@@ -112,10 +114,7 @@ class Socket:
         does. Cancellation (trio.move_on_after, fail_after) works as for any trio call.
         """
         self._check_open()
-        if timeout is None:
-            timeout = self.timeout
-        elif not isinstance(timeout, (int, float)) or timeout < 0:
-            raise OSError(errno.EINVAL, f"timeout {timeout!r} is not a number of seconds")
+        timeout = self.timeout if timeout is None else _value("timeout", timeout, 0, math.inf)
         if not self.queue:
             with trio.move_on_after(timeout if timeout is not None else float("inf")):
                 while not self.queue:
@@ -140,19 +139,13 @@ class Socket:
         elif name == "SO_REUSEADDR":
             self.reuseaddr = bool(value)
         elif name == "SO_RCVBUF":
-            if not isinstance(value, int) or value <= 0:
-                raise OSError(errno.EINVAL, "SO_RCVBUF must be a positive number of bytes")
-            if value > SB_MAX:
+            if isinstance(value, int) and not isinstance(value, bool) and value > SB_MAX:
                 raise OSError(errno.ENOBUFS, f"SO_RCVBUF may be at most {SB_MAX} bytes")
-            self.rcvbuf = value
+            self.rcvbuf = _value(name, value, 1, SB_MAX, int)
         elif name == "SO_RCVTIMEO":
-            if value is not None and value < 0:
-                raise OSError(errno.EINVAL, "SO_RCVTIMEO must not be negative")
-            self.timeout = value or None
+            self.timeout = None if value is None else _value(name, value, 0, math.inf) or None
         elif name == "IP_TTL":
-            if not isinstance(value, int) or not 0 < value < 256:
-                raise OSError(errno.EINVAL, "IP_TTL must be 1 to 255")
-            self.ttl = value
+            self.ttl = _value(name, value, 1, 255, int)
         else:
             raise OSError(errno.ENOPROTOOPT, f"unknown socket option {name!r} (known: {', '.join(SOCKET_OPTIONS)})")
 
@@ -218,3 +211,13 @@ class RawSocket(Socket):
 
     async def send(self, data):
         return await self.sendto(data)
+
+
+def _value(name, value, low, high, kind=None):
+    """value when it is a finite number (an int when kind is int; never a bool) from low to high; else EINVAL."""
+    try:
+        if kind is int and not isinstance(value, int):
+            raise ValueError(f"{value!r} is not an integer")
+        return numbers.in_range(value, low, high)
+    except ValueError as e:
+        raise OSError(errno.EINVAL, f"{name}: {e}") from None
