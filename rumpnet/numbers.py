@@ -33,7 +33,7 @@ def integer(text, low, high=None, *, hexadecimal=False):
     """
     if not isinstance(text, str):
         raise TypeError(f"{text!r} is not text")
-    if _HEXADECIMAL.match(text) and hexadecimal:
+    if hexadecimal and _HEXADECIMAL.match(text):
         value = _bounded(text[2:], 16, low, high, text)
     elif _INTEGER.match(text):
         negative = text.startswith("-")
@@ -78,7 +78,7 @@ def in_range(value, low, high=None):
 
 
 def plain(value):
-    """A number as a message prints it: 64, 0.5, not 64.0 (unless that is what was given)."""
+    """A number as a message prints it: 64 and 0.5 (not 64.0), cut short when long."""
     if isinstance(value, float):
         value = int(value) if value.is_integer() and abs(value) < 1e15 else value
     text = str(value)
