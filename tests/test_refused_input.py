@@ -155,10 +155,10 @@ def test_request_refused_by_type_and_value(node, name, args, message):
 def test_socket_options_take_numbers_of_their_type(node):
     """IP_TTL true is not TTL 1, and a receive timeout is a number of seconds."""
     with client(node) as sock:
-        fd = call(sock, "socket", 2, kind=SOCK_DGRAM)[0]["result"]
+        fd = call(sock, "socket", b"", 2, kind=SOCK_DGRAM)[0]["result"]
         for option, value in [("IP_TTL", True), ("IP_TTL", 1.0), ("IP_TTL", 0), ("SO_RCVBUF", True),
                               ("SO_RCVTIMEO", -1), ("SO_RCVTIMEO", "1")]:
-            reply, _ = call(sock, "setsockopt", 3, fd=fd, name=option, value=value)
+            reply, _ = call(sock, "setsockopt", b"", 3, fd=fd, name=option, value=value)
             assert reply["errno"] == errno.EINVAL, (option, value, reply)
 
 
