@@ -7,8 +7,11 @@ frame it receives.
 """
 
 import ipaddress
+import re
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+
+from . import numbers
 
 IFF_UP = 0x1
 IFF_BROADCAST = 0x2
@@ -20,6 +23,14 @@ IFF_NAMES = [(IFF_UP, "UP"), (IFF_BROADCAST, "BROADCAST"), (IFF_RUNNING, "RUNNIN
 
 ETHERMTU = 1500
 BROADCAST_MAC = b"\xff" * 6
+
+# An interface's name is its driver's and a unit number: shmif0, later virt3,
+# xennet0 or xvif1i0 (a driver's own pattern may hold several units). A unit
+# is plain decimal without leading zeros, so that one interface has one name.
+IFNAMSIZ = 16  # a name and its NUL, as in BSD's net/if.h
+MAX_UNIT = 9999
+UNIT = r"(?:0|[1-9][0-9]{0,3})"
+_NAME = re.compile(rf"(?P<driver>[a-z]+)(?P<unit>{UNIT})\Z")
 
 
 class InterfaceError(Exception):
@@ -115,3 +126,43 @@ class Interface:
 
 def flag_names(flags):
     return ",".join(name for bit, name in IFF_NAMES if flags & bit)
+
+
+def split_name(name):
+    """(driver, unit) of an interface name such as shmif0; ValueError naming the rule when it is none."""
+    match = _NAME.match(name) if len(name) < IFNAMSIZ else None
+    if match is None:
+        raise ValueError(f"{shown_name(name)}: not an interface name (a driver and a unit from 0 to {MAX_UNIT} "
+                         "without leading zeros, as shmif0)")
+    return match.group("driver"), int(match.group("unit"))
+
+
+def shown_name(name):
+    """An interface name as a message prints it: cut short when longer than any name can be."""
+    return name if len(name) < IFNAMSIZ else name[:IFNAMSIZ - 1] + "..."
+
+
+def parse_address(text):
+    """"A.B.C.D" or "A.B.C.D/N" -> (address, N or None); ValueError otherwise.
+
+    N is a prefix length, 0 to 32 in decimal digits: ipaddress would also take
+    a mask there, a host mask (0.0.0.255) included.
+    """
+    address, slash, prefix = text.partition("/")
+    return ipaddress.IPv4Address(address), numbers.integer(prefix, 0, 32) if slash else None
+
+
+def netmask_prefixlen(text):
+    """The prefix length of a netmask, dotted (255.255.255.0) or hexadecimal (0xffffff00).
+
+    ValueError unless its bits are ones and then zeros: ipaddress reads
+    0.0.0.1 as a host mask, which would make `netmask 0x1` a /31.
+    """
+    if text[:2].lower() == "0x":
+        mask = numbers.integer(text, 0, 0xFFFFFFFF, hexadecimal=True)
+    else:
+        mask = int(ipaddress.IPv4Address(text))
+    hostbits = mask ^ 0xFFFFFFFF
+    if hostbits & (hostbits + 1):
+        raise ValueError(f"{text}: the ones of a netmask come first")
+    return 32 - hostbits.bit_length()

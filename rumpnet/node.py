@@ -14,16 +14,16 @@ and output paths take:
 import errno
 import ipaddress
 import os
-import re
 from contextlib import asynccontextmanager
 
 import trio
 
-from . import arp, ether, icmp, ip, offload, profile, udp
+from . import arp, ether, icmp, ip, numbers, offload, profile, udp
 from .callout import Timers
 from .counters import Counters
 from .if_shmif import ShmifInterface
-from .ifnet import IFF_UP, InterfaceAddress, InterfaceError
+from .ifnet import (IFF_UP, InterfaceAddress, InterfaceError, netmask_prefixlen, parse_address, shown_name,
+                    split_name)
 from .in_proto import protocol_switch
 from .inaddr import AddressSets
 from .inpcb import PcbTable
@@ -35,7 +35,6 @@ from .sysctl import Sysctl
 from .tasks import open_service_nursery
 
 DRIVERS = {"shmif": ShmifInterface}
-_IFNAME = re.compile(r"^([a-z]+)(\d+)$")
 
 
 class Node:
@@ -136,16 +135,19 @@ class Node:
         try:
             return self.interfaces[name]
         except KeyError:
-            raise InterfaceError(errno.ENXIO, f"{name}: no such interface") from None
+            raise InterfaceError(errno.ENXIO, f"{shown_name(name)}: no such interface") from None
 
     def create_interface(self, name):
-        match = _IFNAME.match(name)
-        if not match or match.group(1) not in DRIVERS:
+        try:
+            driver, _ = split_name(name)
+        except ValueError as e:
+            raise InterfaceError(errno.EINVAL, str(e)) from None
+        if driver not in DRIVERS:
             kinds = ", ".join(f"{k}N" for k in DRIVERS)
             raise InterfaceError(errno.EINVAL, f"{name}: cannot create: interfaces here are {kinds}")
         if name in self.interfaces:
             raise InterfaceError(errno.EEXIST, f"{name}: already exists")
-        ifp = DRIVERS[match.group(1)](name, self.stats)
+        ifp = DRIVERS[driver](name, self.stats)
         ifp.capenable = self.default_capenable
         self.interfaces[name] = ifp
         self.inaddrs.recompute(self.interfaces)
@@ -229,6 +231,11 @@ class Node:
 
     def set_capabilities(self, name, enable=0, disable=0):
         ifp = self.interface(name)
+        try:
+            numbers.in_range(enable, 0, 0xFFFFFFFF)
+            numbers.in_range(disable, 0, 0xFFFFFFFF)
+        except ValueError as e:
+            raise InterfaceError(errno.EINVAL, f"{name}: capabilities: {e}") from None
         unknown = (enable | disable) & ~ifp.capabilities
         if unknown:
             raise InterfaceError(errno.EINVAL, f"{name}: does not offer {offload.cap_names(unknown)}")
@@ -280,29 +287,32 @@ def parse_network(text):
     if text == "default":
         return ipaddress.IPv4Network("0.0.0.0/0")
     try:
-        return ipaddress.IPv4Network(text, strict=False)
+        address, prefixlen = parse_address(text)
+        return ipaddress.IPv4Network((address, 32 if prefixlen is None else prefixlen), strict=False)
     except ValueError:
         raise OSError(errno.EINVAL, f"{text!r} is not an IPv4 network") from None
 
 
 def classful_prefixlen(address):
     """The netmask ifconfig assumes when none is given: the old class A, B or C of the address."""
-    first = int(address.split(".")[0]) if address.split(".")[0].isdigit() else 0
+    first = address.packed[0]
     return 8 if first < 128 else 16 if first < 192 else 24
 
 
 def parse_interface_address(address, prefixlen=None, netmask=None):
     """"10.0.0.1/24", or an address with a prefix length or a netmask, to an InterfaceAddress."""
     try:
-        if "/" in address:
-            if prefixlen is not None or netmask is not None:
-                raise ValueError("give the prefix once")
-            iface = ipaddress.IPv4Interface(address)
+        ip_address, plen = parse_address(address)
+        given = [p for p in (plen, prefixlen, netmask) if p is not None]
+        if len(given) > 1:
+            raise ValueError("give the prefix once")
+        if prefixlen is not None:
+            plen = numbers.in_range(prefixlen, 0, 32)
         elif netmask is not None:
-            iface = ipaddress.IPv4Interface(f"{address}/{netmask}")
-        else:
-            plen = classful_prefixlen(address) if prefixlen is None else prefixlen
-            iface = ipaddress.IPv4Interface(f"{address}/{plen}")
+            plen = netmask_prefixlen(netmask)
+        elif plen is None:
+            plen = classful_prefixlen(ip_address)
+        iface = ipaddress.IPv4Interface((ip_address, plen))
     except ValueError as e:
         raise InterfaceError(errno.EINVAL, f"bad address {address!r}: {e}") from None
     if iface.ip.is_multicast or iface.ip.is_unspecified or iface.ip == iface.network.broadcast_address \

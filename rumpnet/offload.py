@@ -10,6 +10,7 @@ stack trusts the mark. Either way the frames on the wire are the same.
 
 import struct
 
+from . import numbers
 from .checksum import in_cksum, pseudo_header_sum
 
 IFCAP_TSOv4 = 0x00080
@@ -68,11 +69,9 @@ def cap_names(bits):
 def parse_capenable(text):
     """RUMP_SHMIF_CAPENABLE's value (0x7ff80 style) to bits; ValueError names the problem."""
     try:
-        bits = int(text, 0)
-    except ValueError:
-        raise ValueError(f"RUMP_SHMIF_CAPENABLE: {text!r} is not a number (try 0x7ff80)") from None
-    if bits < 0:
-        raise ValueError(f"RUMP_SHMIF_CAPENABLE: {text} is negative; it holds if_capenable bits (try 0x7ff80)")
+        bits = numbers.integer(text, 0, 0xFFFFFFFF, hexadecimal=True)
+    except ValueError as e:
+        raise ValueError(f"RUMP_SHMIF_CAPENABLE: {e} (try 0x7ff80)") from None
     if bits & ~SHMIF_CAPABILITIES:
         raise ValueError(f"RUMP_SHMIF_CAPENABLE: 0x{bits:x} has bits shmif does not offer (0x{SHMIF_CAPABILITIES:x})")
     return bits

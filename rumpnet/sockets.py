@@ -28,6 +28,8 @@ from contextlib import ExitStack
 
 import trio
 
+from . import numbers
+
 SOCK_STREAM = 1
 SOCK_DGRAM = 2
 SOCK_RAW = 3
@@ -447,9 +449,7 @@ class Socket:
     def _timeout(self, timeout):
         if timeout is None:
             return self.timeout
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0:
-            raise OSError(errno.EINVAL, f"timeout {timeout!r} is not a number of seconds")
-        return timeout
+        return _value("timeout", timeout, 0, math.inf)
 
     def _take_error(self):
         error, self.error = self.error, 0
@@ -464,20 +464,14 @@ class Socket:
         elif name == "SO_REUSEADDR":
             self.reuseaddr = bool(value)
         elif name in ("SO_RCVBUF", "SO_SNDBUF"):
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise OSError(errno.EINVAL, f"{name} must be a positive number of bytes")
-            if value > SB_MAX:
+            if isinstance(value, int) and not isinstance(value, bool) and value > SB_MAX:
                 raise OSError(errno.ENOBUFS, f"{name} may be at most {SB_MAX} bytes")
-            (self.rcv if name == "SO_RCVBUF" else self.snd).hiwat = value
+            (self.rcv if name == "SO_RCVBUF" else self.snd).hiwat = _value(name, value, 1, SB_MAX, int)
             self.wakeup()
         elif name == "SO_RCVTIMEO":
-            if value is not None and value < 0:
-                raise OSError(errno.EINVAL, "SO_RCVTIMEO must not be negative")
-            self.timeout = value or None
+            self.timeout = None if value is None else _value(name, value, 0, math.inf) or None
         elif name == "IP_TTL":
-            if not isinstance(value, int) or not 0 < value < 256:
-                raise OSError(errno.EINVAL, "IP_TTL must be 1 to 255")
-            self.ttl = value
+            self.ttl = _value(name, value, 1, 255, int)
         else:
             raise OSError(errno.ENOPROTOOPT, f"unknown socket option {name!r} (known: {', '.join(SOCKET_OPTIONS)})")
 
@@ -518,3 +512,13 @@ class Socket:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _value(name, value, low, high, kind=None):
+    """value when it is a finite number (an int when kind is int; never a bool) from low to high; else EINVAL."""
+    try:
+        if kind is int and not isinstance(value, int):
+            raise ValueError(f"{value!r} is not an integer")
+        return numbers.in_range(value, low, high)
+    except ValueError as e:
+        raise OSError(errno.EINVAL, f"{name}: {e}") from None

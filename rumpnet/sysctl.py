@@ -1,5 +1,7 @@
 """The node's tunables, named as NetBSD's sysctl(7) names them."""
 
+from . import numbers
+
 # name -> (default, lowest, highest, description)
 VARIABLES = {
     "net.inet.ip.forwarding": (0, 0, 1, "forward packets not addressed to this node"),
@@ -26,12 +28,15 @@ class Sysctl(dict):
         if name not in VARIABLES:
             raise SysctlError(f"{name}: no such variable")
         _, low, high, _ = VARIABLES[name]
-        try:
-            value = int(text)
-        except (TypeError, ValueError):
-            raise SysctlError(f"{name}: {text!r} is not a number") from None
-        if not low <= value <= high:
-            raise SysctlError(f"{name}: {value} is out of range ({low} to {high})")
+        try:  # a sysctl -w string, a request's integer or a profile's TOML value (never true, never 6.4)
+            if isinstance(text, str):
+                value = numbers.integer(text, low, high)
+            elif isinstance(text, int) and not isinstance(text, bool):
+                value = numbers.in_range(text, low, high)
+            else:
+                raise ValueError(f"{text!r} is not an integer")
+        except ValueError as e:
+            raise SysctlError(f"{name}: {e}") from None
         old = self[name]
         self[name] = value
         return old

@@ -137,7 +137,7 @@ async def test_capenable_comes_from_the_environment(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("value, complaint", [("0x1", "bits shmif does not offer"), ("lots", "not a number"),
-                                              ("-1", "negative")])
+                                              ("-1", "out of range")])
 def test_bad_capenable_is_refused_by_name(workdir, monkeypatch, value, complaint):
     monkeypatch.setenv("RUMP_SHMIF_CAPENABLE", value)
     done = run("server", f"unix://{workdir}/node.sock")

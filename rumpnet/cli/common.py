@@ -5,6 +5,7 @@ import sys
 
 import trio
 
+from .. import numbers
 from ..client import NodeUnreachable, connect
 
 
@@ -22,6 +23,22 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message):
         raise Usage(message)
+
+
+MAX_SECONDS = 2147483  # the longest wait a BSD tool takes: INT_MAX milliseconds, about 24 days
+
+
+def ranged(kind, low, high=None):
+    """An argparse type for an int or float from low to high, parsed as rumpnet.numbers does.
+
+    argparse names it in its one-line error: "invalid int from 1 to 255 value: '0'".
+    A float always has a highest value: a wait of inf or nan would never end.
+    """
+    def convert(text):
+        return numbers.integer(text, low, high) if kind is int else numbers.decimal(text, low, high)
+    convert.__name__ = f"{kind.__name__} from {numbers.plain(low)}" + \
+        (f" to {numbers.plain(high)}" if high is not None else "")
+    return convert
 
 
 def fail(command, message, status=1):

@@ -12,20 +12,20 @@ Every word of a command line is checked before the first one is applied.
 import ipaddress
 import os
 
-from .. import offload
-from ..ifnet import flag_names
+from .. import numbers, offload
+from ..ifnet import flag_names, netmask_prefixlen, parse_address, split_name
 from .common import Usage, fail, run_client
 
 HELP = __doc__.split("\n\n", 1)[1].rsplit("\n\n", 1)[0]
 
 
 def parse_netmask(text):
+    """A netmask as the node takes it (dotted); Usage unless it is ones then zeros."""
     try:
-        if text.lower().startswith("0x"):
-            return str(ipaddress.IPv4Address(int(text, 16)))
-        return str(ipaddress.IPv4Address(text))
+        prefixlen = netmask_prefixlen(text)
     except ValueError:
-        raise Usage(f"netmask {text!r} is not a netmask (255.255.255.0 or 0xffffff00)") from None
+        raise Usage(f"netmask {numbers.shown(text)} is not a netmask (255.255.255.0 or 0xffffff00)") from None
+    return str(ipaddress.IPv4Network(f"0.0.0.0/{prefixlen}").netmask)
 
 
 def parse_operations(words):
@@ -57,7 +57,7 @@ def parse_operations(words):
                 address = word
             args = {"address": address}
             try:
-                ipaddress.IPv4Interface(address)
+                parse_address(address)
             except ValueError:
                 raise Usage(f"{address!r} is not an IPv4 address (A.B.C.D or A.B.C.D/N)") from None
             if i + 1 < len(words) and words[i + 1] == "netmask":
@@ -158,6 +158,10 @@ def main(argv, server):
     name, ops = words[0], parse_operations(words[1:])
     if name.startswith("-"):
         raise Usage(f"unknown option {name!r} (known: -a, -l, -v)")
+    try:
+        split_name(name)
+    except ValueError as e:
+        raise Usage(str(e)) from None
 
     async def body(node):
         if ops:

@@ -20,10 +20,9 @@ from ..ifnet import ETHERMTU
 from ..ip import IP_HEADER
 from ..sockets import SOCK_DGRAM
 from ..udp import UDP_HEADER
-from .common import Parser, Usage, run_client
-from .ping import positive
+from .common import MAX_SECONDS, Parser, Usage, ranged, run_client
 
-PORT = positive(int, 1, 65535)
+PORT = ranged(int, 1, 65535)
 MAX_DATAGRAM = ETHERMTU - IP_HEADER.size - UDP_HEADER.size  # 1472: what fits the link without fragments
 
 
@@ -48,7 +47,7 @@ def parse(argv):
     parser.add_argument("-l", dest="listen", action="store_true", help="wait for a datagram instead of sending first")
     parser.add_argument("-p", dest="port", type=PORT, help="local port (with -l: the port to listen on)")
     parser.add_argument("-s", dest="source", type=address, metavar="ADDR", help="local address")
-    parser.add_argument("-w", dest="idle", type=positive(float, 0.001), metavar="SECS",
+    parser.add_argument("-w", dest="idle", type=ranged(float, 0.001, MAX_SECONDS), metavar="SECS",
                         help="quit after SECS without traffic")
     parser.add_argument("-d", dest="no_stdin", action="store_true", help="do not read stdin")
     parser.add_argument("-n", dest="numeric", action="store_true", help="numeric only (always: names are not resolved)")

@@ -10,24 +10,30 @@ through the control socket and prints what they report.
 import ipaddress
 import re
 
-from .. import perf
+from .. import numbers, perf
 from ..sockets import SB_MAX
-from .common import Parser, Usage, run_client
+from .common import Parser, Usage, ranged, run_client
 from .nc import PORT
-from .ping import positive
 
 RULE = "-" * 60
-_RATE = re.compile(r"^(\d+(?:\.\d+)?)([kmg]|pps)?$", re.IGNORECASE)
+_RATE = re.compile(r"(.*?)([kmg]|pps)?\Z", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9}
+MAX_RATE = 1e12  # bits/s: far beyond what a node sends, and a bound that keeps every rate finite
 
 
 def parse_rate(text, length):
     """iperf's -b: bits/s with an optional k, m or g (powers of 1000), or datagrams/s with pps."""
-    match = _RATE.match(text)
-    if not match:
-        raise Usage(f"-b {text}: not a rate (such as 10M, 500k, 20000pps, or 0 for as fast as possible)")
-    number, unit = float(match.group(1)), (match.group(2) or "").lower()
-    return number * length * 8 if unit == "pps" else number * _UNITS[unit]
+    number, unit = _RATE.match(text).groups()
+    try:
+        number = numbers.decimal(number, 0, MAX_RATE)
+    except ValueError:
+        raise Usage(f"-b {text}: not a rate (such as 10M, 500k, 20000pps, "
+                    "or 0 for as fast as possible)") from None
+    unit = (unit or "").lower()
+    rate = number * length * 8 if unit == "pps" else number * _UNITS[unit]
+    if rate > MAX_RATE:
+        raise Usage(f"-b {text}: more than {MAX_RATE / 1e9:g}G bits/s")
+    return rate
 
 
 def format_bytes(count):
@@ -66,14 +72,14 @@ def main(argv, server):
     parser.add_argument("-u", dest="udp", action="store_true", help="UDP (required: the stack has no TCP yet)")
     parser.add_argument("-p", dest="port", type=PORT, default=perf.DEFAULT_PORT,
                         help=f"port (default {perf.DEFAULT_PORT})")
-    parser.add_argument("-l", dest="length", metavar="LEN", type=positive(int, perf.HEADER.size, 65507),
+    parser.add_argument("-l", dest="length", metavar="LEN", type=ranged(int, perf.HEADER.size, 65507),
                         default=perf.DEFAULT_LENGTH,
                         help=f"datagram payload bytes (default {perf.DEFAULT_LENGTH}; 1472 fill the MTU)")
-    parser.add_argument("-t", dest="time", metavar="SECS", type=positive(float, 0.001, 86400),
+    parser.add_argument("-t", dest="time", metavar="SECS", type=ranged(float, 0.001, 86400),
                         default=perf.DEFAULT_DURATION, help=f"seconds to send (default {perf.DEFAULT_DURATION:g})")
     parser.add_argument("-b", dest="rate", default="1M",
                         help="target rate in bits/s with k, m or g, or datagrams/s with pps; 0: unlimited (default 1M)")
-    parser.add_argument("-w", dest="window", metavar="BYTES", type=positive(int, 1, SB_MAX),
+    parser.add_argument("-w", dest="window", metavar="BYTES", type=ranged(int, 1, SB_MAX),
                         default=perf.SERVER_RCVBUF,
                         help=f"receiver's socket buffer, bytes (default {perf.SERVER_RCVBUF})")
     args = parser.parse_args(argv)

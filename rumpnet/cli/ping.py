@@ -13,30 +13,17 @@ from ..ip import IPPROTO_ICMP, MAXTTL
 from ..ping import PingStats, ping
 from ..sockets import SOCK_RAW
 from ..tasks import open_service_nursery
-from .common import Parser, Usage, run_client
-
-
-def positive(kind, low, high=None):
-    def convert(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise ValueError(text) from None
-        if value < low or (high is not None and value > high):
-            raise ValueError(text)
-        return value
-    convert.__name__ = f"{kind.__name__} from {low}" + (f" to {high}" if high is not None else "")
-    return convert
+from .common import MAX_SECONDS, Parser, Usage, ranged, run_client
 
 
 def main(argv, server):
     parser = Parser("ping", "Send ICMP echo requests from the node and report the replies.")
-    parser.add_argument("-c", dest="count", type=positive(int, 1), default=0, help="stop after sending COUNT requests")
-    parser.add_argument("-i", dest="wait", type=positive(float, 0.001), default=1.0,
+    parser.add_argument("-c", dest="count", type=ranged(int, 1), default=0, help="stop after sending COUNT requests")
+    parser.add_argument("-i", dest="wait", type=ranged(float, 0.001, MAX_SECONDS), default=1.0,
                         help="seconds between packets (default 1)")
-    parser.add_argument("-s", dest="size", type=positive(int, 0, 1472), default=56, help="data bytes (default 56)")
-    parser.add_argument("-T", dest="ttl", type=positive(int, 1, MAXTTL), help="time to live of the requests")
-    parser.add_argument("-w", dest="deadline", type=positive(float, 0.001), help="stop after DEADLINE seconds")
+    parser.add_argument("-s", dest="size", type=ranged(int, 0, 1472), default=56, help="data bytes (default 56)")
+    parser.add_argument("-T", dest="ttl", type=ranged(int, 1, MAXTTL), help="time to live of the requests")
+    parser.add_argument("-w", dest="deadline", type=ranged(float, 0.001, MAX_SECONDS), help="stop after DEADLINE seconds")
     parser.add_argument("-f", dest="flood", action="store_true", help="flood: a dot per request, a backspace per reply")
     parser.add_argument("-q", dest="quiet", action="store_true", help="print the first line and the statistics only")
     parser.add_argument("host")

@@ -21,7 +21,7 @@ def main(argv, server):
             for item in args.names:
                 name, value = item.split("=", 1)
                 old = await node.call("sysctl_set", name=name, value=value)
-                new = int(value)  # as the node stored it: 064 is 64
+                new = int(value)  # the node took it, so ASCII decimal: 064 is 64
                 print(f"{name}: {old} -> {new}" if not args.n else new)
             return
         for prefix in args.names or [None]:
