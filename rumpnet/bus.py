@@ -19,11 +19,13 @@ wrap around the end of the ring.
 """
 
 import ctypes
+import errno
 import mmap
 import os
+import stat
 import struct
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import NamedTuple
 
 MAGIC = 0xCA11D054
@@ -35,6 +37,7 @@ DATA_SIZE = BUS_SIZE - DATA_OFFSET
 RECORD = struct.Struct("=III4xQ")  # len, sec, usec, sender
 _U32 = struct.Struct("=I")
 _GEN_FIRST_LAST = struct.Struct("=QII")  # the header from offset 8
+_MAGIC_TO_LAST = struct.Struct("=IIQII")
 MAX_FRAME = 1514  # libshmif asserts this: ETHERMTU + ETHER_HDR_LEN
 MIN_FRAME = 14  # shorter records are skipped, as libshmif skips them
 WAKEUP_OFFSET = 4  # the version word; a pwrite() there wakes the readers
@@ -44,6 +47,10 @@ _LAST = 20
 _GEN = 8
 
 LOCK_STEAL_AFTER = 0.5  # seconds the lock may stay held before its holder is presumed dead
+LOCK_POLL = 0.001  # seconds between tries once the lock was found held, as libshmif sleeps
+LOCK_GIVE_UP = 5.0  # seconds a command-line tool waits for a lock that a live writer keeps
+_GEN_MASK = (1 << 64) - 1
+_ZERO_WITNESS = bytes(2 * RECORD.size)
 
 _libatomic = ctypes.CDLL("libatomic.so.1", use_errno=True)
 _cas32 = _libatomic.__atomic_compare_exchange_4
@@ -75,35 +82,50 @@ class Record(NamedTuple):
     frame: bytes
 
 
+def header_problem(magic, version, first, last):
+    """What makes these header words unusable, or None: every offset is checked before it is used."""
+    if magic != MAGIC:
+        return f"not a shmif bus (magic 0x{magic:08x}, expected 0x{MAGIC:08x})"
+    if version not in (0, VERSION):
+        return f"shmif bus version {version}, this program speaks {VERSION}"
+    if first > DATA_SIZE or last >= DATA_SIZE:
+        return f"corrupt shmif bus header (first {first}, last {last})"
+    return None
+
+
 def check_header(path, raw):
     """Raise BusError unless raw (the first 32 bytes) is a fresh or a shmif v3 header."""
     magic, version, _gen, first, last, _lock, _spare = HEADER.unpack(raw)
     if magic == 0 and raw.count(0) == len(raw):
         return
-    if magic != MAGIC:
-        raise BusError(f"{path}: not a shmif bus (magic 0x{magic:08x}, expected 0x{MAGIC:08x})")
-    if version not in (0, VERSION):
-        raise BusError(f"{path}: shmif bus version {version}, this program speaks {VERSION}")
-    if first > DATA_SIZE or last >= DATA_SIZE:
-        raise BusError(f"{path}: corrupt shmif bus header (first {first}, last {last})")
+    problem = header_problem(magic, version, first, last)
+    if problem:
+        raise BusError(f"{path}: {problem}")
 
 
 class Bus:
     """An open bus file: its mapping, its lock word and its ring.
 
-    Opening never damages a file: a foreign or corrupt header is refused before
-    anything is written; an empty file is grown to 1 MiB and initialised as
-    libshmif does (magic set, `first` = DATA_SIZE, version left for the first
-    wake-up to write).
+    Opening never damages a file: anything but a regular file of at most
+    1 MiB is refused, and so is a foreign or corrupt header, before anything
+    is written; an empty file is grown to 1 MiB and initialised as libshmif
+    does (magic set, `first` = DATA_SIZE, version left for the first wake-up
+    to write).
+
+    Once open, the file is still anyone's to write: `fault()` says whether it
+    is still a bus, and must be asked before the mapping is touched (see
+    size_fault).
     """
 
     def __init__(self, path, *, readonly=False):
         self.path = os.fspath(path)
         self.readonly = readonly
         self.locks_stolen = 0
+        self.unlinked = False
+        self.mem = None
         flags = os.O_RDONLY if readonly else os.O_RDWR | os.O_CREAT
-        try:
-            self.fd = os.open(self.path, flags | os.O_CLOEXEC, 0o644)
+        try:  # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just after
+            self.fd = os.open(self.path, flags | os.O_CLOEXEC | os.O_NONBLOCK, 0o644)
         except OSError as e:
             raise BusError(f"{self.path}: cannot open bus: {e.strerror}") from None
         try:
@@ -113,7 +135,14 @@ class Bus:
             raise
 
     def _map(self):
-        size = os.fstat(self.fd).st_size
+        st = os.fstat(self.fd)
+        if stat.S_ISDIR(st.st_mode):  # opened read-only; read-write it fails at open, as here
+            raise BusError(f"{self.path}: cannot open bus: {os.strerror(errno.EISDIR)}")
+        if not stat.S_ISREG(st.st_mode):
+            raise BusError(f"{self.path}: not a regular file ({_file_kind(st.st_mode)}); a bus is a 1 MiB file")
+        size = st.st_size
+        if size > BUS_SIZE:
+            raise BusError(f"{self.path}: not a shmif bus ({size} bytes, a bus is {BUS_SIZE})")
         if size:
             head = os.pread(self.fd, HEADER.size, 0)
             if len(head) < HEADER.size:
@@ -132,12 +161,13 @@ class Bus:
             return
         self._lockword = ctypes.c_uint32.from_buffer(self.mem, LOCK_OFFSET)
         self._lockaddr = ctypes.c_void_p(ctypes.addressof(self._lockword))
-        self._expected = ctypes.c_uint32(0)  # the CAS's comparand, made once: the lock is taken per frame
+        self._expected = ctypes.c_uint32(0)  # the CAS's comparand, made once: the lock is taken per burst
         self._expectedaddr = ctypes.c_void_p(ctypes.addressof(self._expected))
-        with self.locked():
-            if self._u32(0) == 0:
-                struct.pack_into("=I", self.mem, 0, MAGIC)
-                struct.pack_into("=I", self.mem, _FIRST, DATA_SIZE)
+        if self._u32(0) == 0:  # a fresh file: initialise it under the lock, once, whoever comes first
+            with self.locked():
+                if self._u32(0) == 0:
+                    struct.pack_into("=I", self.mem, 0, MAGIC)
+                    struct.pack_into("=I", self.mem, _FIRST, DATA_SIZE)
 
     def close(self):
         if self.mem is None:
@@ -152,6 +182,42 @@ class Bus:
 
     def __exit__(self, *exc):
         self.close()
+
+    # -- is it still a bus? ------------------------------------------------
+
+    def size_fault(self):
+        """Why the mapping must not be touched now, or None.
+
+        A page of the mapping past the end of a file that shrank kills the
+        process with SIGBUS at the first access, and Python cannot catch it;
+        so every wake-up and every write burst starts with this fstat. (A file
+        cut between this check and the access still kills: the window is the
+        microseconds of one batch.) It also notes whether the file still has
+        a name: a bus removed or replaced goes on, for those who hold it open.
+        """
+        st = os.fstat(self.fd)
+        self.unlinked = st.st_nlink == 0
+        if st.st_size < BUS_SIZE:
+            return f"{self.path}: bus file shrank to {st.st_size} bytes"
+        return None
+
+    def header_fault(self):
+        """Why the header is no longer a usable bus header, or None; only after size_fault()."""
+        magic, version, _gen, first, last = _MAGIC_TO_LAST.unpack_from(self.mem, 0)
+        problem = header_problem(magic, version, first, last)
+        return problem and f"{self.path}: {problem}"
+
+    def fault(self):
+        return self.size_fault() or self.header_fault()
+
+    def same_file(self):
+        """Whether the bus path still names the file this bus has open."""
+        try:
+            named = os.stat(self.path)
+        except OSError:
+            return False
+        st = os.fstat(self.fd)
+        return (named.st_dev, named.st_ino) == (st.st_dev, st.st_ino)
 
     # -- header ------------------------------------------------------------
 
@@ -169,34 +235,29 @@ class Bus:
         return _cas32(self._lockaddr, self._expectedaddr, 1, _SEQ_CST, _SEQ_CST)
 
     def lock(self):
-        """Take the bus lock: compare-and-swap 0 -> 1, as libshmif does.
+        """Take the bus lock, sleeping between tries: for command-line tools, never for a node.
 
-        libshmif spins 1000 times, then sleeps 1 ms, forever. A holder killed
-        with the lock would stop the bus for good, so a lock held for
-        LOCK_STEAL_AFTER seconds while the ring does not move is taken over:
-        no live holder, rumpnet or libshmif, keeps it for more than
-        microseconds. Any change of `last` or the generation meanwhile shows
-        a live writer (perhaps one that took the lock over itself) and starts
-        the wait again, so two waiters do not both take it.
+        As libshmif: compare-and-swap 0 -> 1, 1000 tries, then sleep 1 ms,
+        and again; with LockWait's rule for a dead holder. Unlike libshmif it
+        gives up, with BusError, when the bus stops being a bus or a live
+        writer keeps the lock for LOCK_GIVE_UP seconds.
         """
         if self.try_lock():
             return
-        spins = 0
-        progress = self._progress()
-        deadline = time.monotonic() + LOCK_STEAL_AFTER
-        while not self.try_lock():
-            spins += 1
-            if spins > 1000:
-                time.sleep(0.001)
-                spins = 0
-                now = time.monotonic()
-                if self._progress() != progress:
-                    progress = self._progress()
-                    deadline = now + LOCK_STEAL_AFTER
-                elif now > deadline:
-                    _xchg32(self._lockaddr, 1, _SEQ_CST)
-                    self.locks_stolen += 1
+        wait = LockWait(self)
+        give_up = time.monotonic() + LOCK_GIVE_UP
+        while True:
+            for _ in range(1000):
+                if self.try_lock():
                     return
+            time.sleep(LOCK_POLL)
+            problem = self.fault()
+            if problem:
+                raise BusError(problem)
+            if self.try_lock() or wait.take_over():
+                return
+            if time.monotonic() > give_up:
+                raise BusError(f"{self.path}: bus lock held for over {LOCK_GIVE_UP:g} s by a writer that keeps going")
 
     def _progress(self):
         return _GEN_FIRST_LAST.unpack_from(self.mem, _GEN)
@@ -230,7 +291,7 @@ class Bus:
         return data + self.mem[DATA_OFFSET:DATA_OFFSET + rest], rest, True
 
     def record_length(self, off):
-        """The frame length of the record at off, or None when it cannot be a record."""
+        """The frame length of the record at ring offset off (< DATA_SIZE), or None when it cannot be a record."""
         if off <= DATA_SIZE - _U32.size:
             length = _U32.unpack_from(self.mem, DATA_OFFSET + off)[0]
         else:
@@ -264,18 +325,18 @@ class Bus:
         self._advance_first(off, chunk + (1 if filled else 0))
         self.mem[DATA_OFFSET + off:DATA_OFFSET + off + chunk] = data[:chunk]
         if chunk == len(data):
-            return (off + chunk) % DATA_SIZE, filled
+            return filled
         rest = len(data) - chunk
         self._advance_first(0, rest)
         self.mem[DATA_OFFSET:DATA_OFFSET + rest] = data[chunk:]
-        return rest, True
+        return True
 
     def append(self, frame, sender, sec=None, usec=None):
-        """Write one record after the newest; the caller holds the lock and wakes the readers.
+        """Write one record after the newest; the caller holds the lock, has seen no
+        header_fault() under it, and wakes the readers.
 
         `last` and the generation are stored after the record is complete, so a
-        writer killed half-way leaves no torn record behind `last`. Returns
-        where the next record will start.
+        writer killed half-way leaves no torn record behind `last`.
         """
         if sec is None:
             now = time.time()
@@ -291,21 +352,15 @@ class Bus:
             start = DATA_OFFSET + off
             RECORD.pack_into(mem, start, len(frame), sec & 0xFFFFFFFF, usec, sender)
             mem[start + RECORD.size:DATA_OFFSET + end] = frame
-            _U32.pack_into(mem, _LAST, off)
-            return end
-        end, wrapped = self._ring_write(off, RECORD.pack(len(frame), sec & 0xFFFFFFFF, usec, sender) + frame)
-        if wrapped:
-            struct.pack_into("=Q", mem, _GEN, gen + 1)
+        elif self._ring_write(off, RECORD.pack(len(frame), sec & 0xFFFFFFFF, usec, sender) + frame):
+            struct.pack_into("=Q", mem, _GEN, (gen + 1) & _GEN_MASK)
         _U32.pack_into(mem, _LAST, off)
-        return end
-
-    def newest(self):
-        """(generation, last) read without the lock: a writer stores both before its wake-up."""
-        gen, _, last = _GEN_FIRST_LAST.unpack_from(self.mem, _GEN)
-        return gen, last
 
     def records(self):
         """Every record on the bus from `first` to `last`, oldest first (as shmif_dumpbus walks)."""
+        problem = self.fault()
+        if problem:
+            raise BusError(problem)
         header = self.header()
         off = 0 if header.first == DATA_SIZE else header.first
         for _ in range(DATA_SIZE // RECORD.size + 1):
@@ -322,133 +377,250 @@ class Bus:
         raise BusError(f"{self.path}: corrupt ring: no record ends at last ({header.last})")
 
     def send(self, frames, sender):
-        """Append frames under the lock and wake the readers once."""
+        """Append frames under the lock and wake the readers once; BusError if it is no longer a bus."""
+        problem = self.fault()
+        if problem:
+            raise BusError(problem)
         with self.locked():
+            problem = self.header_fault()
+            if problem:
+                raise BusError(problem)
             for frame in frames:
                 self.append(frame, sender)
         self.wakeup()
 
 
-class Cursor:
-    """A reader's place on the bus, after libshmif's shmif_rcv.
+class LockWait:
+    """What to do about a bus lock found held: wait, or take it over from a dead holder.
 
-    A reader that was lapped (writers overwrote what it had not read yet)
-    notices through the generation count and starts again at `first`,
-    counting the lap; a corrupt record makes it skip to the newest record.
+    libshmif waits forever; a holder killed with the lock would stop the bus
+    for good. A live holder, rumpnet or libshmif, keeps the lock for
+    microseconds, so a lock held for LOCK_STEAL_AFTER seconds while the ring
+    does not move is taken over. Any change of `first`, `last` or the
+    generation meanwhile shows a live writer (perhaps one that took the lock
+    over itself) and starts the wait again, so two waiters do not both take
+    it. The caller sleeps between tries: time.sleep in a tool, trio.sleep in
+    a node, whose event loop must go on.
     """
 
     def __init__(self, bus):
         self.bus = bus
+        self.progress = bus._progress()
+        self.deadline = time.monotonic() + LOCK_STEAL_AFTER
+
+    def take_over(self):
+        """After a failed try (and a size_fault() check): True when the lock has just been taken over."""
+        now = time.monotonic()
+        progress = self.bus._progress()
+        if progress != self.progress:
+            self.progress, self.deadline = progress, now + LOCK_STEAL_AFTER
+            return False
+        if now < self.deadline:
+            return False
+        _xchg32(self.bus._lockaddr, 1, _SEQ_CST)
+        self.bus.locks_stolen += 1
+        return True
+
+
+class Cursor:
+    """A reader's place on the bus, after libshmif's shmif_rcv, made safe against any writer.
+
+    The place is an absolute position, `pos` = generation * DATA_SIZE + ring
+    offset, so that ahead and behind are comparisons. The cursor also keeps
+    where the newest record started and ended when it last looked, and the
+    24 bytes at each place then (`witness`). Writers append exactly at that
+    end, and a lap overwrites both places, so the header may claim new
+    records only if those bytes have changed: a header moved any other way
+    (rewound, a newest record made longer, a generation made up) is corrupt,
+    and the reader skips to the newest record's end, counting it, without
+    reading what lies between. So header words never make it read the same
+    bytes twice, and it is in step with the writers again at their next
+    record. (All-zero witnesses prove nothing, but a reader that has seen
+    only zeros has delivered nothing that could come twice.)
+
+    A reader that was lapped (writers overwrote what it had not read yet)
+    starts again at `first`, counting the lap. Every record is checked
+    against the newest record's end before its frame is copied; one that
+    runs past it is corrupt, as is any longer than half the ring.
+    """
+
+    def __init__(self, bus, *, lock=True):
+        """With lock=False the cursor stands nowhere until catch_up() under the caller's lock."""
+        self.bus = bus
         self.laps = 0
         self.corrupt = 0
-        with bus.locked() if not bus.readonly else _nolock():
-            self._catch_up(bus.header())
+        self.pos = self.seen_start = self.seen_end = 0
+        self.witness = None
+        if lock:
+            with bus.locked() if not bus.readonly else nullcontext():
+                self.catch_up()
 
-    def _catch_up(self, header):
-        """Stand after the newest record, as if it had just been read."""
-        following = self.bus.next_offset(header.last)
-        self.next = 0 if following is None else following
-        self.gen = header.generation
+    @property
+    def gen(self):
+        return self.pos // DATA_SIZE
 
-    def _still_valid(self, gen, first, last_end):
-        gendiff = gen - self.gen
-        if gendiff > 1 or gendiff < 0:
-            return False
-        if last_end is None:
-            return False
-        devoff = self.next
-        if first >= last_end:
-            last_end += DATA_SIZE
-            if gendiff == 0:
-                devoff += DATA_SIZE
-        elif gendiff:
-            return False
-        return first <= devoff <= last_end
+    @property
+    def next(self):
+        return self.pos % DATA_SIZE
 
-    def pending(self):
-        header = self.bus.header()
-        return not (self.gen == header.generation and self.bus.next_offset(header.last) == self.next)
+    def _newest(self):
+        """(end, start) of the newest record and the oldest record's start, as absolute positions.
 
-    def _caught_up(self, gen, last):
-        return self.gen == gen and self.bus.next_offset(last) == self.next
+        None when `first` or `last` is out of the ring. A newest record of
+        impossible length ends, as writers see it, at ring offset 0: they
+        start again there (Bus.append).
+        """
+        gen, first, last = _GEN_FIRST_LAST.unpack_from(self.bus.mem, _GEN)
+        if first > DATA_SIZE or last >= DATA_SIZE:
+            return None
+        base = gen * DATA_SIZE
+        length = self.bus.record_length(last)
+        if length is None:
+            return base, base, base
+        end = last + RECORD.size + length
+        if end >= DATA_SIZE:  # the newest record reached the ring's end: the generation counts its wrap
+            end -= DATA_SIZE
+        oldest = base - DATA_SIZE + first if first >= end else base + first
+        return base + end, base + end - RECORD.size - length, oldest
+
+    def _bytes_at(self, pos):
+        off = pos % DATA_SIZE
+        if off + RECORD.size <= DATA_SIZE:
+            return self.bus.mem[DATA_OFFSET + off:DATA_OFFSET + off + RECORD.size]
+        return self.bus._ring_read(off, RECORD.size)[0]
+
+    def _look(self, end, start):
+        """Remember where the newest record is, and what lies at its start and end."""
+        self.seen_end, self.seen_start = end, start
+        self.witness = self._bytes_at(start) + self._bytes_at(end)
+
+    def _written_since(self):
+        """Whether a writer can have written since _look(): the witnesses changed, or proved nothing."""
+        return self.witness == _ZERO_WITNESS or \
+            self._bytes_at(self.seen_start) + self._bytes_at(self.seen_end) != self.witness
+
+    def _stand(self, end, start):
+        self.pos = end
+        self._look(end, start)
+
+    def catch_up(self):
+        """Stand after the newest record, as if it had just been read (the caller holds the lock)."""
+        newest = self._newest()
+        if newest is not None:
+            self._stand(newest[0], newest[1])
+
+    def resume(self):
+        """Go on after the file was unusable (the caller holds the lock).
+
+        Nothing changed: go on in place. Otherwise the file may have been made
+        anew and written to before this reader looked: it reads the newest
+        record, and what came before it is lost.
+        """
+        newest = self._newest()
+        if newest is None:
+            return
+        end, start, _ = newest
+        if end != self.seen_end or self._written_since():
+            self.pos = start
+            self._look(end, start)
+
+    def caught_up(self):
+        """Whether there is nothing to read: a lockless look at the header, after the caller's size_fault().
+
+        A writer stores `last` after its record and before its wake-up, so a
+        record that this look misses wakes the reader again.
+        """
+        newest = self._newest()
+        return newest is None or newest[0] == self.seen_end == self.pos
 
     def read(self, limit=64, skip=None, budget=None):
-        """Return up to limit new records (without taking the lock when readonly).
+        """Up to limit new records, for tools: checks the file, takes the lock unless readonly.
 
-        Records of sender `skip` (a node's own) are stepped over, not returned;
-        with a budget, reading stops once the records hold that many bytes.
-        A cursor that the header shows caught up takes no lock: a writer
-        stores `last` after its record and before its wake-up, so a record
-        that this check misses wakes the reader again.
+        BusError when the file is no longer a bus.
         """
         bus = self.bus
-        if self._caught_up(*bus.newest()):
+        problem = bus.fault()
+        if problem:
+            raise BusError(problem)
+        if self.caught_up():
             return []
-        mem = bus.mem
+        if bus.readonly:
+            return self.read_locked(limit, skip, budget)
+        with bus.locked():
+            return self.read_locked(limit, skip, budget)
+
+    def read_locked(self, limit=64, skip=None, budget=None):
+        """Up to limit new records; the caller holds the lock and has seen no fault().
+
+        Records of sender `skip` (a node's own) are stepped over, not
+        returned, but count towards limit; with a budget, reading stops once
+        the records hold that many bytes. So one call visits at most limit
+        records and copies at most budget bytes and one record more.
+        """
+        newest = self._newest()
+        if newest is None:
+            return []
+        end, start, oldest = newest
+        if self.witness is None:
+            self._stand(end, start)
+            return []
+        if end != self.seen_end:
+            if end < self.seen_end or start < self.seen_end or not self._written_since():
+                self.corrupt += 1  # the header moved, but no writer wrote where records continue
+                self._stand(end, start)
+                return []
+            if self.pos < oldest:
+                self.laps += 1
+                self.pos = oldest
+            self._look(end, start)
+        mem = self.bus.mem
         records = []
+        pos = self.pos
         budget = DATA_SIZE if budget is None else budget
-        if not bus.readonly:
-            bus.lock()
-        try:
-            header = bus.header()
-            if header.magic != MAGIC:
+        while pos < end and limit > 0 and budget > 0:
+            off = pos % DATA_SIZE
+            if off + RECORD.size <= DATA_SIZE:  # the usual case: the record header does not wrap
+                length, sec, usec, sender = RECORD.unpack_from(mem, DATA_OFFSET + off)
+            else:
+                length, sec, usec, sender = RECORD.unpack(self.bus._ring_read(off, RECORD.size)[0])
+            following = pos + RECORD.size + length
+            if following > end or length >= DATA_SIZE // 2:
+                self.corrupt += 1
+                self._stand(end, start)
                 return records
-            gen, first, last = header.generation, header.first, header.last
-            last_end = bus.next_offset(last)
-            while len(records) < limit and budget > 0:
-                if self.gen == gen and last_end == self.next:
-                    break
-                if not self._still_valid(gen, first, last_end):
-                    if last_end is None:
-                        self.corrupt += 1
-                        break
-                    self.laps += 1
-                    self.next = 0 if first == DATA_SIZE else first
-                    self.gen = gen - 1 if first > last else gen
-                off = self.next
-                if off + RECORD.size < DATA_SIZE:  # the usual case: the record header does not wrap
-                    length, sec, usec, sender = RECORD.unpack_from(mem, DATA_OFFSET + off)
-                    after, wrapped = off + RECORD.size, False
+            limit -= 1
+            budget -= length
+            if sender != skip:
+                at = (off + RECORD.size) % DATA_SIZE
+                if at + length <= DATA_SIZE:
+                    frame = mem[DATA_OFFSET + at:DATA_OFFSET + at + length]
                 else:
-                    raw, after, wrapped = bus._ring_read(off, RECORD.size)
-                    length, sec, usec, sender = RECORD.unpack(raw)
-                if length >= DATA_SIZE // 2:
-                    self.corrupt += 1
-                    self._catch_up(header)
-                    break
-                budget -= length
-                if after + length < DATA_SIZE:
-                    self.next = after + length
-                    if sender != skip:
-                        records.append(Record(sender, sec, usec, mem[DATA_OFFSET + after:DATA_OFFSET + self.next]))
-                else:
-                    frame, self.next, _ = bus._ring_read(after, length)
-                    wrapped = True  # the frame reaches the ring's end
-                    if sender != skip:
-                        records.append(Record(sender, sec, usec, frame))
-                if wrapped:
-                    self.gen += 1
-        finally:
-            if not bus.readonly:
-                bus.unlock()
+                    frame = self.bus._ring_read(at, length)[0]
+                records.append(Record(sender, sec, usec, frame))
+            pos = following
+        self.pos = pos
         return records
 
     def append(self, frame, sender):
-        """Append a frame of this reader's own; the caller holds the lock and wakes the readers.
+        """Append a frame of this reader's own; the caller holds the lock, has seen no
+        header_fault(), and wakes the readers.
 
         A cursor that had read everything steps over its own record at once:
         reading it back only to skip it would cost a pass over the bus for
         every frame sent.
         """
-        caught_up = self._caught_up(*self.bus.newest())
-        end = self.bus.append(frame, sender)
+        caught_up = self.witness is not None and self.caught_up()
+        self.bus.append(frame, sender)
         if caught_up:
-            self.next, self.gen = end, self.bus.newest()[0]
+            self.catch_up()
 
 
-@contextmanager
-def _nolock():
-    yield
+def _file_kind(mode):
+    for test, name in ((stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
 
 
 def new_sender():
@@ -461,5 +633,5 @@ def create(path):
     return Bus(path)
 
 
-__all__ = ["Bus", "BusError", "BusHeader", "Cursor", "Record", "create", "new_sender", "check_header",
+__all__ = ["Bus", "BusError", "BusHeader", "Cursor", "LockWait", "Record", "create", "new_sender", "check_header",
            "MAGIC", "VERSION", "BUS_SIZE", "DATA_SIZE", "MAX_FRAME", "MIN_FRAME"]

@@ -71,10 +71,13 @@ DESCRIPTIONS = {
     ],
     "shmif": [
         ("bus_laps", "times a reader was lapped by writers and resynchronised"),
-        ("bus_corrupt", "corrupt records skipped"),
+        ("bus_corrupt", "times a corrupt record or header made a reader skip to the newest record"),
         ("oversized", "records longer than 1514 bytes (dropped)"),
         ("runt", "records shorter than 14 bytes (skipped)"),
         ("locks_stolen", "bus locks taken over from a dead holder"),
+        ("bus_unusable", "times a bus file stopped being a usable bus (shrank, or lost its header)"),
+        ("bus_unlinked", "bus files removed or replaced while in use"),
+        ("send_dropped", "frames dropped: the bus unusable, or its lock busy while the queue was full"),
     ],
 }
 

@@ -1,4 +1,5 @@
-"""inotify(7) on one file, awaited from trio: how shmif readers sleep until a writer's wake-up."""
+"""inotify(7) on one file, awaited from trio: how shmif readers sleep until a writer's wake-up
+(or until the file is removed, renamed over or has its attributes changed)."""
 
 import ctypes
 import os
@@ -6,6 +7,7 @@ import os
 import trio
 
 IN_MODIFY = 0x00000002
+IN_ATTRIB = 0x00000004  # also a change of the link count: the file was removed or renamed over
 IN_NONBLOCK = os.O_NONBLOCK
 IN_CLOEXEC = os.O_CLOEXEC
 _BUFFER = 4096
@@ -16,14 +18,14 @@ _libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint
 
 
 class ModifyWatch:
-    """A non-blocking inotify descriptor watching one path for IN_MODIFY."""
+    """A non-blocking inotify descriptor watching one path for IN_MODIFY and IN_ATTRIB."""
 
     def __init__(self, path):
         self.fd = _libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
         if self.fd < 0:
             err = ctypes.get_errno()
             raise OSError(err, f"inotify_init1: {os.strerror(err)}")
-        if _libc.inotify_add_watch(self.fd, os.fsencode(path), IN_MODIFY) < 0:
+        if _libc.inotify_add_watch(self.fd, os.fsencode(path), IN_MODIFY | IN_ATTRIB) < 0:
             err = ctypes.get_errno()
             os.close(self.fd)
             raise OSError(err, f"{path}: inotify_add_watch: {os.strerror(err)}")

@@ -141,17 +141,20 @@ def _follow_with(bus, emit, flush):
     watch = ModifyWatch(bus.path)
     cursor = Cursor(bus)  # placed before saying so: every frame written after "listening" is shown
     print(f"listening on {bus.path}, link-type EN10MB (Ethernet)", file=sys.stderr, flush=True)
+    status = 0
     try:
         trio.run(_follow, cursor, watch, emit, flush, tally)
     except KeyboardInterrupt:
         pass
+    except BusError as e:  # the file shrank or stopped being a bus under us
+        status = fail("dumpbus", str(e))
     finally:
         watch.close()
         flush()
     print(f"{tally.captured} frames captured", file=sys.stderr)
     print(f"{tally.missed} frames missed ({tally.missed_bytes} bytes overwritten, lapped {tally.laps} times)",
           file=sys.stderr)
-    return 0
+    return status
 
 
 @trio.lowlevel.enable_ki_protection

@@ -56,6 +56,9 @@ def main(argv, server):
     sender = new_sender()  # a sender of its own: no node skips these as its own
     with bus:
         for start in range(0, len(frames), BATCH):
-            bus.send(frames[start:start + BATCH], sender)
+            try:
+                bus.send(frames[start:start + BATCH], sender)
+            except BusError as e:  # it stopped being a bus, or a live writer kept the lock
+                return fail("pcapin", f"{e} ({start} frames written)")
     print(f"{len(frames)} frames written to {args.busfile}")
     return 0
