@@ -14,7 +14,9 @@ or talk to a node running in another process (`rumpnet server URL`) with
 
 from .bus import Bus, BusError, BusHeader, Cursor, create
 from .client import NodeUnreachable, RemoteNode, RemoteSocket, connect
-from .ifnet import InterfaceError
+from .if_clone import register_driver, unregister_driver
+from .if_impair import Impairment
+from .ifnet import Driver, InterfaceError
 from .ip import IPPROTO_ICMP, IPPROTO_UDP
 from .node import Node, open_node
 from .ping import PingStats, ping
@@ -23,7 +25,7 @@ from .sockets import SOCK_DGRAM, SOCK_RAW
 __all__ = [
     "Bus", "BusError", "BusHeader", "Cursor", "create",
     "NodeUnreachable", "RemoteNode", "RemoteSocket", "connect",
-    "InterfaceError", "Node", "open_node",
+    "Driver", "Impairment", "InterfaceError", "register_driver", "unregister_driver", "Node", "open_node",
     "PingStats", "ping",
     "SOCK_DGRAM", "SOCK_RAW", "IPPROTO_ICMP", "IPPROTO_UDP",
 ]

@@ -441,7 +441,7 @@ async def _udp_helper(spec):
                     sock.bind(("0.0.0.0", UDP_PORT))
                 result = await _udp_role(sock, spec)
             _emit({**result, "udp_full_socket": node.stats.udp["full_socket"],
-                   "bus_laps": node.stats.shmif["bus_laps"]})
+                   "bus_laps": node.stats.driver("shmif").get("bus_laps", 0)})
     else:
         plain = pysocket.socket(pysocket.AF_INET, pysocket.SOCK_DGRAM)
         if listens:

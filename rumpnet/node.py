@@ -12,22 +12,20 @@ order a BSD kernel's input and output paths take:
 import errno
 import ipaddress
 import os
-import re
 from contextlib import asynccontextmanager
 
 import trio
 
-from . import arp, ether, icmp, ip, offload, profile, udp
+from . import arp, ether, icmp, if_clone, if_shmif, ip, offload, profile, udp
 from .counters import Counters
-from .if_shmif import ShmifInterface
-from .ifnet import IFF_UP, InterfaceAddress, InterfaceError
+from .if_impair import FaultInjector, Impairment
+from .if_pcap import PcapTap
+from .ifnet import IFF_UP, Interface, InterfaceAddress, InterfaceError
 from .route import Route, RouteTable
 from .sockets import SOCK_DGRAM, SOCK_RAW, RawSocket
 from .sysctl import Sysctl
 from .tasks import open_service_nursery
 
-DRIVERS = {"shmif": ShmifInterface}
-_IFNAME = re.compile(r"^([a-z]+)(\d+)$")
 
 
 class Node:
@@ -64,8 +62,8 @@ class Node:
 
     # -- the input path ------------------------------------------------------------
 
-    def ether_input(self, ifp, frame, marks=0):
-        ether.ether_input(self, ifp, frame, marks)
+    def ether_input(self, ifp, frame):
+        ether.ether_input(self, ifp, frame)
 
     def arp_input(self, ifp, packet):
         self.arp.input(ifp, packet)
@@ -171,14 +169,14 @@ class Node:
             raise InterfaceError(errno.ENXIO, f"{name}: no such interface") from None
 
     def create_interface(self, name):
-        match = _IFNAME.match(name)
-        if not match or match.group(1) not in DRIVERS:
-            kinds = ", ".join(f"{k}N" for k in DRIVERS)
-            raise InterfaceError(errno.EINVAL, f"{name}: cannot create: interfaces here are {kinds}")
+        """A new interface of the driver its name names (if_clone.py), down and unconfigured."""
+        driver_class = if_clone.lookup(name)
         if name in self.interfaces:
             raise InterfaceError(errno.EEXIST, f"{name}: already exists")
-        ifp = DRIVERS[match.group(1)](name, self.stats)
-        ifp.capenable = self.default_capenable
+        ifp = Interface(name, driver_class)
+        if driver_class is if_shmif.ShmifDriver:  # RUMP_SHMIF_CAPENABLE is shmif's own
+            ifp.capenable = self.default_capenable
+        self.stats.add_driver(ifp.driver)
         self.interfaces[name] = ifp
         return ifp
 
@@ -188,22 +186,23 @@ class Node:
         while f"shmif{unit}" in self.interfaces:
             unit += 1
         name = f"shmif{unit}"
-        ifp = self.create_interface(name)
+        self.create_interface(name)
         try:
-            ifp.attach(bus_path)
+            self.set_linkstr(name, bus_path)
         except InterfaceError:
-            del self.interfaces[name]
+            self.destroy_interface(name)
             raise
         return name
 
     def destroy_interface(self, name):
         ifp = self.interface(name)
         ifp.detach()
+        self.stats.remove_driver(ifp.driver)
         self.routes.delete_interface(name)
         del self.interfaces[name]
 
     def set_linkstr(self, name, path):
-        self.interface(name).attach(path)
+        self.interface(name).driver.attach(path)
 
     def set_up(self, name, up=True):
         ifp = self.interface(name)
@@ -219,9 +218,9 @@ class Node:
     def add_address(self, name, address, prefixlen=None, netmask=None):
         """Give an interface an IPv4 address (replacing its first one) and bring it up, as ifconfig does."""
         ifp = self.interface(name)
-        if ifp.linkstr() is None:
+        if ifp.driver.needs_linkstr and ifp.linkstr() is None:
             raise InterfaceError(errno.EDESTADDRREQ,
-                                 f"{name}: set the bus with linkstr before an address (shmif(4))")
+                                 f"{name}: set the bus with linkstr before an address ({ifp.kind}(4))")
         iface = parse_interface_address(address, prefixlen, netmask)
         for other in self.interfaces.values():
             if other is not ifp and other.owns(iface.packed):
@@ -259,6 +258,22 @@ class Node:
         if unknown:
             raise InterfaceError(errno.EINVAL, f"{name}: does not offer {offload.cap_names(unknown)}")
         ifp.capenable = (ifp.capenable | enable) & ~disable
+
+    def set_pcap(self, name, path=None):
+        """Record every frame in and out of an interface to a pcap file at path; None stops."""
+        ifp = self.interface(name)
+        ifp.set_layer(PcapTap, None if path is None else PcapTap(name, path))
+
+    def set_impairment(self, name, impairment=None):
+        """Impair an interface's output (an Impairment, or its fields as a dict); None or all zero stops."""
+        ifp = self.interface(name)
+        if isinstance(impairment, dict):
+            try:
+                impairment = Impairment(**impairment)
+            except (TypeError, ValueError) as e:
+                raise InterfaceError(errno.EINVAL, f"{name}: impair: {e}") from None
+        off = impairment is None or impairment.none
+        ifp.set_layer(FaultInjector, None if off else FaultInjector(impairment, self.nursery))
 
     # -- routes and ARP (route, arp) ----------------------------------------------------
 

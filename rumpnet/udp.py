@@ -82,7 +82,7 @@ class UdpSocket(Socket):
         sent = 0
         with ExitStack() as burst:
             for ifp in self.node.interfaces.values():
-                burst.enter_context(ifp.deferred_wakeup())
+                burst.enter_context(ifp.burst())
             for data in datagrams:
                 try:
                     udp_output(self.node, self, bytes(data), dst, port)

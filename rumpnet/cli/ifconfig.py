@@ -4,6 +4,8 @@
     ifconfig shmif0 linkstr /tmp/bus
     ifconfig shmif0 inet 10.0.0.1 netmask 255.255.255.0     (or 10.0.0.1/24)
     ifconfig shmif0 up | down | destroy | delete | ip4csum | -udp4csum ...
+    ifconfig shmif0 pcap FILE | -pcap
+    ifconfig shmif0 impair loss 5% delay 20ms duplicate 1% reorder 1% corrupt 1% seed 7 | impair none
     ifconfig -a [-v] | ifconfig shmif0 [-v] | ifconfig -l
 
 Every word of a command line is checked before the first one is applied.
@@ -11,8 +13,10 @@ Every word of a command line is checked before the first one is applied.
 
 import ipaddress
 import os
+import re
 
 from .. import offload
+from ..if_impair import Impairment
 from ..ifnet import flag_names
 from .common import Usage, fail, run_client
 
@@ -26,6 +30,50 @@ def parse_netmask(text):
         return str(ipaddress.IPv4Address(text))
     except ValueError:
         raise Usage(f"netmask {text!r} is not a netmask (255.255.255.0 or 0xffffff00)") from None
+
+
+IMPAIR_KEYS = ("loss", "delay", "duplicate", "reorder", "corrupt", "seed")
+_TIME = re.compile(r"(\d+(?:\.\d+)?)(us|ms|s)")
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
+
+
+def parse_impair_value(key, text):
+    """One impairment's value as ifconfig takes it: 5% (probabilities), 20ms (delay), 7 (seed)."""
+    if key == "seed":
+        if not text.isdigit():
+            raise Usage(f"impair seed {text!r} is not a whole number")
+        return int(text)
+    if key == "delay":
+        match = _TIME.fullmatch(text)
+        if not match:
+            raise Usage(f"impair delay {text!r} is not a time (20ms, 1.5s or 500us)")
+        return float(match.group(1)) * _UNITS[match.group(2)]
+    try:
+        if not text.endswith("%"):
+            raise ValueError
+        return float(text[:-1]) / 100
+    except ValueError:
+        raise Usage(f"impair {key} {text!r} is not a percentage (5% or 0.5%)") from None
+
+
+def parse_impairment(words, i):
+    """The words after `impair` from index i: (its arguments, the index of its last word)."""
+    if i < len(words) and words[i] == "none":
+        return {}, i
+    args = {}
+    while i < len(words) and words[i] in IMPAIR_KEYS:
+        key = words[i]
+        if i + 1 >= len(words):
+            raise Usage(f"impair {key} needs a value")
+        args[key] = parse_impair_value(key, words[i + 1])
+        i += 2
+    if not args:
+        raise Usage(f"impair needs none or one or more of: {', '.join(IMPAIR_KEYS)}")
+    try:
+        Impairment(**args)
+    except ValueError as e:
+        raise Usage(f"impair: {e}") from None
+    return args, i - 1
 
 
 def parse_operations(words):
@@ -67,12 +115,21 @@ def parse_operations(words):
                 args["netmask"] = parse_netmask(operand("netmask"))
                 i += 1
             ops.append(("inet", args))
+        elif word == "pcap":
+            ops.append(("pcap", {"path": os.path.abspath(operand(word))}))
+            i += 1
+        elif word == "-pcap":
+            ops.append(("pcap", {}))
+        elif word == "impair":
+            args, i = parse_impairment(words, i + 1)
+            ops.append(("impair", args))
         elif word.lstrip("-") in offload.KEYWORDS:
             bits = offload.KEYWORDS[word.lstrip("-")]
             ops.append(("capabilities", {"disable": bits} if word.startswith("-") else {"enable": bits}))
         else:
             raise Usage(f"{word!r}: unknown keyword (known: create, destroy, linkstr PATH, inet ADDR [netmask M], "
-                        "up, down, delete, ip4csum, udp4csum, tcp4csum, tso4 and their -negations)")
+                        "up, down, delete, pcap FILE, -pcap, impair ..., "
+                        "ip4csum, udp4csum, tcp4csum, tso4 and their -negations)")
         i += 1
     return ops
 
@@ -96,6 +153,10 @@ async def apply(node, name, ops):
                 await node.call("if_up", name=name, up=call == "up")
             elif call == "capabilities":
                 await node.call("if_capabilities", name=name, **args)
+            elif call == "pcap":
+                await node.call("if_pcap", name=name, **args)
+            elif call == "impair":
+                await node.call("if_impair", name=name, **args)
     except OSError:
         if created:
             await node.call("if_destroy", name=name)
@@ -111,6 +172,10 @@ def format_interface(info, verbose=False):
     lines.append(f"\taddress: {info['mac']}")
     if info["linkstr"]:
         lines.append(f"\tlinkstr: {info['linkstr']}")
+    if info.get("pcap"):
+        lines.append(f"\tpcap: {info['pcap']}")
+    if info.get("impair"):
+        lines.append(f"\timpair: {info['impair']}")
     for a in info["addresses"]:
         lines.append(f"\tinet {a['address']}/{a['prefixlen']} broadcast {a['broadcast']} flags 0x0")
     c = info["counters"]
