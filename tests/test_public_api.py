@@ -8,7 +8,7 @@ import rumpnet
 PUBLIC = {
     "Bus", "BusError", "BusHeader", "Cursor", "create",
     "NodeUnreachable", "RemoteNode", "RemoteSocket", "connect",
-    "InterfaceError", "Node", "open_node",
+    "Driver", "Impairment", "InterfaceError", "register_driver", "unregister_driver", "Node", "open_node",
     "PingStats", "ping",
     "SOCK_DGRAM", "SOCK_RAW", "IPPROTO_ICMP", "IPPROTO_UDP",
 }
