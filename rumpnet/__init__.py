@@ -14,7 +14,9 @@ or talk to a node running in another process (`rumpnet server URL`) with
 
 from .bus import Bus, BusError, BusHeader, Cursor, create
 from .client import NodeUnreachable, RemoteNode, RemoteSocket, connect
-from .ifnet import InterfaceError
+from .if_clone import register_driver, unregister_driver
+from .if_impair import Impairment
+from .ifnet import Driver, InterfaceError
 from .ip import IPPROTO_ICMP, IPPROTO_UDP
 from .node import Node, open_node
 from .ping import PingStats, ping
@@ -25,7 +27,8 @@ from .sockets import SHUT_RD, SHUT_RDWR, SHUT_WR, SOCK_DGRAM, SOCK_RAW, SOCK_STR
 __all__ = [
     "Bus", "BusError", "BusHeader", "Cursor", "create",
     "NodeUnreachable", "RemoteNode", "RemoteSocket", "connect",
-    "InterfaceError", "Node", "open_node", "serve", "Protosw",
+    "Driver", "Impairment", "InterfaceError", "register_driver", "unregister_driver",
+    "Node", "open_node", "serve", "Protosw",
     "PingStats", "ping",
     "Socket", "UserRequests", "SOCK_STREAM", "SOCK_DGRAM", "SOCK_RAW", "IPPROTO_ICMP", "IPPROTO_UDP",
     "SHUT_RD", "SHUT_WR", "SHUT_RDWR",

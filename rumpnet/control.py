@@ -185,6 +185,14 @@ class Connection:
     async def call_if_capabilities(self, name: str, enable: int = 0, disable: int = 0):
         self.node.set_capabilities(name, enable, disable)
 
+    async def call_if_pcap(self, name: str, path: str | None = None):
+        self.node.set_pcap(name, path)
+
+    async def call_if_impair(self, name: str, loss: float = 0.0, delay: float = 0.0, duplicate: float = 0.0,
+                             reorder: float = 0.0, corrupt: float = 0.0, seed: int = 0):
+        self.node.set_impairment(name, {"loss": loss, "delay": delay, "duplicate": duplicate,
+                                        "reorder": reorder, "corrupt": corrupt, "seed": seed})
+
     async def call_route_list(self):
         return [route.describe() for route in self.node.routes.routes]
 

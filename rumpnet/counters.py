@@ -1,6 +1,6 @@
 """Named drop and event counters, one set per protocol, as `netstat -s` prints them."""
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 
 # Every counter a protocol can show, in the order netstat -s prints them, with its text.
 DESCRIPTIONS = {
@@ -83,14 +83,38 @@ DESCRIPTIONS = {
         ("send_dropped", "frames dropped: the bus unusable, or its lock busy while the queue was full"),
     ],
 }
+DRIVER_KINDS = ("shmif",)  # the blocks drivers keep, not the stack
 
 
 class Counters:
-    """Counters per protocol: `stats.ip["bad_checksum"] += 1` and `stats.snapshot()`."""
+    """Counters per protocol: `stats.ip["bad_checksum"] += 1` and `stats.snapshot()`.
+
+    Drivers keep their own counters (`driver.stats`); the block of a driver's
+    kind is their sum over the node's interfaces, those destroyed included.
+    """
 
     def __init__(self):
+        self._drivers = []  # the stats of every driver in use
+        self._gone = defaultdict(Counter)  # kind -> the sum of the destroyed ones
         for proto in DESCRIPTIONS:
-            setattr(self, proto, defaultdict(int))
+            if proto not in DRIVER_KINDS:
+                setattr(self, proto, defaultdict(int))
+
+    def add_driver(self, driver):
+        self._drivers.append(driver)
+
+    def remove_driver(self, driver):
+        self._drivers.remove(driver)
+        self._gone[driver.kind].update(driver.stats)
+
+    def driver(self, kind):
+        """The counters of every driver of a kind, summed."""
+        total = Counter(self._gone[kind])
+        for driver in self._drivers:
+            if driver.kind == kind:
+                total.update(driver.stats)
+        return dict(total)
 
     def snapshot(self):
-        return {proto: dict(getattr(self, proto)) for proto in DESCRIPTIONS}
+        return {proto: self.driver(proto) if proto in DRIVER_KINDS else dict(getattr(self, proto))
+                for proto in DESCRIPTIONS}

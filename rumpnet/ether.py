@@ -3,6 +3,7 @@
 import struct
 
 from .ip_input import ip_input
+from .offload import RX_BITS, check_rx
 
 ETHERTYPE_IP = 0x0800
 ETHERTYPE_ARP = 0x0806
@@ -14,16 +15,30 @@ def ether_frame(dst, src, ethertype, payload):
     return _HEADER.pack(dst, src, ethertype) + payload
 
 
-def ether_input(node, ifp, frame, csum_marks):
-    """Hand a received frame to ARP or IP by its type; drop and count the rest."""
+def ether_input(node, ifp, frame):
+    """Hand a received frame for us to ARP or IP by its type; drop and count the rest.
+
+    A driver delivers everything its medium carries; as a NIC's filter would,
+    only frames to our address, to broadcast or to a multicast group go on.
+    The interface's RX offload marks the sums it checked (offload.py).
+    """
+    if len(frame) < ETHER_HDR_LEN:
+        node.stats.ether["input"] += 1
+        node.stats.ether["short"] += 1
+        return
+    multicast = frame[0] & 1
+    if not multicast and frame[:6] != ifp.mac:
+        return
+    counters = ifp.counters
+    counters.ipackets += 1
+    counters.ibytes += len(frame)
+    counters.imcasts += multicast
     stats = node.stats.ether
     stats["input"] += 1
-    if len(frame) < ETHER_HDR_LEN:
-        stats["short"] += 1
-        return
+    csum_marks = check_rx(frame, ifp.capenable) if ifp.capenable & RX_BITS else 0
     ethertype = frame[12] << 8 | frame[13]
     if ethertype == ETHERTYPE_IP:
-        ip_input(node, ifp, frame[ETHER_HDR_LEN:], csum_marks, frame[0] & 1)  # a link broadcast or multicast
+        ip_input(node, ifp, frame[ETHER_HDR_LEN:], csum_marks, multicast)  # a link broadcast or multicast
     elif ethertype == ETHERTYPE_ARP:
         node.arp.input(ifp, frame[ETHER_HDR_LEN:])
     else:

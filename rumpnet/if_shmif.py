@@ -1,61 +1,63 @@
 """shmif(4): an Ethernet interface whose wire is a shmif bus file.
 
-The driver turns bus records into Ethernet input and Ethernet output into bus
-records. A node's receive loop drains every new record in one batch, runs
-each through the stack in place, and wakes the other readers once for all
-the frames the batch made the node send.
+The driver turns bus records into batches of received frames and batches of
+frames to send into bus records (the Driver contract of ifnet.py). Its
+receive loop drains every new record in one batch, which the interface runs
+through the stack in place; the frames that batch made the node send come
+back as one batch, written under one lock with one wake-up for the readers.
 
 The bus file is anyone's to write, so the driver trusts none of it. Before
 it touches the mapping it checks the file's size; before it reads or writes
 the ring it checks the header under the lock. A bus that shrank or stopped
 being a bus is reported once on standard error (the node's log) and counted,
 left alone, and used again once it is a bus again. The lock is never waited
-for in a way that stops the event loop: output that finds it held queues its
-frames, and a task of the interface sends them in one burst once it is free.
+for in a way that stops the event loop: transmit that finds it held queues
+its frames, and a task of the driver sends them in one burst once it is free.
 """
 
 import errno
-import os
 import sys
+from collections import defaultdict
 
 import trio
 
 from . import bus as shmbus
 from . import offload
-from .ifnet import IFF_RUNNING, Interface, InterfaceError
+from .if_clone import register_driver
+from .ifnet import Driver, InterfaceError
 from .inotify import ModifyWatch
 
 BATCH = 64  # frames the receive loop runs through the stack before it lets other tasks run
 BATCH_BYTES = 16 * 1024  # and bytes: a batch must fit a socket's default queue, which its reader drains after
-SEND_QUEUE = 256  # frames output holds while the bus lock is busy; more are dropped and counted
+SEND_QUEUE = 256  # frames transmit holds while the bus lock is busy; more are dropped and counted
 CORRUPT_LOG_INTERVAL = 10.0  # seconds between log lines about a corrupt ring (each one is counted)
-
-
-def random_mac():
-    """b2:a0 and four random bytes, as libshmif picks them."""
-    return b"\xb2\xa0" + os.urandom(4)
 
 
 def log(message):
     print(f"rumpnet: {message}", file=sys.stderr, flush=True)
 
 
-def ratecheck(ifp, interval):
+def ratecheck(driver, interval):
     """BSD's ratecheck(9): True at most once per interval seconds, so a hostile writer cannot flood the log."""
     now = trio.current_time()
-    if ifp.last_logged is not None and now - ifp.last_logged < interval:
+    if driver.last_logged is not None and now - driver.last_logged < interval:
         return False
-    ifp.last_logged = now
+    driver.last_logged = now
     return True
 
 
-class ShmifInterface(Interface):
-    kind = "shmif"
+class ShmifDriver(Driver):
+    """The shmif(4) driver: a bus file as the medium; the linkstr is its path."""
 
-    def __init__(self, name, stats):
-        super().__init__(name=name, mac=random_mac(), capabilities=offload.SHMIF_CAPABILITIES)
+    kind = "shmif"
+    needs_linkstr = True
+    capabilities = offload.SHMIF_CAPABILITIES
+
+    def __init__(self, ifp):
+        super().__init__(ifp)
+        self.name = ifp.name
+        self.stats = defaultdict(int)
         self.sender = shmbus.new_sender()
-        self.stats = stats
         self.bus = None
         self.cursor = None
         self.watch = None
@@ -63,12 +65,10 @@ class ShmifInterface(Interface):
         self._unlinked_told = False
         self.last_logged = None  # when the last corrupt ring was logged (ratecheck)
         self._queue = []  # frames waiting for the bus lock
-        self._sender_waits = False  # the send task is waiting for the lock: output only queues
+        self._sender_waits = False  # the send task is waiting for the lock: transmit only queues
         self._send_wanted = None
-        self._deferred = 0
-        self._dirty = False
         self._scope = None
-        self._noted = (0, 0, 0)  # the bus events already added to the node's counters
+        self._noted = (0, 0, 0)  # the bus events already added to the counters
 
     # -- the link ------------------------------------------------------------
 
@@ -80,7 +80,7 @@ class ShmifInterface(Interface):
 
     def attach(self, path):
         """Connect to the bus file at path (ifconfig linkstr)."""
-        if self.up:
+        if self.ifp.up:
             raise InterfaceError(errno.EBUSY, f"{self.name}: linkstr cannot change while the interface is up")
         if self.bus is not None:
             raise InterfaceError(errno.EBUSY, f"{self.name}: already on bus {self.bus.path}; destroy it first")
@@ -106,25 +106,21 @@ class ShmifInterface(Interface):
 
     # -- running -------------------------------------------------------------
 
-    def start(self, nursery, ether_input):
-        """Bring the link up: start reading the bus (BSD's if_init).
+    def start(self, nursery, input):
+        """Start reading the bus (BSD's if_init).
 
         The cursor is placed after the newest record by the first task to get
         the lock, not here: ifconfig must not wait for the lock either.
         """
         if self.bus is None:
             raise InterfaceError(errno.ENXIO, f"{self.name}: no bus; set one with linkstr first")
-        if self.running:
-            return
-        self.flags |= IFF_RUNNING
         self._noted = (0, 0, self.bus.locks_stolen)  # a new cursor has seen nothing yet
         self.cursor = shmbus.Cursor(self.bus, lock=False)
         self._send_wanted = trio.Event()
         self._scope = trio.CancelScope()
-        nursery.start_soon(self._run, ether_input, self._scope)
+        nursery.start_soon(self._run, input, self._scope)
 
     def stop(self):
-        self.flags &= ~IFF_RUNNING
         self._drop(len(self._queue))
         self._queue = []
         self._sender_waits = False
@@ -132,21 +128,23 @@ class ShmifInterface(Interface):
             self._scope.cancel()
             self._scope = None
 
-    async def _run(self, ether_input, scope):
+    async def _run(self, input, scope):
         with scope:
             async with trio.open_nursery() as tasks:
-                tasks.start_soon(self._receive_loop, ether_input)
-                tasks.start_soon(self._send_loop)
+                tasks.start_soon(self._receive_loop, input, scope)
+                tasks.start_soon(self._send_loop, scope)
 
-    async def _receive_loop(self, ether_input):
+    async def _receive_loop(self, input, scope):
         """Drain the bus in batches and sleep on inotify only when it has nothing new.
 
         The drain comes before the read, so a write after it wakes the next
         wait and none is missed. Each wake-up starts with the size check that
-        makes touching the mapping safe.
+        makes touching the mapping safe. A task already woken when stop()
+        cancels it runs on to its next checkpoint: it checks the scope first,
+        as the bus may be closed by then.
         """
         watch, cursor, bus = self.watch, self.cursor, self.bus
-        while True:
+        while not scope.cancel_called:
             watch.drain()
             problem = bus.fault()
             self._note_unlinked()
@@ -164,40 +162,31 @@ class ShmifInterface(Interface):
                 records = cursor.read_locked(BATCH, self.sender, BATCH_BYTES)
             finally:
                 bus.unlock()
-            with self.deferred_wakeup():
-                for record in records:
-                    self._input(record, ether_input)
+            frames = [frame for frame in (record.frame for record in records) if self._sane(frame)]
+            if frames:
+                input(frames)
             self._note_bus_events()
             await trio.lowlevel.checkpoint()
 
-    def _input(self, record, ether_input):
-        frame = record.frame
+    def _sane(self, frame):
+        """Whether a record's frame is one a shmif reader delivers (libshmif's size rules)."""
         if len(frame) < shmbus.MIN_FRAME:
-            self.stats.shmif["runt"] += 1
-            return
-        dst = frame[:6]
-        if dst != self.mac and not dst[0] & 1:
-            return
-        if len(frame) > shmbus.MAX_FRAME:  # only counted by the node it was meant for
-            self.stats.shmif["oversized"] += 1
-            self.counters.ierrors += 1
-            return
-        self.counters.ipackets += 1
-        self.counters.ibytes += len(frame)
-        if dst[0] & 1:
-            self.counters.imcasts += 1
-        capenable = self.capenable
-        ether_input(self, frame, offload.check_rx(frame, capenable) if capenable & offload.RX_BITS else 0)
+            self.stats["runt"] += 1
+            return False
+        if len(frame) > shmbus.MAX_FRAME:
+            self.stats["oversized"] += 1
+            self.ifp.counters.ierrors += 1
+            return False
+        return True
 
     def _note_bus_events(self):
-        """Add what the bus code counted since last time: the counters are the node's, for every bus."""
+        """Add what the bus code counted since last time."""
         now = self.cursor.laps, self.cursor.corrupt, self.bus.locks_stolen
         if now[1] > self._noted[1] and ratecheck(self, CORRUPT_LOG_INTERVAL):
             log(f"{self.name}: {self.bus.path}: corrupt ring or header; skipped to the newest record "
                 f"(netstat -s counts every time)")
-        shmif = self.stats.shmif
         for name, new, old in zip(("bus_laps", "bus_corrupt", "locks_stolen"), now, self._noted):
-            shmif[name] += new - old
+            self.stats[name] += new - old
         self._noted = now
 
     # -- the bus lock and the bus's health -----------------------------------------
@@ -239,7 +228,7 @@ class ShmifInterface(Interface):
     def _report(self, problem):
         if self.trouble is None:
             log(f"{self.name}: {problem}; not using it until it is a shmif bus again")
-            self.stats.shmif["bus_unusable"] += 1
+            self.stats["bus_unusable"] += 1
         self.trouble = problem
 
     def _resume(self):
@@ -251,27 +240,23 @@ class ShmifInterface(Interface):
         if self.bus.unlinked and not self._unlinked_told:
             log(f"{self.name}: {self.bus.path}: bus file removed or replaced; "
                 "staying on the file already open (a node attaching now gets another bus)")
-            self.stats.shmif["bus_unlinked"] += 1
+            self.stats["bus_unlinked"] += 1
             self._unlinked_told = True
 
     # -- output ----------------------------------------------------------------
 
-    def output(self, frame, csum_flags=0):
-        """Put one Ethernet frame on the bus, with the sums the stack left to us (TX offload).
+    def transmit(self, frames):
+        """Put a batch of Ethernet frames on the bus: one lock and one wake-up for all of them.
 
-        Frames are queued and written in bursts: at once, at the end of a
-        deferred_wakeup() block, or by the send task once a busy lock is free.
+        When the lock is busy the frames wait in a bounded queue, and the send
+        task writes them in one burst once it is free.
         """
-        if not self.running:
-            self.counters.oerrors += 1
-            raise InterfaceError(errno.ENETDOWN, f"{self.name} is down")
-        if csum_flags:
-            frame = offload.finish_tx(frame, csum_flags)
-        if len(self._queue) >= SEND_QUEUE:
-            self._drop(1)
-            return
-        self._queue.append(frame)
-        if not self._sender_waits and (not self._deferred or len(self._queue) >= SEND_QUEUE):
+        room = SEND_QUEUE - len(self._queue)
+        if len(frames) > room:
+            self._drop(len(frames) - room)
+            frames = frames[:room]
+        self._queue.extend(frames)
+        if not self._sender_waits:
             self._flush()
 
     def _flush(self):
@@ -282,11 +267,13 @@ class ShmifInterface(Interface):
         else:
             self._send_queued(got)
 
-    async def _send_loop(self):
+    async def _send_loop(self, scope):
         while True:
             await self._send_wanted.wait()
             self._send_wanted = trio.Event()
             got = await self._take()
+            if scope.cancel_called:
+                return
             self._sender_waits = False
             self._send_queued(got)
 
@@ -301,40 +288,12 @@ class ShmifInterface(Interface):
                 self.cursor.append(frame, self.sender)
         finally:
             self.bus.unlock()
-        counters = self.counters
-        for frame in frames:
-            counters.opackets += 1
-            counters.obytes += len(frame)
-            if frame[0] & 1:
-                counters.omcasts += 1
-        self._dirty = bool(self._deferred)
-        if not self._deferred:
-            self.bus.wakeup()
+        self.ifp.counters.count_output(frames)
+        self.bus.wakeup()
 
     def _drop(self, count):
-        self.stats.shmif["send_dropped"] += count
-        self.counters.oerrors += count
-
-    def deferred_wakeup(self):
-        return _Deferral(self)
+        self.stats["send_dropped"] += count
+        self.ifp.counters.oerrors += count
 
 
-class _Deferral:
-    """While inside, output() only queues; one burst and one wake-up follow at the end."""
-
-    def __init__(self, ifp):
-        self.ifp = ifp
-
-    def __enter__(self):
-        self.ifp._deferred += 1
-
-    def __exit__(self, *exc):
-        ifp = self.ifp
-        ifp._deferred -= 1
-        if ifp._deferred or ifp.bus is None:
-            return
-        if ifp._queue and not ifp._sender_waits:
-            ifp._flush()
-        if ifp._dirty:
-            ifp._dirty = False
-            ifp.bus.wakeup()
+register_driver(ShmifDriver)

@@ -1,17 +1,28 @@
-"""Network interfaces: what every link layer shares (BSD's struct ifnet).
+"""Network interfaces: what every link layer shares (BSD's struct ifnet), and the driver contract.
 
-An interface has a name, a hardware address, flags, addresses and counters;
-a driver subclass (shmif, later virt and xennet) moves frames. The stack calls
-`output(frame)`; the driver calls `node.if_input(ifp, frame)` for every
-frame it receives.
+An `Interface` is the stack's view of a link: name, hardware address, flags,
+addresses, counters and the checksum offloads it emulates. What carries its
+frames is a `Driver` (shmif today; virt and xennet are drivers of the same
+shape). Between the two sit optional layers, each a pair of frame filters
+(a pcap tap, a fault injector), composed from the stack down to the wire:
+
+    stack --output()--> interface --layers--> driver.transmit(frames)
+    stack <--ether_input-- interface <--layers-- driver calls input(frames)
+
+Frames move in batches both ways: a driver hands every frame one wake-up
+brought in as one list, and output made while a batch runs through the stack
+(or inside `burst()`) goes down as one list too, so a driver takes its lock
+and wakes its peers once per batch.
 """
 
+import errno
 import ipaddress
-import re
-from contextlib import nullcontext
-from dataclasses import dataclass, field
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
 
-from . import numbers
+from . import numbers, offload
+
 
 IFF_UP = 0x1
 IFF_BROADCAST = 0x2
@@ -23,6 +34,7 @@ IFF_NAMES = [(IFF_UP, "UP"), (IFF_BROADCAST, "BROADCAST"), (IFF_RUNNING, "RUNNIN
 
 ETHERMTU = 1500
 BROADCAST_MAC = b"\xff" * 6
+OUTPUT_BATCH = 256  # frames output gathers in a burst before it hands them down anyway
 
 # An interface's name is its driver's and a unit number: shmif0, later virt3,
 # xennet0 or xvif1i0 (a driver's own pattern may hold several units). A unit
@@ -30,7 +42,6 @@ BROADCAST_MAC = b"\xff" * 6
 IFNAMSIZ = 16  # a name and its NUL, as in BSD's net/if.h
 MAX_UNIT = 9999
 UNIT = r"(?:0|[1-9][0-9]{0,3})"
-_NAME = re.compile(rf"(?P<driver>[a-z]+)(?P<unit>{UNIT})\Z")
 
 
 class InterfaceError(Exception):
@@ -67,21 +78,86 @@ class LinkCounters:
     omcasts: int = 0
     oerrors: int = 0
 
+    def count_output(self, frames):
+        """What a driver counts for frames it put on its medium."""
+        for frame in frames:
+            self.opackets += 1
+            self.obytes += len(frame)
+            if frame[0] & 1:
+                self.omcasts += 1
 
-@dataclass
+
+class Driver:
+    """The contract every link driver fills in (BSD's if_init/if_start/if_stop, smoltcp's Device).
+
+    The registry (if_clone.py) makes one with the interface it serves; the
+    node then calls, in this order:
+
+        attach(linkstr)         connect to the medium (`ifconfig NAME linkstr ...`)
+        start(nursery, input)   start receiving: call input(frames) with each batch read,
+                                from a task of the nursery, which the driver owns until stop()
+        transmit(frames)        send a batch: one lock and one wake-up for all of it
+        stop()                  stop receiving and sending; drop (and count) what is queued
+        detach()                leave the medium (`destroy`, or the node halting)
+
+    and reads what it reports: `mac` (b2:a0 and four random bytes unless the
+    driver picks another), `mtu`, `capabilities` (the IFCAP_* bits
+    it can emulate), `linkstr()` (None until attached), `needs_linkstr` (an
+    address must wait for attach), and `stats`, its own event counters by
+    name, which netstat -s shows in a block named after its kind when
+    counters.py describes them. Link counters (ifconfig's) are `ifp.counters`.
+    """
+
+    kind = None  # the registry's name for it: "shmif"
+    needs_linkstr = False
+    capabilities = 0
+    mtu = ETHERMTU
+
+    def __init__(self, ifp):
+        self.ifp = ifp
+        self.mac = b"\xb2\xa0" + os.urandom(4)
+        self.stats = {}
+
+    def linkstr(self):
+        return None
+
+    def attach(self, linkstr):
+        raise InterfaceError(errno.EINVAL, f"{self.ifp.name}: {self.kind} takes no linkstr")
+
+    def start(self, nursery, input):
+        raise NotImplementedError
+
+    def transmit(self, frames):
+        raise NotImplementedError
+
+    def stop(self):
+        pass
+
+    def detach(self):
+        self.stop()
+
+
 class Interface:
-    """Driver-independent state of one interface."""
+    """Driver-independent state of one interface, and the path of its frames through its layers."""
 
-    name: str
-    mac: bytes
-    mtu: int = ETHERMTU
-    flags: int = IFF_BROADCAST | IFF_SIMPLEX | IFF_MULTICAST
-    addresses: list = field(default_factory=list)
-    counters: LinkCounters = field(default_factory=LinkCounters)
-    capabilities: int = 0
-    capenable: int = 0
+    def __init__(self, name, driver_class):
+        self.name = name
+        self.flags = IFF_BROADCAST | IFF_SIMPLEX | IFF_MULTICAST
+        self.addresses = []
+        self.counters = LinkCounters()
+        self.capenable = 0
+        self.layers = ()  # wrappers, from the stack down to the driver
+        self.driver = driver_class(self)
+        self.mac = self.driver.mac
+        self.mtu = self.driver.mtu
+        self.capabilities = self.driver.capabilities
+        self._input = None
+        self._bursts = 0
+        self._outq = []
 
-    kind = "loop"
+    @property
+    def kind(self):
+        return self.driver.kind
 
     @property
     def up(self):
@@ -100,13 +176,96 @@ class Interface:
     def is_broadcast(self, packed):
         return packed == b"\xff\xff\xff\xff" or any(a.broadcast.packed == packed for a in self.addresses)
 
-    def deferred_wakeup(self):
-        """Output inside is one burst; a driver that wakes its peers (shmif) does so once, at the end."""
-        return nullcontext()
+    def linkstr(self):
+        return self.driver.linkstr()
+
+    # -- starting and stopping ------------------------------------------------------
+
+    def start(self, nursery, if_input):
+        """Start the driver; every batch it reads goes up through the layers to if_input(ifp, frames)."""
+        if self.running:
+            return
+        self._input = if_input
+        self.driver.start(nursery, self._receive)
+        self.flags |= IFF_RUNNING
+
+    def stop(self):
+        self.flags &= ~IFF_RUNNING
+        self._outq = []
+        self.driver.stop()
+
+    def detach(self):
+        self.flags &= ~IFF_RUNNING
+        for layer in self.layers:
+            layer.close()
+        self.layers = ()
+        self.driver.detach()
+
+    def set_layer(self, kind, layer):
+        """Put layer in the place of the layer of that kind (None removes it); pcap is nearest the wire."""
+        old = [other for other in self.layers if isinstance(other, kind)]
+        for other in old:
+            other.close()
+        kept = [other for other in self.layers if not isinstance(other, kind)]
+        if layer is not None:
+            kept.append(layer)
+        self.layers = tuple(sorted(kept, key=lambda other: other.depth))
+
+    # -- input ---------------------------------------------------------------------------
+
+    def _receive(self, frames):
+        """A driver's batch: up through the layers, from the wire's side."""
+        self._up(self.layers[::-1], frames)
+
+    def _up(self, layers, frames):
+        if layers:
+            layers[0].input(frames, lambda passed: self._up(layers[1:], passed))
+            return
+        if not self.running:
+            return
+        with self.burst():
+            self._input(self, frames)
+
+    # -- output --------------------------------------------------------------------------
+
+    def output(self, frame, csum_flags=0):
+        """One frame from the stack, with the sums it left to us (TX offload, emulated here for any
+        driver): sent at once, or with the others at the end of the burst."""
+        if not self.running:
+            self.counters.oerrors += 1
+            raise InterfaceError(errno.ENETDOWN, f"{self.name} is down")
+        if csum_flags:
+            frame = offload.finish_tx(frame, csum_flags)
+        self._outq.append(frame)
+        if not self._bursts or len(self._outq) >= OUTPUT_BATCH:
+            self._flush()
+
+    @contextmanager
+    def burst(self):
+        """Output inside goes down as one batch at the end: one lock and one wake-up for all of it."""
+        self._bursts += 1
+        try:
+            yield
+        finally:
+            self._bursts -= 1
+            if not self._bursts and self._outq:
+                self._flush()
+
+    def _flush(self):
+        frames, self._outq = self._outq, []
+        self._down(self.layers, frames)
+
+    def _down(self, layers, frames):
+        if layers:
+            layers[0].output(frames, lambda passed: self._down(layers[1:], passed))
+        elif not self.running:
+            self.counters.oerrors += len(frames)  # a layer released them after the interface stopped
+        elif frames:
+            self.driver.transmit(frames)
 
     def describe(self):
         """A plain dictionary of this interface, for ifconfig and the control socket."""
-        return {
+        info = {
             "name": self.name,
             "kind": self.kind,
             "flags": self.flags,
@@ -119,22 +278,36 @@ class Interface:
             "capenable": self.capenable,
             "linkstr": self.linkstr(),
         }
+        for layer in self.layers:
+            info.update(layer.describe())
+        return info
 
-    def linkstr(self):
-        return None
+
+class Layer:
+    """A wrapper between an interface and its driver: filters the batches that pass, both ways.
+
+    input(frames, up) and output(frames, down) pass on what they let through,
+    now or later, by calling up or down with a list of frames. `depth` orders
+    the layers: the larger, the nearer the wire.
+    """
+
+    depth = 0
+
+    def input(self, frames, up):
+        up(frames)
+
+    def output(self, frames, down):
+        down(frames)
+
+    def describe(self):
+        return {}
+
+    def close(self):
+        pass
 
 
 def flag_names(flags):
     return ",".join(name for bit, name in IFF_NAMES if flags & bit)
-
-
-def split_name(name):
-    """(driver, unit) of an interface name such as shmif0; ValueError naming the rule when it is none."""
-    match = _NAME.match(name) if len(name) < IFNAMSIZ else None
-    if match is None:
-        raise ValueError(f"{shown_name(name)}: not an interface name (a driver and a unit from 0 to {MAX_UNIT} "
-                         "without leading zeros, as shmif0)")
-    return match.group("driver"), int(match.group("unit"))
 
 
 def shown_name(name):

@@ -18,12 +18,12 @@ from contextlib import asynccontextmanager
 
 import trio
 
-from . import arp, ether, icmp, ip, numbers, offload, profile, udp
+from . import arp, ether, icmp, if_clone, if_shmif, ip, numbers, offload, profile, udp
 from .callout import Timers
 from .counters import Counters
-from .if_shmif import ShmifInterface
-from .ifnet import (IFF_UP, InterfaceAddress, InterfaceError, netmask_prefixlen, parse_address, shown_name,
-                    split_name)
+from .if_impair import FaultInjector, Impairment
+from .if_pcap import PcapTap
+from .ifnet import IFF_UP, Interface, InterfaceAddress, InterfaceError, netmask_prefixlen, parse_address, shown_name
 from .in_proto import protocol_switch
 from .inaddr import AddressSets
 from .inpcb import PcbTable
@@ -34,7 +34,6 @@ from .sockets import SOCK_DGRAM, SOCK_RAW, SOCK_STREAM, Socket, UserRequests
 from .sysctl import Sysctl
 from .tasks import open_service_nursery
 
-DRIVERS = {"shmif": ShmifInterface}
 
 
 class Node:
@@ -80,10 +79,11 @@ class Node:
 
     # -- the input path ------------------------------------------------------------
 
-    def if_input(self, ifp, frame, marks=0):
-        """What a driver calls for every frame it receives: Ethernet input, then
-        the packets that input sent to the node itself (BSD's if_input and ipintr)."""
-        ether.ether_input(self, ifp, frame, marks)
+    def if_input(self, ifp, frames):
+        """What an interface hands up for every batch its driver read: Ethernet input
+        for each frame, then the packets they sent to the node itself (BSD's if_input and ipintr)."""
+        for frame in frames:
+            ether.ether_input(self, ifp, frame)
         self.ipintrq.drain()
 
     # -- sockets ---------------------------------------------------------------------
@@ -138,17 +138,14 @@ class Node:
             raise InterfaceError(errno.ENXIO, f"{shown_name(name)}: no such interface") from None
 
     def create_interface(self, name):
-        try:
-            driver, _ = split_name(name)
-        except ValueError as e:
-            raise InterfaceError(errno.EINVAL, str(e)) from None
-        if driver not in DRIVERS:
-            kinds = ", ".join(f"{k}N" for k in DRIVERS)
-            raise InterfaceError(errno.EINVAL, f"{name}: cannot create: interfaces here are {kinds}")
+        """A new interface of the driver its name names (if_clone.py), down and unconfigured."""
+        driver_class = if_clone.lookup(name)
         if name in self.interfaces:
             raise InterfaceError(errno.EEXIST, f"{name}: already exists")
-        ifp = DRIVERS[driver](name, self.stats)
-        ifp.capenable = self.default_capenable
+        ifp = Interface(name, driver_class)
+        if driver_class is if_shmif.ShmifDriver:  # RUMP_SHMIF_CAPENABLE is shmif's own
+            ifp.capenable = self.default_capenable
+        self.stats.add_driver(ifp.driver)
         self.interfaces[name] = ifp
         self.inaddrs.recompute(self.interfaces)
         return ifp
@@ -159,25 +156,25 @@ class Node:
         while f"shmif{unit}" in self.interfaces:
             unit += 1
         name = f"shmif{unit}"
-        ifp = self.create_interface(name)
+        self.create_interface(name)
         try:
-            ifp.attach(bus_path)
+            self.set_linkstr(name, bus_path)
         except InterfaceError:
-            del self.interfaces[name]
-            self.inaddrs.recompute(self.interfaces)
+            self.destroy_interface(name)
             raise
         return name
 
     def destroy_interface(self, name):
         ifp = self.interface(name)
         ifp.detach()
+        self.stats.remove_driver(ifp.driver)
         self.routes.delete_interface(name)
         self.arp.purge(name)
         del self.interfaces[name]
         self.inaddrs.recompute(self.interfaces)
 
     def set_linkstr(self, name, path):
-        self.interface(name).attach(path)
+        self.interface(name).driver.attach(path)
 
     def set_up(self, name, up=True):
         ifp = self.interface(name)
@@ -193,9 +190,9 @@ class Node:
     def add_address(self, name, address, prefixlen=None, netmask=None):
         """Give an interface an IPv4 address (replacing its first one) and bring it up, as ifconfig does."""
         ifp = self.interface(name)
-        if ifp.linkstr() is None:
+        if ifp.driver.needs_linkstr and ifp.linkstr() is None:
             raise InterfaceError(errno.EDESTADDRREQ,
-                                 f"{name}: set the bus with linkstr before an address (shmif(4))")
+                                 f"{name}: set the bus with linkstr before an address ({ifp.kind}(4))")
         iface = parse_interface_address(address, prefixlen, netmask)
         for other in self.interfaces.values():
             if other is not ifp and other.owns(iface.packed):
@@ -240,6 +237,22 @@ class Node:
         if unknown:
             raise InterfaceError(errno.EINVAL, f"{name}: does not offer {offload.cap_names(unknown)}")
         ifp.capenable = (ifp.capenable | enable) & ~disable
+
+    def set_pcap(self, name, path=None):
+        """Record every frame in and out of an interface to a pcap file at path; None stops."""
+        ifp = self.interface(name)
+        ifp.set_layer(PcapTap, None if path is None else PcapTap(name, path))
+
+    def set_impairment(self, name, impairment=None):
+        """Impair an interface's output (an Impairment, or its fields as a dict); None or all zero stops."""
+        ifp = self.interface(name)
+        if isinstance(impairment, dict):
+            try:
+                impairment = Impairment(**impairment)
+            except (TypeError, ValueError) as e:
+                raise InterfaceError(errno.EINVAL, f"{name}: impair: {e}") from None
+        off = impairment is None or impairment.none
+        ifp.set_layer(FaultInjector, None if off else FaultInjector(impairment, self.nursery))
 
     # -- routes and ARP (route, arp) ----------------------------------------------------
 

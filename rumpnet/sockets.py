@@ -366,7 +366,7 @@ class Socket:
         sent = 0
         with ExitStack() as burst:
             for ifp in self.node.interfaces.values():
-                burst.enter_context(ifp.deferred_wakeup())
+                burst.enter_context(ifp.burst())
             for data in datagrams:
                 try:
                     self._send_datagram(bytes(data), address)

@@ -112,6 +112,7 @@ SETUP = {
         ["ifconfig shmif0 create linkstr /tmp/lesson/bus inet 10.0.0.1/24",
          "ifconfig shmif1 create linkstr /tmp/lesson/bus2"],
     ("ifconfig", "rumpnet ifconfig shmif1 delete"): ["ifconfig shmif1 create"],
+    ("ifconfig", "rumpnet ifconfig shmif0 pcap /tmp/lesson/no/such.pcap"): ["ifconfig shmif0 create"],
     ("ifconfig", "rumpnet ifconfig shmif2 create linkstr /tmp/lesson/passwd"): ["file passwd"],
     ("ifconfig", "rumpnet ifconfig shmif5 create linkstr /tmp/lesson/short.bus"): ["file short.bus"],
     ("ifconfig", "rumpnet ifconfig shmif5 create linkstr /tmp/lesson/v2.bus"): ["file v2.bus"],

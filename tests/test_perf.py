@@ -81,7 +81,7 @@ async def test_a_small_receive_buffer_shows_as_loss(tmp_path):
     async with open_pair(str(tmp_path / "bus")) as (a, b):
         await perf.start_server(a, rcvbuf=1100)  # one 1000-byte datagram: every burst overflows it
         report = await perf.run_client(b, "10.0.0.1", length=1000, duration=0.5, bits_per_second=4000 * 1000 * 8)
-        assert a.stats.shmif["bus_laps"] == 0
+        assert a.stats.driver("shmif").get("bus_laps", 0) == 0
         assert 0 < report.server.lost <= a.stats.udp["full_socket"]  # (a dropped closing datagram is sent again)
 
 

@@ -8,7 +8,8 @@ import rumpnet
 PUBLIC = {
     "Bus", "BusError", "BusHeader", "Cursor", "create",
     "NodeUnreachable", "RemoteNode", "RemoteSocket", "connect",
-    "InterfaceError", "Node", "open_node", "serve", "Protosw",
+    "Driver", "Impairment", "InterfaceError", "register_driver", "unregister_driver",
+    "Node", "open_node", "serve", "Protosw",
     "PingStats", "ping",
     "Socket", "UserRequests", "SOCK_STREAM", "SOCK_DGRAM", "SOCK_RAW", "IPPROTO_ICMP", "IPPROTO_UDP",
     "SHUT_RD", "SHUT_WR", "SHUT_RDWR",

@@ -24,11 +24,13 @@ from conftest import UNPRIVILEGED
 from test_control_hostile import call, client
 
 from rumpnet import numbers, open_node
-from rumpnet.ifnet import netmask_prefixlen, split_name
+from rumpnet.if_clone import check_name
+from rumpnet.ifnet import netmask_prefixlen
 from rumpnet.sockets import SOCK_DGRAM
 from rumpnet.testing import NodeProcess, can_drop_privileges, run
 
 FIVE_THOUSAND = "1" * 5000
+NOT_A_SHMIF_NAME = "not a shmif name (shmifN, numbers from 0 to 9999 without leading zeros)"
 
 
 @pytest.fixture(scope="module")
@@ -76,13 +78,9 @@ REFUSED = [
     (["sysctl", "-w", "net.inet.ip.ttl= 64"], "net.inet.ip.ttl: ' 64' is not a number"),
     (["sysctl", "-w", f"net.inet.ip.ttl={FIVE_THOUSAND}"],
      "net.inet.ip.ttl: 111111111111111111111111... is out of range (1 to 255)"),
-    (["ifconfig", "shmif01", "create"], "shmif01: not an interface name (a driver and a unit from 0 to 9999 "
-                                        "without leading zeros, as shmif0)"),
-    (["ifconfig", "shmif10000", "create"], "shmif10000: not an interface name (a driver and a unit from 0 to 9999 "
-                                           "without leading zeros, as shmif0)"),
-    (["ifconfig", "shmif" + FIVE_THOUSAND, "create"],
-     "shmif1111111111...: not an interface name (a driver and a unit from 0 to 9999 without leading zeros, "
-     "as shmif0)"),
+    (["ifconfig", "shmif01", "create"], f"shmif01: cannot create: {NOT_A_SHMIF_NAME}"),
+    (["ifconfig", "shmif10000", "create"], f"shmif10000: cannot create: {NOT_A_SHMIF_NAME}"),
+    (["ifconfig", "shmif" + FIVE_THOUSAND, "create"], f"shmif1111111111...: cannot create: {NOT_A_SHMIF_NAME}"),
     (["ifconfig", "shmif1", "inet", "10.0.1.1", "netmask", "0x1"],
      "netmask '0x1' is not a netmask (255.255.255.0 or 0xffffff00)"),
     (["ifconfig", "shmif1", "inet", "10.0.1.1", "netmask", "255.0.255.0"],
@@ -129,8 +127,8 @@ PROTOCOL_REFUSED = [
     ("sysctl_set", {"name": "net.inet.ip.ttl", "value": "６４"}, "net.inet.ip.ttl: '６４' is not a number"),
     ("sysctl_set", {"name": "net.inet.ip.ttl", "value": "64_0"}, "net.inet.ip.ttl: '64_0' is not a number"),
     ("sysctl_set", {"name": "net.inet.ip.ttl", "value": 6.4}, "sysctl_set: value must be an integer or a string"),
-    ("if_create", {"name": "shmif01"}, "shmif01: not an interface name"),
-    ("if_create", {"name": "shmif" + FIVE_THOUSAND}, "shmif1111111111...: not an interface name"),
+    ("if_create", {"name": "shmif01"}, "shmif01: cannot create: not a shmif name"),
+    ("if_create", {"name": "shmif" + FIVE_THOUSAND}, "shmif1111111111...: cannot create: not a shmif name"),
     ("if_address", {"name": "shmif1", "address": "10.0.1.1", "netmask": "0.0.0.1"},
      "bad address '10.0.1.1': 0.0.0.1: the ones of a netmask come first"),
     ("if_address", {"name": "shmif1", "address": "10.0.1.1/0.0.0.1"}, "bad address '10.0.1.1/0.0.0.1'"),
@@ -232,12 +230,12 @@ def test_netmask_accepted_iff_its_ones_come_first(mask):
             assert not contiguous
 
 
-@given(st.one_of(st.text(max_size=20), st.from_regex(r"[a-z]{1,6}[0-9]{1,6}", fullmatch=True)))
-def test_interface_name_is_a_driver_and_a_plain_unit(name):
-    match = re.fullmatch(r"([a-z]+)(0|[1-9][0-9]*)", name, re.ASCII)
-    expected = (match.group(1), int(match.group(2))) if match and int(match.group(2)) <= 9999 \
-        and len(name) < 16 else None
+@given(st.one_of(st.text(max_size=20), st.from_regex(r"shmif[0-9]{1,6}", fullmatch=True)))
+def test_shmif_name_is_shmif_and_a_plain_unit(name):
+    """shmifN: N plain ASCII decimal from 0 to 9999, no leading zeros; anything else is refused."""
+    match = re.fullmatch(r"shmif(0|[1-9][0-9]*)", name, re.ASCII)
+    good = bool(match) and int(match.group(1)) <= 9999
     try:
-        assert split_name(name) == expected
+        assert check_name(name) == "shmif" and good
     except ValueError:
-        assert expected is None
+        assert not good

@@ -4,6 +4,8 @@
     ifconfig shmif0 linkstr /tmp/bus
     ifconfig shmif0 inet 10.0.0.1 netmask 255.255.255.0     (or 10.0.0.1/24)
     ifconfig shmif0 up | down | destroy | delete | ip4csum | -udp4csum ...
+    ifconfig shmif0 pcap FILE | -pcap
+    ifconfig shmif0 impair loss 5% delay 20ms duplicate 1% reorder 1% corrupt 1% seed 7 | impair none
     ifconfig -a [-v] | ifconfig shmif0 [-v] | ifconfig -l
 
 Every word of a command line is checked before the first one is applied.
@@ -11,9 +13,11 @@ Every word of a command line is checked before the first one is applied.
 
 import ipaddress
 import os
+import re
 
 from .. import numbers, offload
-from ..ifnet import flag_names, netmask_prefixlen, parse_address, split_name
+from ..if_impair import Impairment
+from ..ifnet import flag_names, netmask_prefixlen, parse_address, shown_name
 from .common import Usage, fail, run_client
 
 HELP = __doc__.split("\n\n", 1)[1].rsplit("\n\n", 1)[0]
@@ -26,6 +30,48 @@ def parse_netmask(text):
     except ValueError:
         raise Usage(f"netmask {numbers.shown(text)} is not a netmask (255.255.255.0 or 0xffffff00)") from None
     return str(ipaddress.IPv4Network(f"0.0.0.0/{prefixlen}").netmask)
+
+
+IMPAIR_KEYS = ("loss", "delay", "duplicate", "reorder", "corrupt", "seed")
+_TIME = re.compile(r"([0-9]+(?:\.[0-9]+)?)(us|ms|s)")
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
+
+
+def parse_impair_value(key, text):
+    """One impairment's value as ifconfig takes it: 5% (probabilities), 20ms (delay), 7 (seed)."""
+    try:
+        if key == "seed":
+            return numbers.integer(text, 0, 2 ** 32 - 1)
+        if key == "delay":
+            match = _TIME.fullmatch(text)
+            if not match:
+                raise Usage(f"impair delay {numbers.shown(text)} is not a time (20ms, 1.5s or 500us)")
+            return numbers.decimal(match.group(1), 0, 60 / _UNITS[match.group(2)]) * _UNITS[match.group(2)]
+        if not text.endswith("%"):
+            raise Usage(f"impair {key} {numbers.shown(text)} is not a percentage (5% or 0.5%)")
+        return numbers.decimal(text[:-1], 0, 100) / 100
+    except ValueError as e:
+        raise Usage(f"impair {key}: {e}") from None
+
+
+def parse_impairment(words, i):
+    """The words after `impair` from index i: (its arguments, the index of its last word)."""
+    if i < len(words) and words[i] == "none":
+        return {}, i
+    args = {}
+    while i < len(words) and words[i] in IMPAIR_KEYS:
+        key = words[i]
+        if i + 1 >= len(words):
+            raise Usage(f"impair {key} needs a value")
+        args[key] = parse_impair_value(key, words[i + 1])
+        i += 2
+    if not args:
+        raise Usage(f"impair needs none or one or more of: {', '.join(IMPAIR_KEYS)}")
+    try:
+        Impairment(**args)
+    except ValueError as e:
+        raise Usage(f"impair: {e}") from None
+    return args, i - 1
 
 
 def parse_operations(words):
@@ -67,12 +113,21 @@ def parse_operations(words):
                 args["netmask"] = parse_netmask(operand("netmask"))
                 i += 1
             ops.append(("inet", args))
+        elif word == "pcap":
+            ops.append(("pcap", {"path": os.path.abspath(operand(word))}))
+            i += 1
+        elif word == "-pcap":
+            ops.append(("pcap", {}))
+        elif word == "impair":
+            args, i = parse_impairment(words, i + 1)
+            ops.append(("impair", args))
         elif word.lstrip("-") in offload.KEYWORDS:
             bits = offload.KEYWORDS[word.lstrip("-")]
             ops.append(("capabilities", {"disable": bits} if word.startswith("-") else {"enable": bits}))
         else:
             raise Usage(f"{word!r}: unknown keyword (known: create, destroy, linkstr PATH, inet ADDR [netmask M], "
-                        "up, down, delete, ip4csum, udp4csum, tcp4csum, tso4 and their -negations)")
+                        "up, down, delete, pcap FILE, -pcap, impair ..., "
+                        "ip4csum, udp4csum, tcp4csum, tso4 and their -negations)")
         i += 1
     return ops
 
@@ -96,6 +151,10 @@ async def apply(node, name, ops):
                 await node.call("if_up", name=name, up=call == "up")
             elif call == "capabilities":
                 await node.call("if_capabilities", name=name, **args)
+            elif call == "pcap":
+                await node.call("if_pcap", name=name, **args)
+            elif call == "impair":
+                await node.call("if_impair", name=name, **args)
     except OSError:
         if created:
             await node.call("if_destroy", name=name)
@@ -111,6 +170,10 @@ def format_interface(info, verbose=False):
     lines.append(f"\taddress: {info['mac']}")
     if info["linkstr"]:
         lines.append(f"\tlinkstr: {info['linkstr']}")
+    if info.get("pcap"):
+        lines.append(f"\tpcap: {info['pcap']}")
+    if info.get("impair"):
+        lines.append(f"\timpair: {info['impair']}")
     for a in info["addresses"]:
         lines.append(f"\tinet {a['address']}/{a['prefixlen']} broadcast {a['broadcast']} flags 0x0")
     c = info["counters"]
@@ -158,10 +221,6 @@ def main(argv, server):
     name, ops = words[0], parse_operations(words[1:])
     if name.startswith("-"):
         raise Usage(f"unknown option {name!r} (known: -a, -l, -v)")
-    try:
-        split_name(name)
-    except ValueError as e:
-        raise Usage(str(e)) from None
 
     async def body(node):
         if ops:
