@@ -96,7 +96,7 @@ async def test_a_driver_of_the_tests_carries_ping_and_udp(queue_driver):
         assert a.interfaces["tq0"].kind == "tq"
         assert await ping_once(a, "10.0.0.2")
         with b.socket(SOCK_DGRAM) as server, a.socket(SOCK_DGRAM) as client:
-            server.bind(("0.0.0.0", 9000))
+            await server.bind(("0.0.0.0", 9000))
             await client.sendto(b"over the queues", ("10.0.0.2", 9000))
             data, (host, _) = await server.recvfrom(100)
         assert (data, host) == (b"over the queues", "10.0.0.1")

@@ -201,7 +201,7 @@ async def test_ctlinput_sees_only_whole_quotes(tmp_path_factory, icmp_type, code
         toy = Toy()
         b.protosw.register(TOY, toy.entry())
         ifp = b.interfaces["shmif0"]
-        b.if_input(ifp, icmp_error_frame(ifp.mac, icmp_type, code, quote))
+        b.if_input(ifp, [icmp_error_frame(ifp.mac, icmp_type, code, quote)])
         hlen = (quote[0] & 0xF) * 4 if quote else 0
         whole = len(quote) >= 20 and quote[0] >> 4 == 4 and hlen >= 20 and len(quote) >= hlen + 8
         if whole and quote[9] == TOY:
@@ -225,7 +225,7 @@ async def test_udp_ctlinput_gives_the_connected_socket_its_error(tmp_path, icmp_
         udp.ulen = len(bytes(udp))
         quote = bytes(dpkt.ip.IP(src=bytes([10, 0, 0, 2]), dst=bytes([10, 0, 0, 9]), p=17, data=udp))
         ifp = b.interfaces["shmif0"]
-        b.if_input(ifp, icmp_error_frame(ifp.mac, icmp_type, code, quote))
+        b.if_input(ifp, [icmp_error_frame(ifp.mac, icmp_type, code, quote)])
         if expected is None:
             with pytest.raises(OSError) as raised:
                 await sock.recvfrom(timeout=0.1)
