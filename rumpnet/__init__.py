@@ -6,23 +6,23 @@ Run a node inside your own trio program::
         ifname = node.create_shmif("/tmp/bus")
         node.add_address(ifname, "10.0.0.1/24")
         sock = node.socket(rumpnet.SOCK_RAW, rumpnet.IPPROTO_ICMP)
-        stats = await rumpnet.ping(sock, "10.0.0.2", count=3)
+        stats = await rumpnet.tools.ping(sock, "10.0.0.2", count=3)
 
 or talk to a node running in another process (`rumpnet server URL`) with
 `rumpnet.connect(url)`.
 """
 
-from .bus import Bus, BusError, BusHeader, Cursor, create
 from .client import NodeUnreachable, RemoteNode, RemoteSocket, connect
-from .if_clone import register_driver, unregister_driver
-from .if_impair import Impairment
-from .ifnet import Driver, InterfaceError
-from .ip import IPPROTO_ICMP, IPPROTO_UDP
-from .node import Node, open_node
-from .ping import PingStats, ping
-from .protosw import Protosw
-from .server import serve
-from .sockets import SHUT_RD, SHUT_RDWR, SHUT_WR, SOCK_DGRAM, SOCK_RAW, SOCK_STREAM, Socket, UserRequests
+from .kern.node import Node, open_node
+from .kern.server import serve
+from .kern.sockets import SHUT_RD, SHUT_RDWR, SHUT_WR, SOCK_DGRAM, SOCK_RAW, SOCK_STREAM, Socket, UserRequests
+from .net.bus import Bus, BusError, BusHeader, Cursor, create
+from .net.if_clone import register_driver, unregister_driver
+from .net.if_impair import Impairment
+from .net.ifnet import Driver, InterfaceError
+from .netinet.ip import IPPROTO_ICMP, IPPROTO_UDP
+from .netinet.protosw import Protosw
+from .tools.ping import PingStats, ping
 
 __all__ = [
     "Bus", "BusError", "BusHeader", "Cursor", "create",

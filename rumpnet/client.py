@@ -5,17 +5,17 @@ whose sockets (RemoteSocket) offer the same async methods as local ones, so
 tools such as ping run unchanged over either. This is rumpnet's rumpclient.
 """
 
+from contextlib import asynccontextmanager
 import errno
 import itertools
 import os
-from contextlib import asynccontextmanager
 
 import trio
 
-from .protocol import (MAX_REPLY_DATA, MAX_REPLY_HEADER, MAX_REQUEST_DATA, PROTOCOL_VERSION, MessageStream,
-                       ProtocolError, parse_url)
-from .sockets import SOCK_STREAM, SOMAXCONN
-from .tasks import open_service_nursery
+from .kern.protocol import (MAX_REPLY_DATA, MAX_REPLY_HEADER, MAX_REQUEST_DATA, PROTOCOL_VERSION, MessageStream,
+                            ProtocolError, parse_url)
+from .kern.sockets import SOCK_STREAM, SOMAXCONN
+from .kern.tasks import open_service_nursery
 
 
 class NodeUnreachable(Exception):

@@ -5,6 +5,7 @@ frames are made with dpkt, independently of the stack's own header code.
 """
 
 import atexit
+from contextlib import asynccontextmanager
 import os
 import pwd
 import shutil
@@ -14,13 +15,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import asynccontextmanager
 
-
-from .bus import Bus
-from .node import open_node
-from .ping import ping
-from .sockets import SOCK_RAW
+from .kern.node import open_node
+from .kern.sockets import SOCK_RAW
+from .net.bus import Bus
+from .tools.ping import ping
 
 PYTHON = sys.executable
 
@@ -128,8 +127,9 @@ def as_user(argv, user):
 
 
 def _needed_paths():
-    import rumpnet
     import trio
+
+    import rumpnet
     return [sys.prefix, sys.base_prefix, os.path.dirname(os.path.dirname(rumpnet.__file__)),
             os.path.dirname(os.path.dirname(trio.__file__))]
 

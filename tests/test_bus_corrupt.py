@@ -6,7 +6,7 @@ import struct
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rumpnet.bus import BUS_SIZE, DATA_SIZE, Bus, BusError, Cursor, check_header
+from rumpnet.net.bus import BUS_SIZE, DATA_SIZE, Bus, BusError, Cursor, check_header
 
 
 def corrupt_bus(path, first, last, generation, ring_bytes):

@@ -1,6 +1,6 @@
 """A reader's cursor: where it starts, what it steps over, and how much one read takes."""
 
-from rumpnet.bus import Bus, Cursor
+from rumpnet.net.bus import Bus, Cursor
 
 
 def fill_until_newest_wraps(bus):

@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from rumpnet.bus import BUS_SIZE, Bus, BusError
+from rumpnet.net.bus import BUS_SIZE, Bus, BusError
 
 
 def digest(path):

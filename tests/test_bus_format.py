@@ -6,7 +6,7 @@ import struct
 import dpkt
 
 from busreader import RING, SIZE, read_header, walk
-from rumpnet.bus import Bus, Cursor
+from rumpnet.net.bus import Bus, Cursor
 
 
 def test_bus_after_ping_exchange(pair, bus):

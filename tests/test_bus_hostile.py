@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from rumpnet.bus import BUS_SIZE, DATA_SIZE, RECORD
+from rumpnet.net.bus import BUS_SIZE, DATA_SIZE, RECORD
 from rumpnet.testing import run
 
 _FIRST, _LAST, _GEN = 16, 20, 8
@@ -67,7 +67,7 @@ def idle_cpu(node, seconds=1.0):
 
 
 def shmif_counter(node, name):
-    from rumpnet.counters import DESCRIPTIONS
+    from rumpnet.kern.counters import DESCRIPTIONS
     text = dict(DESCRIPTIONS["shmif"])[name]
     done = node.run("netstat", "-s", "-p", "shmif")
     assert done.returncode == 0, done.stderr
@@ -215,7 +215,7 @@ def test_newest_record_lengthened(pair, bus, length):
 
 HOG = """
 import sys, time
-from rumpnet.bus import Bus
+from rumpnet.net.bus import Bus
 bus = Bus(sys.argv[1])
 bus.lock()
 print("locked", flush=True)

@@ -11,7 +11,7 @@ import struct
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rumpnet.bus import DATA_SIZE, RECORD, Bus, BusError, Cursor
+from rumpnet.net.bus import DATA_SIZE, RECORD, Bus, BusError, Cursor
 
 LIMIT, BUDGET = 8, 4096
 MARK = b"\x02rumpnet-prop"

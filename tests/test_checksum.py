@@ -6,7 +6,7 @@ import dpkt
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rumpnet.checksum import in_cksum, ones_sum
+from rumpnet.netinet.checksum import in_cksum, ones_sum
 
 
 def reference(data):

@@ -62,7 +62,7 @@ def test_profiles_load_from_a_checkout_whatever_the_install():
     with an install that does not map stacks/ (a wheel, not an editable install) it must still load."""
     code = ("import sys\n"
             "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]\n"
-            "from rumpnet.profile import available, load\n"
+            "from rumpnet.kern.profile import available, load\n"
             "print(available(), load('router')[1])\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=CHECKOUT, capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr

@@ -17,15 +17,15 @@ import time
 import pytest
 
 from rumpnet import connect, open_node
-from rumpnet.control import MAX_CALLS_IN_FLIGHT, MAX_CONNECTIONS, serve
-from rumpnet.protocol import MAX_REQUEST_DATA, MAX_REQUEST_HEADER, PROTOCOL_VERSION
+from rumpnet.kern.control import MAX_CALLS_IN_FLIGHT, MAX_CONNECTIONS, serve
+from rumpnet.kern.protocol import MAX_REQUEST_DATA, MAX_REQUEST_HEADER, PROTOCOL_VERSION
 from rumpnet.testing import run
 
 RSS_BOUND = 150 * 1024 * 1024
 
 
 def message(header, data=b""):
-    """Framing written out by hand, independently of rumpnet.protocol.encode."""
+    """Framing written out by hand, independently of rumpnet.kern.protocol.encode."""
     raw = json.dumps(header).encode()
     return struct.pack("!II", len(raw), len(data)) + raw + data
 
@@ -428,7 +428,7 @@ async def test_internal_error_is_eio_and_logged(workdir, caplog):
         node.sockets = broken
         path = str(workdir / "n.sock")
         await node.nursery.start(serve, node, path)
-        with caplog.at_level(logging.ERROR, logger="rumpnet.control"):
+        with caplog.at_level(logging.ERROR, logger="rumpnet.kern.control"):
             async with connect(f"unix://{path}") as remote:
                 with pytest.raises(OSError) as failure:
                     await remote.call("sockets")

@@ -11,7 +11,7 @@ import time
 import dpkt
 import pytest
 
-from rumpnet.counters import DESCRIPTIONS
+from rumpnet.kern.counters import DESCRIPTIONS
 from rumpnet.testing import frames_on, inject
 
 FAKE = b"\x02\x00\x00\x00\x00\x99"
@@ -26,7 +26,7 @@ def mac_of(node):
 
 
 def netstat_s(node, *args):
-    """`netstat -s` as {protocol: {counter: value}}, the counters named as rumpnet.counters names them."""
+    """`netstat -s` as {protocol: {counter: value}}, the counters named as rumpnet.kern.counters names them."""
     done = node.run("netstat", "-s", *args)
     assert done.returncode == 0, done.stderr
     names = {proto: {text: key for key, text in rows} for proto, rows in DESCRIPTIONS.items()}
@@ -184,7 +184,7 @@ async def test_bus_events_of_every_interface_add_up(tmp_path):
     import trio
 
     from rumpnet import open_node
-    from rumpnet.bus import BUS_SIZE
+    from rumpnet.net.bus import BUS_SIZE
 
     lapped, quiet = str(tmp_path / "lapped"), str(tmp_path / "quiet")
     async with open_node(stack="router") as node:

@@ -18,7 +18,7 @@ from pathlib import Path
 import dpkt
 import pytest
 
-from rumpnet.bus import BUS_SIZE, DATA_SIZE, HEADER, MAGIC
+from rumpnet.net.bus import BUS_SIZE, DATA_SIZE, HEADER, MAGIC
 from rumpnet.testing import NodeProcess, run
 
 PAGES = Path(__file__).parent.parent / "docs" / "commands"

@@ -20,9 +20,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rumpnet.bus import BUS_SIZE, DATA_SIZE, MAGIC, Bus
+from rumpnet.net.bus import BUS_SIZE, DATA_SIZE, MAGIC, Bus
 from rumpnet.cli import dumpbus
-from rumpnet.decode import describe
+from rumpnet.tools.decode import describe
 from rumpnet.testing import inject, rumpnet_command, run
 
 needs_tcpdump = pytest.mark.skipif(shutil.which("tcpdump") is None,

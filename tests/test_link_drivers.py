@@ -9,8 +9,8 @@ import pytest
 import trio
 
 from rumpnet import SOCK_DGRAM, Driver, Impairment, InterfaceError, open_node, register_driver, unregister_driver
-from rumpnet.if_clone import lookup
-from rumpnet.if_shmif import ShmifDriver
+from rumpnet.net.if_clone import lookup
+from rumpnet.net.if_shmif import ShmifDriver
 from rumpnet.testing import ping_once
 from test_counters import netstat_s
 

@@ -7,12 +7,12 @@ import sys
 import time
 
 from busreader import read_header
-from rumpnet.bus import LOCK_STEAL_AFTER, Bus
+from rumpnet.net.bus import LOCK_STEAL_AFTER, Bus
 from rumpnet.testing import as_user
 
 HOLD_LOCK = """
 import sys, time
-from rumpnet.bus import Bus
+from rumpnet.net.bus import Bus
 bus = Bus(sys.argv[1])
 bus.lock()
 print("locked", flush=True)
@@ -79,7 +79,7 @@ def test_node_killed_mid_traffic_does_not_stop_the_others(nodes, bus):
 
 HOLD_LOCK_AND_WRITE = """
 import struct, sys, time
-from rumpnet.bus import Bus
+from rumpnet.net.bus import Bus
 bus = Bus(sys.argv[1])
 bus.lock()
 print("locked", flush=True)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rumpnet.checksum import in_cksum
+from rumpnet.netinet.checksum import in_cksum
 from rumpnet.testing import inject, open_pair, ping_once
 
 BROADCAST = b"\xff" * 6

@@ -1,4 +1,4 @@
-"""`rumpnet perf` and rumpnet.perf: iperf-style UDP figures between two nodes, sender and receiver in the nodes."""
+"""`rumpnet perf` and rumpnet.tools.perf: iperf-style UDP figures between two nodes, sender and receiver in the nodes."""
 
 import json
 import re

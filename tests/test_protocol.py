@@ -8,7 +8,7 @@ import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rumpnet.protocol import PROTOCOL_VERSION, MessageStream, ProtocolError, decode_header, encode, parse_url
+from rumpnet.kern.protocol import PROTOCOL_VERSION, MessageStream, ProtocolError, decode_header, encode, parse_url
 
 headers = st.dictionaries(st.text(max_size=10), st.one_of(st.integers(), st.text(max_size=20), st.none()),
                           max_size=5)

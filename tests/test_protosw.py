@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 
 import rumpnet
 from rumpnet import SOCK_RAW
-from rumpnet.ip import ip_output
-from rumpnet.loopback import IFQ_MAXLEN
-from rumpnet.protosw import Protosw
+from rumpnet.netinet.ip import ip_output
+from rumpnet.net.loopback import IFQ_MAXLEN
+from rumpnet.netinet.protosw import Protosw
 from rumpnet.testing import NodeProcess, open_pair, ping_once
 
 TOY = 253  # RFC 3692's number for experiments

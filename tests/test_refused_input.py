@@ -24,9 +24,9 @@ from conftest import UNPRIVILEGED
 from test_control_hostile import call, client
 
 from rumpnet import numbers, open_node
-from rumpnet.if_clone import check_name
-from rumpnet.ifnet import netmask_prefixlen
-from rumpnet.sockets import SOCK_DGRAM
+from rumpnet.net.if_clone import check_name
+from rumpnet.net.ifnet import netmask_prefixlen
+from rumpnet.kern.sockets import SOCK_DGRAM
 from rumpnet.testing import NodeProcess, can_drop_privileges, run
 
 FIVE_THOUSAND = "1" * 5000

@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from rumpnet import SOCK_DGRAM, SOCK_RAW, open_node
-from rumpnet.sockets import MAX_SOCKETS
+from rumpnet.kern.sockets import MAX_SOCKETS
 from rumpnet.testing import open_pair, ping_once
 
 DOC = Path(__file__).parent.parent / "docs" / "udp.md"

@@ -2,7 +2,7 @@
 
 import pytest
 
-from rumpnet.profile import ProfileError, available, load
+from rumpnet.kern.profile import ProfileError, available, load
 from rumpnet.testing import run
 
 

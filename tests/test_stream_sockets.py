@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import rumpnet
 from rumpnet import SHUT_WR, SOCK_STREAM
-from rumpnet.sockets import SockBuf
+from rumpnet.kern.sockets import SockBuf
 
 LOOP = 253  # RFC 3692: an IP protocol number for experiments
 BUFFER = 4096  # each socket's send and receive buffer: small, so that a test fills them

@@ -4,7 +4,7 @@ import dpkt
 import pytest
 
 import rumpnet
-from rumpnet.ping import echo_request
+from rumpnet.tools.ping import echo_request
 from rumpnet.testing import frames_on
 
 

@@ -14,9 +14,9 @@ import pytest
 import trio
 
 from rumpnet import SOCK_DGRAM, SOCK_RAW, open_node
-from rumpnet.bus import Bus
-from rumpnet.callout import Timers
-from rumpnet.ping import ping
+from rumpnet.net.bus import Bus
+from rumpnet.kern.callout import Timers
+from rumpnet.tools.ping import ping
 from rumpnet.testing import frames_on, open_pair
 from test_control_hostile import assert_healthy
 

@@ -10,9 +10,9 @@ import trio
 
 import rumpnet
 from rumpnet import SOCK_DGRAM
-from rumpnet.checksum import in_cksum, pseudo_header_sum
+from rumpnet.netinet.checksum import in_cksum, pseudo_header_sum
 from rumpnet.testing import frames_on, open_pair
-from rumpnet.inpcb import EPHEMERAL_FIRST, EPHEMERAL_LAST
+from rumpnet.netinet.inpcb import EPHEMERAL_FIRST, EPHEMERAL_LAST
 
 
 @pytest.fixture

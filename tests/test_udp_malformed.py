@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rumpnet import SOCK_DGRAM
-from rumpnet.checksum import in_cksum
-from rumpnet.offload import KEYWORDS
+from rumpnet.netinet.checksum import in_cksum
+from rumpnet.net.offload import KEYWORDS
 from rumpnet.testing import inject, open_pair, ping_once
 
 A, B = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])

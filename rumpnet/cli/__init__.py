@@ -4,7 +4,7 @@ import importlib
 import os
 import sys
 
-from ..tasks import only
+from ..kern.tasks import only
 from .common import Usage
 
 # command -> (module, one-line description)

@@ -10,7 +10,7 @@ import sys
 
 import trio
 
-from .. import bench
+from ..tools import bench
 from .common import Parser, fail
 
 

@@ -5,8 +5,8 @@ import sys
 
 import trio
 
-from .. import numbers
 from ..client import NodeUnreachable, connect
+from ..kern import numbers
 
 
 class Usage(Exception):
@@ -29,7 +29,7 @@ MAX_SECONDS = 2147483  # the longest wait a BSD tool takes: INT_MAX milliseconds
 
 
 def ranged(kind, low, high=None):
-    """An argparse type for an int or float from low to high, parsed as rumpnet.numbers does.
+    """An argparse type for an int or float from low to high, parsed as rumpnet.kern.numbers does.
 
     argparse names it in its one-line error: "invalid int from 1 to 255 value: '0'".
     A float always has a highest value: a wait of inf or nan would never end.

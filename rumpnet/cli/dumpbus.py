@@ -11,16 +11,17 @@ The bus is opened read-only and never locked, as shmif_dumpbus does: looking
 at a bus must not change it, and a reader without write permission can look.
 """
 
+from dataclasses import dataclass
 import io
 import os
 import sys
-from dataclasses import dataclass
 
 import trio
 
-from .. import decode, pcap
-from ..bus import DATA_SIZE, MAGIC, RECORD, Bus, BusError, Cursor
-from ..inotify import ModifyWatch
+from ..net import pcap
+from ..net.bus import DATA_SIZE, MAGIC, RECORD, Bus, BusError, Cursor
+from ..net.inotify import ModifyWatch
+from ..tools import decode
 from .common import Parser, fail
 
 BATCH = 64

@@ -7,7 +7,7 @@ The service runs inside the node, not in this command: it answers until it
 is stopped with -d or the node halts.
 """
 
-from .. import echo
+from ..tools import echo
 from .common import Parser, Usage, run_client
 from .nc import PORT
 

@@ -4,7 +4,7 @@ import os
 
 import trio
 
-from ..protocol import parse_url
+from ..kern.protocol import parse_url
 from .common import Parser, run_client
 
 GONE_WITHIN = 5.0  # seconds a halted node may take to remove its control socket

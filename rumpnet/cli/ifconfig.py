@@ -15,9 +15,10 @@ import ipaddress
 import os
 import re
 
-from .. import numbers, offload
-from ..if_impair import Impairment
-from ..ifnet import flag_names, netmask_prefixlen, parse_address, shown_name
+from ..kern import numbers
+from ..net import offload
+from ..net.if_impair import Impairment
+from ..net.ifnet import flag_names, netmask_prefixlen, parse_address, shown_name
 from .common import Usage, fail, run_client
 
 HELP = __doc__.split("\n\n", 1)[1].rsplit("\n\n", 1)[0]

@@ -16,10 +16,10 @@ import sys
 
 import trio
 
-from ..ifnet import ETHERMTU
-from ..ip import IP_HEADER
-from ..sockets import SOCK_DGRAM
-from ..udp import UDP_HEADER
+from ..kern.sockets import SOCK_DGRAM
+from ..net.ifnet import ETHERMTU
+from ..netinet.ip import IP_HEADER
+from ..netinet.udp import UDP_HEADER
 from .common import MAX_SECONDS, Parser, Usage, ranged, run_client
 
 PORT = ranged(int, 1, 65535)

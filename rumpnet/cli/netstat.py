@@ -2,7 +2,7 @@
 
 import ipaddress
 
-from ..counters import DESCRIPTIONS
+from ..kern.counters import DESCRIPTIONS
 from .common import Parser, run_client
 
 

@@ -10,8 +10,8 @@ file that is cut short, not Ethernet, or holds a frame no shmif bus may carry
 leaves the bus untouched.
 """
 
-from .. import pcap
-from ..bus import MAX_FRAME, MIN_FRAME, Bus, BusError, new_sender
+from ..net import pcap
+from ..net.bus import MAX_FRAME, MIN_FRAME, Bus, BusError, new_sender
 from .common import Parser, fail
 
 BATCH = 64  # frames per lock hold and wake-up, as a node's receive batch

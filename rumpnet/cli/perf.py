@@ -3,15 +3,16 @@
     rumpnet perf -s -u [-p PORT] [-w BYTES]                       receiver, until interrupted
     rumpnet perf -c HOST -u [-p PORT] [-l LEN] [-t SECS] [-b RATE]  sender
 
-Both ends run inside their nodes (rumpnet.perf); this command starts them
+Both ends run inside their nodes (rumpnet.tools.perf); this command starts them
 through the control socket and prints what they report.
 """
 
 import ipaddress
 import re
 
-from .. import numbers, perf
-from ..sockets import SB_MAX
+from ..kern import numbers
+from ..kern.sockets import SB_MAX
+from ..tools import perf
 from .common import Parser, Usage, ranged, run_client
 from .nc import PORT
 

@@ -9,10 +9,10 @@ import sys
 
 import trio
 
-from ..ip import IPPROTO_ICMP, MAXTTL
-from ..ping import PingStats, ping
-from ..sockets import SOCK_RAW
-from ..tasks import open_service_nursery
+from ..kern.sockets import SOCK_RAW
+from ..kern.tasks import open_service_nursery
+from ..netinet.ip import IPPROTO_ICMP, MAXTTL
+from ..tools.ping import PingStats, ping
 from .common import MAX_SECONDS, Parser, Usage, ranged, run_client
 
 

@@ -5,11 +5,11 @@ It detaches and returns once the node is ready; -f keeps it in the foreground.
 
 import os
 
-from ..offload import parse_capenable
-from ..profile import ProfileError
-from ..profile import load as load_profile
-from ..protocol import parse_url
-from ..server import daemon, describe, foreground
+from ..kern.profile import ProfileError
+from ..kern.profile import load as load_profile
+from ..kern.protocol import parse_url
+from ..kern.server import daemon, describe, foreground
+from ..net.offload import parse_capenable
 from .common import Parser, Usage, fail
 
 

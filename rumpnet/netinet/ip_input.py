@@ -7,10 +7,10 @@ protosw.py), or to ip_forward. It knows no transport by name.
 
 import struct
 
+from ..net.offload import CSUM_IP_BAD, CSUM_IP_CHECKED
 from .checksum import in_cksum
 from .icmp import icmp_error
 from .ip import INADDR_BROADCAST, IP_HEADER, IP_MF, IP_OFFMASK, IpHeader, route_to
-from .offload import CSUM_IP_BAD, CSUM_IP_CHECKED
 
 
 def ip_input(node, ifp, packet, marks, link_multicast):

@@ -5,15 +5,15 @@ through the control socket, as rump.ping) and the Python API (a local socket):
 both offer async sendto/recvfrom.
 """
 
+from dataclasses import dataclass, field
 import errno
 import math
 import os
 import struct
-from dataclasses import dataclass, field
 
 import trio
 
-from .checksum import in_cksum
+from ..netinet.checksum import in_cksum
 
 ICMP_ECHO = 8
 ICMP_ECHOREPLY = 0

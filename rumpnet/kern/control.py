@@ -4,6 +4,7 @@ A connection is like a client process: the sockets it opens get descriptor
 numbers of its own and are closed when it goes away.
 """
 
+from dataclasses import asdict
 import errno
 import inspect
 import logging
@@ -11,12 +12,11 @@ import os
 import socket as pysocket
 import stat
 import typing
-from dataclasses import asdict
 
 import trio
 
-from . import echo, perf
-from .ifnet import InterfaceError
+from ..net.ifnet import InterfaceError
+from ..tools import echo, perf
 from .protocol import MAX_REPLY_DATA, MAX_REPLY_HEADER, PROTOCOL_VERSION, MessageStream, ProtocolError, encode
 from .sockets import SOMAXCONN
 from .sysctl import SysctlError

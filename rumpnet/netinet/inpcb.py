@@ -10,8 +10,8 @@ the socket a packet is for are the same code for all of them.
 import errno
 import random
 
+from ..kern.sockets import oserror, parse_sockaddr
 from .ip import route_to, source_for
-from .sockets import oserror, parse_sockaddr
 
 EPHEMERAL_FIRST = 49152  # NetBSD's net.inet.ip.anonportmin
 EPHEMERAL_LAST = 65535

@@ -9,14 +9,14 @@ of its down time or its expiry. The table holds at most
 net.inet.arp.max_entries entries; a new one evicts the least recently learned.
 """
 
+from dataclasses import dataclass, field
 import errno
 import ipaddress
 import itertools
 import struct
-from dataclasses import dataclass, field
 
-from .ether import ETHERTYPE_ARP, ETHERTYPE_IP, ether_output
-from .ifnet import BROADCAST_MAC
+from ..net.ether import ETHERTYPE_ARP, ETHERTYPE_IP, ether_output
+from ..net.ifnet import BROADCAST_MAC
 
 ARPHRD_ETHER = 1
 ARPOP_REQUEST = 1

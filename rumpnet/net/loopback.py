@@ -7,12 +7,12 @@ in, and after each socket send. So a protocol that answers itself is not
 re-entered, and a TCP segment to self cannot run inside its own tcp_input.
 """
 
-import errno
 from collections import deque
+import errno
 
 import trio
 
-from .ip_input import ip_input
+from ..netinet.ip_input import ip_input
 from .offload import CSUM_IP_CHECKED, CSUM_L4_CHECKED
 
 IFQ_MAXLEN = 256  # NetBSD's net.inet.ip.ifq.maxlen

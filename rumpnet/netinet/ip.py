@@ -10,8 +10,8 @@ import errno
 import struct
 from typing import NamedTuple
 
+from ..net.offload import IFCAP_CSUM_IPv4_Tx, M_CSUM_IPv4
 from .checksum import in_cksum
-from .offload import IFCAP_CSUM_IPv4_Tx, M_CSUM_IPv4
 
 IPPROTO_ICMP = 1
 IPPROTO_UDP = 17

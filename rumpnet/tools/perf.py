@@ -8,17 +8,17 @@ sends closing datagrams (negative sequence numbers carrying the count sent)
 until the receiver answers with its report, as iperf's server does.
 """
 
+from collections import OrderedDict
+from dataclasses import asdict, dataclass
 import errno
 import json
 import math
 import struct
 import time
-from collections import OrderedDict
-from dataclasses import asdict, dataclass
 
 import trio
 
-from .sockets import SOCK_DGRAM
+from ..kern.sockets import SOCK_DGRAM
 
 DEFAULT_PORT = 5001  # iperf's
 DEFAULT_LENGTH = 1470  # iperf's UDP default; 1472 bytes fill a 1500-byte MTU

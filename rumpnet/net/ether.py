@@ -2,7 +2,7 @@
 
 import struct
 
-from .ip_input import ip_input
+from ..netinet.ip_input import ip_input
 from .offload import RX_BITS, check_rx
 
 ETHERTYPE_IP = 0x0800

@@ -11,7 +11,7 @@ import errno
 
 import trio
 
-from .sockets import SOCK_DGRAM
+from ..kern.sockets import SOCK_DGRAM
 
 ECHO_PORT = 7
 REQUEST_LENGTH = 64  # bytes of a round_trips() request

@@ -1,10 +1,10 @@
 """Stack profiles (stacks/*.toml): which protocols a kind of node runs and its first tunables."""
 
-import tomllib
 from importlib import resources
 from pathlib import Path
+import tomllib
 
-from .in_proto import INETSW
+from ..netinet.in_proto import INETSW
 from .sysctl import Sysctl, SysctlError
 
 REQUIRED = {"ether", "arp", "ip"}
@@ -25,7 +25,7 @@ def profiles():
     try:
         return resources.files("rumpnet.stacks")
     except ModuleNotFoundError:
-        return Path(__file__).resolve().parent.parent / "stacks"
+        return Path(__file__).resolve().parents[2] / "stacks"
 
 
 def available():

@@ -3,12 +3,12 @@
 import errno
 import struct
 
+from ..kern.sockets import UserRequests, oserror, parse_sockaddr
+from ..net.offload import CSUM_L4_BAD, CSUM_L4_CHECKED, IFCAP_CSUM_UDPv4_Tx, M_CSUM_UDPv4
 from .checksum import in_cksum, pseudo_header_sum
 from .icmp import icmp_error
 from .inpcb import ANY, in_pcbbind, in_pcbconnect
 from .ip import IP_HEADER, IPPROTO_UDP, ip_output, route_output, source_for
-from .offload import CSUM_L4_BAD, CSUM_L4_CHECKED, IFCAP_CSUM_UDPv4_Tx, M_CSUM_UDPv4
-from .sockets import UserRequests, oserror, parse_sockaddr
 
 UDP_HEADER = struct.Struct("!HHHH")
 UDP_MAXDATA = 65535 - IP_HEADER.size - UDP_HEADER.size  # larger than any IPv4 packet can carry

@@ -18,6 +18,7 @@ Each record in the ring is a 24-byte header {u32 len, u32 sec, u32 usec,
 wrap around the end of the ring.
 """
 
+from contextlib import contextmanager, nullcontext
 import ctypes
 import errno
 import mmap
@@ -25,7 +26,6 @@ import os
 import stat
 import struct
 import time
-from contextlib import contextmanager, nullcontext
 from typing import NamedTuple
 
 MAGIC = 0xCA11D054

@@ -11,29 +11,31 @@ and output paths take:
     ip_output to an own address -> node.ipintrq -> ip_input, once the sender is done
 """
 
+from contextlib import asynccontextmanager
 import errno
 import ipaddress
 import os
-from contextlib import asynccontextmanager
 
 import trio
 
-from . import arp, ether, icmp, if_clone, if_shmif, ip, numbers, offload, profile, udp
+from . import numbers, profile
+from ..net import ether, if_clone, if_shmif, offload
+from ..net.if_impair import FaultInjector, Impairment
+from ..net.if_pcap import PcapTap
+from ..net.ifnet import (IFF_UP, Interface, InterfaceAddress, InterfaceError, netmask_prefixlen, parse_address,
+                         shown_name)
+from ..net.loopback import LoopbackQueue
+from ..net.route import Route, RouteTable
+from ..netinet import arp, icmp, ip, udp
+from ..netinet.in_proto import protocol_switch
+from ..netinet.inaddr import AddressSets
+from ..netinet.inpcb import PcbTable
+from ..netinet.raw_ip import RAW_USRREQS
 from .callout import Timers
 from .counters import Counters
-from .if_impair import FaultInjector, Impairment
-from .if_pcap import PcapTap
-from .ifnet import IFF_UP, Interface, InterfaceAddress, InterfaceError, netmask_prefixlen, parse_address, shown_name
-from .in_proto import protocol_switch
-from .inaddr import AddressSets
-from .inpcb import PcbTable
-from .loopback import LoopbackQueue
-from .route import Route, RouteTable
-from .raw_ip import RAW_USRREQS
 from .sockets import SOCK_DGRAM, SOCK_RAW, SOCK_STREAM, Socket, UserRequests
 from .sysctl import Sysctl
 from .tasks import open_service_nursery
-
 
 
 class Node:

@@ -15,9 +15,9 @@ for in a way that stops the event loop: transmit that finds it held queues
 its frames, and a task of the driver sends them in one burst once it is free.
 """
 
+from collections import defaultdict
 import errno
 import sys
-from collections import defaultdict
 
 import trio
 

@@ -13,17 +13,19 @@ Round trips, each `pings` exchanges `interval` apart (min, median, p99):
 UDP, each figure for `udp_seconds`: datagrams per second one way at 64 and
 1400 bytes, flat out and (on the nodes) paced below the rate received, and
 request/response round trips per second with one request outstanding. The
-traffic is `rumpnet perf`'s sender and receiver (rumpnet.perf) and the echo
-service and its client (rumpnet.echo), in node processes; as root the same
+traffic is `rumpnet perf`'s sender and receiver (rumpnet.tools.perf) and the echo
+service and its client (rumpnet.tools.echo), in node processes; as root the same
 code runs on kernel sockets in the two namespaces, through KernelStack, so a
 ratio compares the stacks and not two programs. Senders send bursts of 32:
 through sendmmsg on a node's socket, one send each on a kernel socket
 (Python has no sendmmsg).
 
-Helper processes are this module run as `python -m rumpnet.bench ROLE SPEC`;
+Helper processes are this module run as `python -m rumpnet.tools.bench ROLE SPEC`;
 each prints JSON lines: {"ready": true} once it listens, then (a talker) its result.
 """
 
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import asdict, dataclass
 import errno
 import json
 import math
@@ -38,21 +40,19 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import asynccontextmanager, contextmanager
-from dataclasses import asdict, dataclass
 
 import trio
 
 from . import echo, perf
-from .bus import Bus, Cursor, new_sender
-from .client import connect
-from .inotify import ModifyWatch
-from .ip import IPPROTO_ICMP
-from .node import open_node
-from .protocol import parse_url
+from ..client import connect
+from ..kern.node import open_node
+from ..kern.protocol import parse_url
+from ..kern.sockets import SOCK_DGRAM, SOCK_RAW
+from ..kern.tasks import open_service_nursery
+from ..net.bus import Bus, Cursor, new_sender
+from ..net.inotify import ModifyWatch
+from ..netinet.ip import IPPROTO_ICMP
 from .ping import ping
-from .sockets import SOCK_DGRAM, SOCK_RAW
-from .tasks import open_service_nursery
 
 PING_FRAME = 98  # a 56-byte ping on the wire: Ethernet 14 + IPv4 20 + ICMP 8 + 56
 UDP_PORT = 5001
@@ -149,8 +149,8 @@ async def _process(command, stdout=subprocess.PIPE, stderr=None):
 
 @asynccontextmanager
 async def helper(role, spec, netns=None):
-    """Run `python -m rumpnet.bench role spec` (inside netns when given); yields its JSON lines, once ready."""
-    command = [sys.executable, "-m", "rumpnet.bench", role, json.dumps(spec)]
+    """Run `python -m rumpnet.tools.bench role spec` (inside netns when given); yields its JSON lines, once ready."""
+    command = [sys.executable, "-m", "rumpnet.tools.bench", role, json.dumps(spec)]
     if netns:
         command = ["ip", "netns", "exec", netns, *command]
     what = f"the {spec.get('role', role)} helper"

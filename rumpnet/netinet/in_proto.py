@@ -8,7 +8,7 @@ rip_input.
 
 from . import icmp, udp
 from .ip import IPPROTO_ICMP, IPPROTO_UDP
-from .protosw import ProtoSwitch, Protosw
+from .protosw import Protosw, ProtoSwitch
 from .raw_ip import rip_deliver
 
 ICMP_UNREACH_PROTOCOL = 2

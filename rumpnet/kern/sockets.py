@@ -18,13 +18,13 @@ Addresses are ("A.B.C.D", port) tuples, as in Python's socket module; errors
 are OSError with the errno a BSD kernel would give.
 """
 
+from collections import deque
+from contextlib import ExitStack
 import errno
 import ipaddress
 import math
 import os
 import socket
-from collections import deque
-from contextlib import ExitStack
 
 import trio
 

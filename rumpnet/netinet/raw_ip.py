@@ -2,8 +2,8 @@
 
 import errno
 
+from ..kern.sockets import UserRequests, oserror, pack_address
 from .ip import ip_output
-from .sockets import UserRequests, oserror, pack_address
 
 
 class RawUserRequests(UserRequests):

@@ -15,14 +15,14 @@ brought in as one list, and output made while a batch runs through the stack
 and wakes its peers once per batch.
 """
 
+from contextlib import contextmanager
+from dataclasses import dataclass
 import errno
 import ipaddress
 import os
-from contextlib import contextmanager
-from dataclasses import dataclass
 
-from . import numbers, offload
-
+from . import offload
+from ..kern import numbers
 
 IFF_UP = 0x1
 IFF_BROADCAST = 0x2

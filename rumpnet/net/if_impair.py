@@ -8,11 +8,11 @@ what reached the wire. Held frames wait in a bounded heap and go out on trio's
 clock, so tests can run it under a MockClock.
 """
 
+from collections import Counter
+from dataclasses import astuple, dataclass, fields
 import heapq
 import itertools
 import random
-from collections import Counter
-from dataclasses import astuple, dataclass, fields
 
 import trio
 

@@ -17,8 +17,8 @@ import time
 
 import dpkt
 
-from .ether import ETHERTYPE_ARP, ETHERTYPE_IP
-from .ip import IPPROTO_ICMP, IPPROTO_UDP
+from ..net.ether import ETHERTYPE_ARP, ETHERTYPE_IP
+from ..netinet.ip import IPPROTO_ICMP, IPPROTO_UDP
 
 ETHER_HEADER = struct.Struct("!6s6sH")
 ETHERTYPES = {ETHERTYPE_IP: "IPv4", ETHERTYPE_ARP: "ARP", 0x8035: "Reverse ARP", 0x8100: "802.1Q", 0x86DD: "IPv6",

@@ -1,7 +1,7 @@
 """The IPv4 routing table: longest-prefix match, as `route show` lists it."""
 
-import ipaddress
 from dataclasses import dataclass
+import ipaddress
 
 RTF_UP = "U"
 RTF_GATEWAY = "G"

@@ -10,8 +10,8 @@ stack trusts the mark. Either way the frames on the wire are the same.
 
 import struct
 
-from . import numbers
-from .checksum import in_cksum, pseudo_header_sum
+from ..kern import numbers
+from ..netinet.checksum import in_cksum, pseudo_header_sum
 
 IFCAP_TSOv4 = 0x00080
 IFCAP_CSUM_IPv4_Rx = 0x00100
