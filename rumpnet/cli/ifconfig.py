@@ -17,7 +17,7 @@ import re
 
 from ..kern import numbers
 from ..net import offload
-from ..net.if_impair import Impairment
+from ..net.if_impair import MAX_DELAY, Impairment
 from ..net.ifnet import flag_names, netmask_prefixlen, parse_address, shown_name
 from .common import Usage, fail, run_client
 
@@ -47,7 +47,7 @@ def parse_impair_value(key, text):
             match = _TIME.fullmatch(text)
             if not match:
                 raise Usage(f"impair delay {numbers.shown(text)} is not a time (20ms, 1.5s or 500us)")
-            return numbers.decimal(match.group(1), 0, 60 / _UNITS[match.group(2)]) * _UNITS[match.group(2)]
+            return numbers.decimal(match.group(1), 0, MAX_DELAY / _UNITS[match.group(2)]) * _UNITS[match.group(2)]
         if not text.endswith("%"):
             raise Usage(f"impair {key} {numbers.shown(text)} is not a percentage (5% or 0.5%)")
         return numbers.decimal(text[:-1], 0, 100) / 100
