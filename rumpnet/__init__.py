@@ -6,7 +6,7 @@ Run a node inside your own trio program::
         ifname = node.create_shmif("/tmp/bus")
         node.add_address(ifname, "10.0.0.1/24")
         sock = node.socket(rumpnet.SOCK_RAW, rumpnet.IPPROTO_ICMP)
-        stats = await rumpnet.tools.ping(sock, "10.0.0.2", count=3)
+        stats = await rumpnet.ping(sock, "10.0.0.2", count=3)
 
 or talk to a node running in another process (`rumpnet server URL`) with
 `rumpnet.connect(url)`.

@@ -16,7 +16,7 @@ async def ping_all(url, targets, **options):
         sock = await node.socket(rumpnet.SOCK_RAW, rumpnet.IPPROTO_ICMP)
         results = {}
         for target in targets:
-            results[target] = await rumpnet.tools.ping(sock, target, quiet=True, out=lambda *a, **k: None, **options)
+            results[target] = await rumpnet.ping(sock, target, quiet=True, out=lambda *a, **k: None, **options)
         return results
 
 
