@@ -11,7 +11,7 @@ import subprocess
 import pytest
 import trio
 
-from rumpnet import bench, echo, perf
+from rumpnet.tools import bench, echo, perf
 from rumpnet.testing import run
 
 TRIP_FIELDS = {"count", "lost", "min_us", "median_us", "p99_us"}

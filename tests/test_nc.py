@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from rumpnet import echo
+from rumpnet.tools import echo
 from rumpnet.testing import open_pair
 
 

@@ -14,7 +14,8 @@ import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rumpnet import SOCK_DGRAM, offload, open_node
+from rumpnet import SOCK_DGRAM, open_node
+from rumpnet.net import offload
 from rumpnet.testing import frames_on, inject, ping_once, run
 
 ALL, TX, RX = 0x7FF80, 0x6AA80, 0x15500  # the man page's values

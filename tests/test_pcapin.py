@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rumpnet import pcap
+from rumpnet.net import pcap
 from rumpnet.testing import frames_on, inject, run
 
 FAKE = b"\x02\x00\x00\x00\x00\x99"

@@ -6,7 +6,8 @@ import re
 import pytest
 import trio
 
-from rumpnet import SOCK_DGRAM, perf
+from rumpnet import SOCK_DGRAM
+from rumpnet.tools import perf
 from rumpnet.cli.common import Usage
 from rumpnet.cli.perf import format_bits, format_bytes, parse_rate
 from rumpnet.testing import open_pair

@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 from conftest import UNPRIVILEGED
 from test_control_hostile import call, client
 
-from rumpnet import numbers, open_node
+from rumpnet import open_node
+from rumpnet.kern import numbers
 from rumpnet.net.if_clone import check_name
 from rumpnet.net.ifnet import netmask_prefixlen
 from rumpnet.kern.sockets import SOCK_DGRAM
