@@ -18,6 +18,7 @@ its frames, and a task of the driver sends them in one burst once it is free.
 from collections import defaultdict
 import errno
 import sys
+import time
 
 import trio
 
@@ -29,6 +30,7 @@ from .inotify import ModifyWatch
 
 BATCH = 64  # frames the receive loop runs through the stack before it lets other tasks run
 BATCH_BYTES = 16 * 1024  # and bytes: a batch must fit a socket's default queue, which its reader drains after
+LOCK_SPIN = 0.0005  # seconds a busy bus lock is retried between other tasks before it is polled every 1 ms
 SEND_QUEUE = 256  # frames transmit holds while the bus lock is busy; more are dropped and counted
 CORRUPT_LOG_INTERVAL = 10.0  # seconds between log lines about a corrupt ring (each one is counted)
 
@@ -216,12 +218,23 @@ class ShmifDriver(Driver):
         return False
 
     async def _take(self, checked=False):
-        """_grab until it answers, sleeping 1 ms between tries: waiting never stops the event loop."""
+        """_grab until it answers; waiting never stops the event loop.
+
+        A live holder keeps the lock for microseconds, so the first tries
+        come after a trip through the scheduler (other tasks run meanwhile);
+        only a lock still held after LOCK_SPIN seconds is polled every 1 ms,
+        as libshmif sleeps. Sleeping at once made a busy bus lose most of its
+        frames: the reader slept while the writers lapped it.
+        """
         got = self._grab(checked=checked)
         wait = None
+        spin_until = time.monotonic() + LOCK_SPIN
         while got is None:
             wait = wait or shmbus.LockWait(self.bus)
-            await trio.sleep(shmbus.LOCK_POLL)
+            if time.monotonic() < spin_until:
+                await trio.lowlevel.checkpoint()
+            else:
+                await trio.sleep(shmbus.LOCK_POLL)
             got = self._grab(wait)
         return got
 
