@@ -12,7 +12,6 @@ import os
 import pwd
 import re
 import shlex
-import struct
 from pathlib import Path
 
 import dpkt

@@ -18,7 +18,7 @@ import re
 from ..kern import numbers
 from ..net import offload
 from ..net.if_impair import MAX_DELAY, Impairment
-from ..net.ifnet import flag_names, netmask_prefixlen, parse_address, shown_name
+from ..net.ifnet import flag_names, netmask_prefixlen, parse_address
 from .common import Usage, fail, run_client
 
 HELP = __doc__.split("\n\n", 1)[1].rsplit("\n\n", 1)[0]

@@ -173,9 +173,6 @@ class Interface:
     def owns(self, packed):
         return any(a.packed == packed for a in self.addresses)
 
-    def is_broadcast(self, packed):
-        return packed == b"\xff\xff\xff\xff" or any(a.broadcast.packed == packed for a in self.addresses)
-
     def linkstr(self):
         return self.driver.linkstr()
 

@@ -2,8 +2,8 @@
 
 ip_output never calls ip_input: a packet for one of the node's own addresses
 (and the copy of a broadcast, BSD's if_simloop) waits here, and the queue is
-drained once the work that sent it is done: after each frame a driver hands
-in, and after each socket send. So a protocol that answers itself is not
+drained once the work that sent it is done: after each batch of frames a
+driver hands in, and after each socket send. So a protocol that answers itself is not
 re-entered, and a TCP segment to self cannot run inside its own tcp_input.
 """
 

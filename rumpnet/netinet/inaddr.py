@@ -5,7 +5,7 @@ on the hot path; the sets are computed again whenever an address or an
 interface changes, which is rare.
 """
 
-INADDR_BROADCAST = b"\xff\xff\xff\xff"
+from .ip import INADDR_BROADCAST
 
 
 class AddressSets:
