@@ -188,6 +188,7 @@ class Interface:
 
     def stop(self):
         self.flags &= ~IFF_RUNNING
+        self.counters.oerrors += len(self._outq)  # a burst cut short: dropped, and counted as the driver counts
         self._outq = []
         self.driver.stop()
 
