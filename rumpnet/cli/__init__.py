@@ -12,6 +12,7 @@ COMMANDS = {
     "server": ("server", "start a node listening on a control socket URL"),
     "halt": ("halt", "stop the node"),
     "ifconfig": ("ifconfig", "create, configure and show interfaces"),
+    "brconfig": ("brconfig", "add interfaces to a bridge, show what it learned"),
     "ping": ("ping", "send ICMP echo requests from the node"),
     "arp": ("arp", "show and delete ARP cache entries"),
     "route": ("route", "show, add and delete routes"),

@@ -15,6 +15,7 @@ import typing
 
 import trio
 
+from ..net.if_bridge import parse_mac
 from ..net.ifnet import InterfaceError
 from ..tools import echo, perf
 from .protocol import MAX_REPLY_DATA, MAX_REPLY_HEADER, PROTOCOL_VERSION, MessageStream, ProtocolError, encode
@@ -192,6 +193,36 @@ class Connection:
                              reorder: float = 0.0, corrupt: float = 0.0, seed: int = 0):
         self.node.set_impairment(name, {"loss": loss, "delay": delay, "duplicate": duplicate,
                                         "reorder": reorder, "corrupt": corrupt, "seed": seed})
+
+    async def call_bridge_list(self):
+        """Every bridge, as brconfig -a shows them."""
+        now = self.node.now()
+        return [ifp.driver.describe_bridge(now) for ifp in self.node.interfaces.values() if ifp.kind == "bridge"]
+
+    async def call_bridge_show(self, name: str):
+        return self.node.bridge(name).describe_bridge(self.node.now())
+
+    async def call_bridge_add(self, name: str, member: str):
+        self.node.bridge_add(name, member)
+
+    async def call_bridge_delete(self, name: str, member: str):
+        self.node.bridge(name).delete(member)
+
+    async def call_bridge_maxaddr(self, name: str, size: int):
+        self.node.bridge(name).set_maxaddr(size)
+
+    async def call_bridge_timeout(self, name: str, seconds: int):
+        self.node.bridge(name).set_timeout(seconds, self.node.now())
+
+    async def call_bridge_flush(self, name: str):
+        self.node.bridge(name).flush()
+
+    async def call_bridge_deladdr(self, name: str, address: str):
+        try:
+            mac = parse_mac(address)
+        except ValueError as e:
+            raise OSError(errno.EINVAL, f"deladdr: {e}") from None
+        self.node.bridge(name).delete_address(mac)
 
     async def call_route_list(self):
         return [route.describe() for route in self.node.routes.routes]

@@ -82,8 +82,16 @@ DESCRIPTIONS = {
         ("bus_unlinked", "bus files removed or replaced while in use"),
         ("send_dropped", "frames dropped: the bus unusable, or its lock busy while the queue was full"),
     ],
+    "bridge": [
+        ("forwarded", "frames forwarded to the member their destination was learned on"),
+        ("flooded", "frames sent to every other member (destination unknown, broadcast or multicast)"),
+        ("same_port", "frames for an address on the member they came in on (not forwarded)"),
+        ("own_source", "frames from a member's own address heard on another member (dropped)"),
+        ("table_full", "source addresses not learned: the address cache was full (maxaddr)"),
+        ("aged", "learned addresses timed out"),
+    ],
 }
-DRIVER_KINDS = ("shmif",)  # the blocks drivers keep, not the stack
+DRIVER_KINDS = ("shmif", "bridge")  # the blocks drivers keep, not the stack
 
 
 class Counters:

@@ -19,7 +19,7 @@ import os
 import trio
 
 from . import numbers, profile
-from ..net import ether, if_clone, if_shmif, offload
+from ..net import ether, if_bridge, if_clone, if_shmif, offload
 from ..net.if_impair import FaultInjector, Impairment
 from ..net.if_pcap import PcapTap
 from ..net.ifnet import (IFF_UP, Interface, InterfaceAddress, InterfaceError, netmask_prefixlen, parse_address,
@@ -195,6 +195,8 @@ class Node:
         if ifp.driver.needs_linkstr and ifp.linkstr() is None:
             raise InterfaceError(errno.EDESTADDRREQ,
                                  f"{name}: set the bus with linkstr before an address ({ifp.kind}(4))")
+        if ifp.kind == "bridge":
+            raise InterfaceError(errno.EINVAL, f"{name}: a bridge takes no address; give it to a member (bridge(4))")
         iface = parse_interface_address(address, prefixlen, netmask)
         for other in self.interfaces.values():
             if other is not ifp and other.owns(iface.packed):
@@ -255,6 +257,18 @@ class Node:
                 raise InterfaceError(errno.EINVAL, f"{name}: impair: {e}") from None
         off = impairment is None or impairment.none
         ifp.set_layer(FaultInjector, None if off else FaultInjector(impairment, self.nursery))
+
+    # -- bridges (brconfig) ----------------------------------------------------------------
+
+    def bridge(self, name):
+        """The bridge(4) driver behind interface name, which brconfig's requests act on."""
+        ifp = self.interface(name)
+        if not isinstance(ifp.driver, if_bridge.BridgeDriver):
+            raise InterfaceError(errno.EINVAL, f"{name}: not a bridge")
+        return ifp.driver
+
+    def bridge_add(self, name, member):
+        self.bridge(name).add(self.interface(member), self.timers)
 
     # -- routes and ARP (route, arp) ----------------------------------------------------
 

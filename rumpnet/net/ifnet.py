@@ -27,9 +27,10 @@ from ..kern import numbers
 IFF_UP = 0x1
 IFF_BROADCAST = 0x2
 IFF_RUNNING = 0x40
+IFF_PROMISC = 0x100
 IFF_SIMPLEX = 0x800
 IFF_MULTICAST = 0x8000
-IFF_NAMES = [(IFF_UP, "UP"), (IFF_BROADCAST, "BROADCAST"), (IFF_RUNNING, "RUNNING"),
+IFF_NAMES = [(IFF_UP, "UP"), (IFF_BROADCAST, "BROADCAST"), (IFF_RUNNING, "RUNNING"), (IFF_PROMISC, "PROMISC"),
              (IFF_SIMPLEX, "SIMPLEX"), (IFF_MULTICAST, "MULTICAST")]
 
 ETHERMTU = 1500
@@ -224,6 +225,10 @@ class Interface:
         with self.burst():
             self._input(self, frames)
 
+    def deliver(self, frames):
+        """Frames for this interface's stack, handed over above every layer (a bridge's, from a sibling member)."""
+        self._up((), frames)
+
     # -- output --------------------------------------------------------------------------
 
     def output(self, frame, csum_flags=0):
@@ -260,6 +265,10 @@ class Interface:
             self.counters.oerrors += len(frames)  # a layer released them after the interface stopped
         elif frames:
             self.driver.transmit(frames)
+
+    def send_below(self, layer, frames):
+        """Frames a layer sends itself (a bridge forwarding): down through the layers under it only."""
+        self._down(self.layers[self.layers.index(layer) + 1:], frames)
 
     def describe(self):
         """A plain dictionary of this interface, for ifconfig and the control socket."""
