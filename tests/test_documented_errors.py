@@ -94,6 +94,13 @@ FILES = {
 # "peer ADDRESS/N" (a second node on the bus), "no-node", or the arguments of a rumpnet command run
 # against the node; every step must succeed.
 SETUP = {
+    ("brconfig", "rumpnet brconfig shmif0"): ["ifconfig shmif0 create"],
+    ("brconfig", "rumpnet brconfig bridge0 add shmif7"): ["ifconfig bridge0 create"],
+    ("brconfig", "rumpnet brconfig bridge0 add bridge0"): ["ifconfig bridge0 create"],
+    ("brconfig", "rumpnet brconfig bridge0 delete shmif0"): ["ifconfig bridge0 create"],
+    ("brconfig", "rumpnet brconfig bridge0 maxaddr 100000"): ["ifconfig bridge0 create"],
+    ("brconfig", "rumpnet brconfig bridge0 deladdr b2:a0:00:00:00:01"): ["ifconfig bridge0 create"],
+    ("brconfig", "rumpnet ifconfig bridge0 inet 10.0.0.9/24"): ["ifconfig bridge0 create"],
     ("dumpbus", "rumpnet dumpbus half-a-bus"): ["file half-a-bus"],
     ("dumpbus", "rumpnet dumpbus -p bus bus"): ["file bus"],
     ("echo", "rumpnet echo -u"): ["echo -u"],
@@ -187,5 +194,5 @@ def test_every_setup_is_used():
 
 def test_every_page_with_a_node_documents_its_errors():
     pages = {example[0] for example in EXAMPLES}
-    assert pages >= {"arp", "dumpbus", "echo", "halt", "ifconfig", "nc", "netstat", "pcapin", "perf", "ping",
+    assert pages >= {"arp", "brconfig", "dumpbus", "echo", "halt", "ifconfig", "nc", "netstat", "pcapin", "perf", "ping",
                      "route", "server", "sysctl"}
