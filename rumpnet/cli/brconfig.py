@@ -10,9 +10,10 @@ command line is checked before the first one is applied.
 """
 
 from ..kern import numbers
-from ..net.if_bridge import BSTP_FWDDELAY, BSTP_HELLOTIME, BSTP_MAXAGE, BSTP_PRIORITY, IFBIF_NAMES, MAX_TIMEOUT, parse_mac
+from ..net.if_bridge import (BSTP_FWDDELAY, BSTP_HELLOTIME, BSTP_MAXAGE, BSTP_PRIORITY, IFBIF_NAMES, MAX_TIMEOUT,
+                             parse_mac)
 from ..net.ifnet import IFF_NAMES
-from .common import Usage, run_client
+from .common import Usage, run_client, take_server
 
 HELP = __doc__.split("\n\n", 1)[1].rsplit("\n\n", 1)[0]
 TAKES_ONE = {"add": "an interface", "delete": "an interface", "maxaddr": "a size", "timeout": "a number of seconds",
@@ -99,12 +100,7 @@ async def apply(node, name, commands):
 
 def main(argv, server):
     words = list(argv)
-    if "--server" in words:
-        at = words.index("--server")
-        if at + 1 >= len(words):
-            raise Usage("--server needs a URL")
-        server = words[at + 1]
-        del words[at:at + 2]
+    server = take_server(words, server)
     if words and words[0] in ("-h", "--help"):
         print("usage: rumpnet brconfig ...\n" + HELP)
         return 0

@@ -41,6 +41,17 @@ def ranged(kind, low, high=None):
     return convert
 
 
+def take_server(words, server):
+    """Remove `--server URL` from a command's own words (ifconfig, brconfig); the node it names, else server."""
+    if "--server" in words:
+        at = words.index("--server")
+        if at + 1 >= len(words):
+            raise Usage("--server needs a URL")
+        server = words[at + 1]
+        del words[at:at + 2]
+    return server
+
+
 def fail(command, message, status=1):
     print(f"rumpnet {command}: {message}", file=sys.stderr)
     return status

@@ -19,7 +19,7 @@ from ..kern import numbers
 from ..net import offload
 from ..net.if_impair import MAX_DELAY, Impairment
 from ..net.ifnet import flag_names, netmask_prefixlen, parse_address
-from .common import Usage, fail, run_client
+from .common import Usage, fail, run_client, take_server
 
 HELP = __doc__.split("\n\n", 1)[1].rsplit("\n\n", 1)[0]
 
@@ -189,12 +189,7 @@ def format_interface(info, verbose=False):
 
 def main(argv, server):
     words = list(argv)
-    if "--server" in words:
-        at = words.index("--server")
-        if at + 1 >= len(words):
-            raise Usage("--server needs a URL")
-        server = words[at + 1]
-        del words[at:at + 2]
+    server = take_server(words, server)
     if words and words[0] in ("-h", "--help"):
         print("usage: rumpnet ifconfig ...\n" + HELP)
         return 0
