@@ -9,6 +9,7 @@ import pytest
 import trio
 
 from rumpnet import SOCK_DGRAM, Driver, Impairment, InterfaceError, open_node, register_driver, unregister_driver
+from rumpnet.net.if_bridge import BridgeDriver
 from rumpnet.net.if_clone import lookup
 from rumpnet.net.if_shmif import ShmifDriver
 from rumpnet.testing import ping_once
@@ -195,7 +196,7 @@ def test_pcap_and_impair_from_ifconfig_on_shmif(pair, workdir):
     ("shmif01", "not a shmif name"), ("shmif10000", "not a shmif name"), ("shmif", "not a shmif name"),
     ("shmif-1", "not a shmif name"), ("SHMIF0", "no such driver"),
     ("virt0", "no virt driver in this node"), ("xennet3", "no xennet driver in this node"),
-    ("bridge0", "no bridge driver in this node"), ("xvif1i0", "no xvif driver in this node"),
+    ("bridge0", BridgeDriver), ("bridge01", "not a bridge name"), ("xvif1i0", "no xvif driver in this node"),
     ("xvif0i9999", "no xvif driver in this node"),
     ("xvif1", "not a xvif name (xvifXiY"), ("xvif01i0", "not a xvif name"), ("xvif1i", "not a xvif name"),
     ("virt00", "not a virt name"), ("frob0", "no such driver"), ("", "no such driver"), ("0", "no such driver"),
