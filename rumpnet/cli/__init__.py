@@ -13,6 +13,7 @@ COMMANDS = {
     "halt": ("halt", "stop the node"),
     "ifconfig": ("ifconfig", "create, configure and show interfaces"),
     "ping": ("ping", "send ICMP echo requests from the node"),
+    "traceroute": ("traceroute", "print the routers on the way to a host"),
     "arp": ("arp", "show and delete ARP cache entries"),
     "route": ("route", "show, add and delete routes"),
     "sysctl": ("sysctl", "read and set the node's tunables"),
