@@ -17,7 +17,7 @@ COMMANDS = {
     "arp": ("arp", "show and delete ARP cache entries"),
     "route": ("route", "show, add and delete routes"),
     "sysctl": ("sysctl", "read and set the node's tunables"),
-    "netstat": ("netstat", "show interfaces, sockets and protocol counters"),
+    "netstat": ("netstat", "show interfaces, routes, sockets and protocol counters"),
     "nc": ("nc", "send and receive UDP datagrams, as netcat -u"),
     "echo": ("echo", "run a UDP echo service in the node"),
     "perf": ("perf", "measure UDP throughput between two nodes, as iperf -u"),
