@@ -8,6 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import rumpnet
+from rumpnet import IPPROTO_ICMP, SOCK_DGRAM, SOCK_RAW, open_node
 from rumpnet.netinet.checksum import in_cksum
 from rumpnet.testing import NodeProcess, can_drop_privileges
 from rumpnet.tools.traceroute import Answer, mark, parse_answer, probe_port
@@ -161,3 +163,23 @@ def test_parse_answer_finds_the_ports_of_any_answer_cut_anywhere(sport, dport, i
         assert (got.sport, got.dport, got.icmp_type, got.code) == (sport, dport, icmp_type, code)
     else:
         assert got is None
+
+
+async def test_traceroute_on_local_sockets(tmp_path):
+    """The Python API: the same code over a node's own sockets, through a router in the same program."""
+    near, far = str(tmp_path / "near"), str(tmp_path / "far")
+    async with open_node() as a, open_node(stack="router") as r, open_node() as b:
+        r.add_address(r.create_shmif(near), "10.0.1.1/24")
+        r.add_address(r.create_shmif(far), "10.0.2.1/24")
+        a.add_address(a.create_shmif(near), "10.0.1.2/24")
+        b.add_address(b.create_shmif(far), "10.0.2.2/24")
+        a.add_route("default", "10.0.1.1")
+        b.add_route("default", "10.0.2.1")
+        printed = []
+        reached = await rumpnet.traceroute(a.socket(SOCK_DGRAM), a.socket(SOCK_RAW, IPPROTO_ICMP), "10.0.2.2",
+                                           nprobes=1, waittime=5,
+                                           out=lambda text, end="\n": printed.append(text + end))
+    assert reached
+    lines = "".join(printed).splitlines()
+    assert [re.sub(r"\d+\.\d{3} ms", "T ms", line) for line in lines] == [
+        " 1  10.0.1.1 (10.0.1.1)  T ms", " 2  10.0.2.2 (10.0.2.2)  T ms"]
