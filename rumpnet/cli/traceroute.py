@@ -16,13 +16,13 @@ from .common import MAX_SECONDS, Parser, ipv4_host, out, ranged, run_client
 def main(argv, server):
     parser = Parser("traceroute", "Print the route packets take to a host: each router, then the host.")
     parser.add_argument("-n", dest="numeric", action="store_true", help="print addresses only")
-    parser.add_argument("-m", dest="max_ttl", type=ranged(int, 1, MAXTTL),
+    parser.add_argument("-m", dest="max_ttl", metavar="max_ttl", type=ranged(int, 1, MAXTTL),
                         help="most hops to try (default: the node's net.inet.ip.ttl)")
-    parser.add_argument("-p", dest="port", type=ranged(int, 1, 65535), default=BASE_PORT,
+    parser.add_argument("-p", dest="port", metavar="port", type=ranged(int, 1, 65535), default=BASE_PORT,
                         help=f"base UDP port; probe N goes to port+N (default {BASE_PORT})")
-    parser.add_argument("-q", dest="nprobes", type=ranged(int, 1, 100), default=DEFAULT_PROBES,
+    parser.add_argument("-q", dest="nprobes", metavar="nqueries", type=ranged(int, 1, 100), default=DEFAULT_PROBES,
                         help=f"probes per hop (default {DEFAULT_PROBES})")
-    parser.add_argument("-w", dest="waittime", type=ranged(float, 0.01, MAX_SECONDS), default=DEFAULT_WAIT,
+    parser.add_argument("-w", dest="waittime", metavar="waittime", type=ranged(float, 0.01, MAX_SECONDS), default=DEFAULT_WAIT,
                         help=f"seconds to wait for each answer (default {DEFAULT_WAIT:g})")
     parser.add_argument("host")
     args = parser.parse_args(argv)
