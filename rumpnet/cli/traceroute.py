@@ -22,8 +22,8 @@ def main(argv, server):
                         help=f"base UDP port; probe N goes to port+N (default {BASE_PORT})")
     parser.add_argument("-q", dest="nprobes", metavar="nqueries", type=ranged(int, 1, 100), default=DEFAULT_PROBES,
                         help=f"probes per hop (default {DEFAULT_PROBES})")
-    parser.add_argument("-w", dest="waittime", metavar="waittime", type=ranged(float, 0.01, MAX_SECONDS), default=DEFAULT_WAIT,
-                        help=f"seconds to wait for each answer (default {DEFAULT_WAIT:g})")
+    parser.add_argument("-w", dest="waittime", metavar="waittime", type=ranged(float, 0.01, MAX_SECONDS),
+                        default=DEFAULT_WAIT, help=f"seconds to wait for each answer (default {DEFAULT_WAIT:g})")
     parser.add_argument("host")
     args = parser.parse_args(argv)
     ipv4_host(args.host)

@@ -25,6 +25,7 @@ DEFAULT_WAIT = 5.0
 ICMP_UNREACH = 3
 ICMP_TIMXCEED = 11
 ICMP_UNREACH_PORT = 3
+ICMP_UNREACH_NEEDFRAG = 4
 ICMP_UNREACH_PROTOCOL = 2
 IPPROTO_UDP = 17
 _OUTDATA = struct.Struct("!BBxxQ")  # seq, ttl, send time in ns: 12 bytes, so probes are 40 bytes long
@@ -65,7 +66,8 @@ def parse_answer(packet):
     if inner[0] >> 4 != 4 or ihl < IP_HEADER.size or len(inner) < ihl + 4 or inner[9] != IPPROTO_UDP:
         return None
     sport, dport = struct.unpack_from("!HH", inner, ihl)
-    return Answer(icmp_type, code, packet[8], sport, dport, mtu if icmp_type == ICMP_UNREACH and code == 4 else 0)
+    needfrag = icmp_type == ICMP_UNREACH and code == ICMP_UNREACH_NEEDFRAG
+    return Answer(icmp_type, code, packet[8], sport, dport, mtu if needfrag else 0)
 
 
 def probe_port(base, seq):
@@ -79,7 +81,7 @@ def mark(answer):
         return ""
     if answer.code == ICMP_UNREACH_PORT:
         return " !" if answer.ttl <= 1 else ""
-    if answer.code == 4:
+    if answer.code == ICMP_UNREACH_NEEDFRAG:
         return f" !F-{answer.mtu}"
     return " " + UNREACH_MARK.get(answer.code, f"!<{answer.code}>")
 
