@@ -206,12 +206,21 @@ class XenStore:
                 return
             raise
         try:
-            try:
-                os.unlink(parts[-1], dir_fd=parent)
-            except IsADirectoryError:
-                shutil.rmtree(parts[-1], dir_fd=parent)  # fd-based: follows no link inside
-            except FileNotFoundError:
-                pass
+            for _ in range(10):  # a node may be writing under it meanwhile: its temporary files come and go
+                try:
+                    os.unlink(parts[-1], dir_fd=parent)
+                    return
+                except FileNotFoundError:
+                    return
+                except IsADirectoryError:
+                    pass
+                try:
+                    shutil.rmtree(parts[-1], dir_fd=parent)  # fd-based: follows no link inside
+                    return
+                except OSError as e:
+                    if e.errno not in (errno.ENOENT, errno.ENOTEMPTY):
+                        raise StoreError(e.errno, f"{path}: cannot remove: {os.strerror(e.errno)}") from None
+            raise StoreError(errno.EBUSY, f"{path}: cannot remove: keys keep appearing under it")
         finally:
             os.close(parent)
 
