@@ -5,7 +5,9 @@ puts a batch on its transmit ring and kicks the peer once; its receive task
 takes what the peer put on the other ring, one batch per kick. It does not
 know the XenStore: the node's xenbus service (rumpnet/xen/xenbus.py) makes
 the interface, and hands it the ring file and the event channel once the
-two ends have agreed (`connect`). Before that, output is dropped and counted.
+two ends have agreed (`connect`). Before that, output is dropped and counted;
+its receive task runs from then on, so that a peer that goes away is noticed
+even while the interface is down.
 
 Whatever the peer writes in the ring is checked (xenring.Ring.take); a
 corrupt ring, a ring file that changed size or a peer that went away takes
@@ -36,47 +38,53 @@ class XenNetDriver(Driver):
         super().__init__(ifp)
         self.ring_file = None
         self.channel = None
-        self.on_down = None  # the xenbus service's callback: on_down(reason or None when the peer left)
-        self.connected = trio.Event()
+        self.on_down = None  # the xenbus service's callback: on_down(reason, or None when the peer left)
         self.down = None  # why the link went down, once it has
+        self._input = None  # the interface's, while it runs
         self._scope = None
 
     def linkstr(self):
         return self.ring_file.path if self.ring_file else None
 
-    def connect(self, ring_file, channel, on_down):
-        """The link is ready: the rings to use, the event channel, whom to tell when it goes down."""
+    def connect(self, nursery, ring_file, channel, on_down):
+        """The link is ready: the rings, the event channel, whom to tell when it goes down.
+
+        The receive task runs from now on, up or down: it is what notices a
+        peer that went away. While the interface is down it drops what comes.
+        """
         self.ring_file, self.channel, self.on_down = ring_file, channel, on_down
         self.tx = ring_file.ring(self.send_ring)
         self.rx = ring_file.ring(self.receive_ring)
-        self.connected.set()
+        self._scope = trio.CancelScope()
+        nursery.start_soon(self._receive_loop, self._scope)
 
     def start(self, nursery, input):
-        self._scope = trio.CancelScope()
-        nursery.start_soon(self._receive_loop, input, self._scope)
+        self._input = input
 
     def stop(self):
-        if self._scope is not None:
-            self._scope.cancel()
-            self._scope = None
+        self._input = None
 
     def detach(self):
         self.stop()
+        if self._scope is not None:
+            self._scope.cancel()
         if self.channel is not None:
             self.channel.close()
         if self.ring_file is not None:
             self.ring_file.close()
-        self.channel = self.ring_file = None
+        self.channel = self.ring_file = self._scope = None
 
-    async def _receive_loop(self, input, scope):
+    async def _receive_loop(self, scope):
         """Drain the kicks, then the ring; sleep on the event channel only when the ring is empty."""
         with scope:
-            await self.connected.wait()
             while self.down is None:
                 self.channel.drain()
                 frames = self._take()
                 if frames:
-                    input(frames)
+                    if self._input is not None:
+                        self._input(frames)
+                    else:
+                        self.ifp.counters.iqdrops += len(frames)
                     await trio.lowlevel.checkpoint()
                     continue
                 if frames is None:
@@ -98,9 +106,9 @@ class XenNetDriver(Driver):
 
     def transmit(self, frames):
         """A batch onto the transmit ring, one kick for all of it; what does not fit is dropped and counted."""
-        if self.down is not None or not self.connected.is_set() or not self.ring_file.intact():
+        if self.down is not None or self.ring_file is None or not self.ring_file.intact():
             self.ifp.counters.oerrors += len(frames)
-            if self.down is None and self.connected.is_set():
+            if self.down is None and self.ring_file is not None:
                 self._link_down(f"{self.ring_file.path}: the ring file changed size")
             return
         try:
@@ -126,5 +134,7 @@ class XenNetDriver(Driver):
             log(f"{self.ifp.name}: {reason}; link down")
         self.ifp.flags &= ~IFF_RUNNING  # the link carries nothing any more
         self.stop()
+        if self._scope is not None:
+            self._scope.cancel()
         if self.on_down is not None:
             self.on_down(reason)

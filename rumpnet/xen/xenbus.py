@@ -181,6 +181,23 @@ class XenBus:
             self._wake.set()
         return down
 
+    def _read_mac(self, name, path):
+        """The mac key of a device's entry, or None after the diagnostic (told once per value)."""
+        try:
+            text = self.store.read(join(path, "mac"))
+        except StoreError as e:
+            text, problem = None, f"{name}: can't read {path}/mac: {e.errno}"
+        else:
+            problem = f"{name}: {text} is not a valid mac address"
+        mac = parse_mac(text)
+        if mac is None:
+            if path not in self.refused or self.refused[path] != text:
+                self.refused[path] = text
+                log(problem)
+            return None
+        self.refused.pop(path, None)
+        return mac
+
     def _destroy(self, device):
         if device.name in self.node.interfaces:
             self.node.destroy_interface(device.name)
@@ -218,7 +235,7 @@ class XenBus:
                 self._set_state(device, CLOSED)
                 return
             driver = self.node.interfaces[device.name].driver
-            driver.connect(device.ring_file, device.events, self._down(device))
+            driver.connect(self.node.nursery, device.ring_file, device.events, self._down(device))
             self._set_state(device, CONNECTED)
 
     def _stop(self, device):
@@ -228,15 +245,9 @@ class XenBus:
 
     def _probe_front(self, handle, path):
         name = f"xennet{handle}"
-        mac_text = self.store.get(join(path, "mac"))
-        mac = parse_mac(mac_text)
+        mac = self._read_mac(name, path)
         if mac is None:
-            if self.refused.get(path) != mac_text:
-                self.refused[path] = mac_text
-                log(f"{name}: can't read {path}/mac: {errno.ENOENT}" if mac_text is None
-                    else f"{name}: {mac_text} is not a valid mac address")
             return
-        self.refused.pop(path, None)
         old = number(self.store.get(join(path, "event-channel")), 2**31)
         if old is not None:  # a grant this domain made before it was restarted
             _remove_grant(grant_dir(self.store.root, self.domid, old))
@@ -293,15 +304,9 @@ class XenBus:
     def _probe_back(self, guest, handle, path):
         """xennetback_xenbus_create: the interface, its MAC from the entry's mac key; then InitWait."""
         name = f"xvif{guest}i{handle}"
-        mac_text = self.store.get(join(path, "mac"))
-        mac = parse_mac(mac_text)
+        mac = self._read_mac(name, path)
         if mac is None:
-            if self.refused.get(path) != mac_text:
-                self.refused[path] = mac_text
-                log(f"{name}: can't read {path}/mac: {errno.ENOENT}" if mac_text is None
-                    else f"{name}: {mac_text} is not a valid mac address")
             return
-        self.refused.pop(path, None)
         if name in self.node.interfaces:
             self.node.destroy_interface(name)  # a link left down by a corrupt ring
         mac = backend_mac(mac)
@@ -330,7 +335,7 @@ class XenBus:
             return self._refuse(device, f"{where}: cannot open the event channel: {e.strerror}")
         device.channel = channel
         driver = self.node.interfaces[device.name].driver
-        driver.connect(device.ring_file, device.events, self._down(device))
+        driver.connect(self.node.nursery, device.ring_file, device.events, self._down(device))
         self._set_state(device, CONNECTED)
 
     def _refuse(self, device, reason):
