@@ -318,7 +318,12 @@ class XenBus:
         self._set_state(device, INIT_WAIT)
 
     def _connect_back(self, device, guest, front, channel):
-        """Map the frontend's rings and open the event channel; Connected, or Closed with the reason."""
+        """Map the frontend's rings and open the event channel; Connected, or Closed with the reason.
+
+        The channel is noted first: a frontend refused is tried again only
+        once it offers another one (a restarted guest), not on every change.
+        """
+        device.channel = channel
         tx = number(self.store.get(join(front, "tx-ring-ref")), 2**32)
         rx = number(self.store.get(join(front, "rx-ring-ref")), 2**32)
         if channel is None or tx != 2 * channel or rx != 2 * channel + 1:
@@ -333,7 +338,6 @@ class XenBus:
             return self._refuse(device, str(e))
         except OSError as e:
             return self._refuse(device, f"{where}: cannot open the event channel: {e.strerror}")
-        device.channel = channel
         driver = self.node.interfaces[device.name].driver
         driver.connect(self.node.nursery, device.ring_file, device.events, self._down(device))
         self._set_state(device, CONNECTED)
