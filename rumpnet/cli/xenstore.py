@@ -67,7 +67,7 @@ def write_main(argv, server):
         for key, value in zip(args.pairs[::2], args.pairs[1::2]):
             store.write(absolute(key), value)
     except StoreError as e:
-        return fail("xenstore-write", f"could not write path {key}: {e.strerror}")
+        return fail("xenstore-write", e.strerror)
     return 0
 
 
@@ -82,7 +82,7 @@ def ls_main(argv, server):
     try:
         if not store.is_dir(top):
             store.read(top)  # the reason: missing, or a value rather than children
-            raise StoreError(0, "has a value, not children")
+            raise StoreError(errno.ENOTDIR, f"{top}: has a value, not children")
         depth0 = len([p for p in top.split("/") if p]) + 1
         for key, value in store.walk(top):
             if key == top:
@@ -94,7 +94,7 @@ def ls_main(argv, server):
             else:
                 print(f"{' ' * (depth - depth0)}{key.rsplit('/', 1)[1]} = {shown}")
     except StoreError as e:
-        return fail("xenstore-ls", f"{args.path}: {e.strerror}")
+        return fail("xenstore-ls", e.strerror)
     return 0
 
 
@@ -121,5 +121,5 @@ def watch_main(argv, server):
         store.ensure()
         trio.run(watch, restrict_keyboard_interrupt_to_checkpoints=True)
     except StoreError as e:
-        return fail("xenstore-watch", f"{args.path}: {e.strerror}")
+        return fail("xenstore-watch", e.strerror)
     return 0

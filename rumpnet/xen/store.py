@@ -73,7 +73,8 @@ class XenStore:
             fd = self._open_dir([], create=False)
             os.close(fd)
         except OSError as e:
-            raise StoreError(e.errno, f"{self.root}: cannot use as a XenStore: {os.strerror(e.errno)}") from None
+            code = errno.ENOTDIR if e.errno == errno.EEXIST else e.errno  # a file where the directory should be
+            raise StoreError(code, f"{self.root}: cannot use as a XenStore: {os.strerror(code)}") from None
 
     # -- walking without following links ----------------------------------------------
 
