@@ -137,6 +137,9 @@ def test_backend_mac_diagnostics(xen, mac, line):
     assert interfaces(dom0) == (["xvif1i0"] if good else [])
     assert xen.read(f"{BACK}/1/0/state") == ("2" if good else "1")  # InitWait, waiting for a guest
     assert sum("xvif1i0" in text for text in log_of(dom0).splitlines()) == 1
+    done = xen.xen("xl", "network-detach", 1, 0)  # Closed at once, interface or none
+    assert done.returncode == 0 and done.stdout == "", done.stdout + done.stderr
+    assert interfaces(dom0) == [] and xen.read(f"{BACK}/1/0/state") is None
 
 
 def test_killed_guest_closes_the_backend_and_a_new_one_reconnects(xen):
@@ -223,3 +226,15 @@ def test_one_node_per_domain(xen):
                user=xen.user, timeout=20)
     assert done.returncode == 1
     assert done.stderr == f"rumpnet server: domain 1 already has a node in the XenStore {xen.store}\n"
+
+
+def test_an_xvif_destroyed_by_hand_closes_the_backend(xen):
+    dom0, guest = xen.domain(0), xen.domain(1)
+    attach(xen, 1, "mac=00:16:3e:00:00:40")
+    wait_until(lambda: connected(xen, 1), "Connected")
+    dom0.ifconfig("xvif1i0", "destroy")
+    wait_until(lambda: xen.read(f"{BACK}/1/0/state") == "6", "backend Closed")
+    assert dom0.is_alive() and interfaces(dom0) == []
+    done = xen.xen("xl", "network-detach", 1, 0)
+    assert done.returncode == 0, done.stderr
+    wait_until(lambda: interfaces(guest) == [], "xennet0 removed")

@@ -10,7 +10,7 @@ import errno
 import trio
 
 from ..xen.store import MAX_VALUE, StoreError, XenStore, default_root, join
-from .common import Parser, fail
+from .common import Parser, fail, ranged
 
 
 def _parser(command, description):
@@ -101,7 +101,7 @@ def ls_main(argv, server):
 def watch_main(argv, server):
     parser = _parser("xenstore-watch", "Print PATH, then every key under it that changes, one a line, "
                                        "until interrupted (or -n times).")
-    parser.add_argument("-n", "--count", type=int, default=None, metavar="N",
+    parser.add_argument("-n", "--count", type=ranged(int, 1), default=None, metavar="N",
                         help="exit after N lines (the first is PATH itself)")
     parser.add_argument("path")
     args = parser.parse_args(argv)

@@ -68,11 +68,10 @@ async def network_detach(root, domid, handle, wait=DETACH_WAIT):
     front, back = frontend_path(domid, handle), backend_path(domid, handle)
     if not store.is_dir(back) and not store.is_dir(front):
         raise StoreError(errno.ENOENT, f"domain {domid} has no vif {handle}")
-    closed = True
-    if store.is_dir(back):
+    closed = store.get(join(back, "state")) in (str(CLOSED), None)
+    if not closed:
         store.write(join(back, "online"), "0")
         store.write(join(back, "state"), str(CLOSING))
-        closed = False
         with store.watch(join(back, "state")) as watch, trio.move_on_after(wait):
             while not closed:
                 await watch.changes()

@@ -36,6 +36,7 @@ import sys
 import trio
 
 from ..net import xenring
+from ..net.ifnet import InterfaceError
 from ..net.if_xennet import XenNetDriver
 from ..net.if_xvif import XvifDriver
 from .store import StoreError, XenStore, join
@@ -130,8 +131,8 @@ class XenBus:
                     self._wake = trio.Event()
                     try:
                         self.settle()
-                    except StoreError as e:  # another process's keys: told, and tried again on the next change
-                        log(f"xenbus: {e.strerror}")
+                    except (OSError, InterfaceError) as e:  # the store or the files: told, tried again on the next change
+                        log(f"xenbus: {e.strerror if isinstance(e, OSError) else e}")
 
     async def _watch(self, watch):
         while True:
@@ -205,9 +206,20 @@ class XenBus:
 
     # -- the frontend -------------------------------------------------------------------
 
+    def _gone(self, device, devices, key):
+        """Whether a device's interface was destroyed by hand (ifconfig destroy): then it is Closed."""
+        if device is None or device.name in self.node.interfaces:
+            return False
+        device.close()
+        del devices[key]
+        self._set_state(device, CLOSED)
+        return True
+
     def _settle_front(self, handle):
         path = frontend_path(self.domid, handle)
         device = self.fronts.get(handle)
+        if self._gone(device, self.fronts, handle):
+            return
         exists = self.store.is_dir(path)
         backend = self.store.get(join(path, "backend"))
         bstate = self._state(backend) if backend and backend.startswith("/") else None
@@ -272,6 +284,8 @@ class XenBus:
     def _settle_back(self, guest, handle):
         path = backend_path(guest, handle)
         device = self.backs.get((guest, handle))
+        if self._gone(device, self.backs, (guest, handle)):
+            return
         bstate = self._state(path)
         front = self.store.get(join(path, "frontend"))
         fstate = self._state(front) if front and front.startswith("/") else None
@@ -300,6 +314,8 @@ class XenBus:
         if bstate == INITIALISING or bstate == CLOSED and fstate in (INITIALISING, INITIALISED):
             if len(self.backs) < MAX_DEVICES:
                 self._probe_back(guest, handle, path)
+        elif bstate == CLOSING:  # detached before it had an interface (a bad mac): nothing to close
+            self._set_state(Device(f"xvif{guest}i{handle}", path), CLOSED)
 
     def _probe_back(self, guest, handle, path):
         """xennetback_xenbus_create: the interface, its MAC from the entry's mac key; then InitWait."""
