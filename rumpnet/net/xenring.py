@@ -161,19 +161,25 @@ class PeerGone(Exception):
     """The other end of the event channel closed it: its node ended."""
 
 
+def _open_fifo(path, mode):
+    """A FIFO opened non-blocking, and nothing else: a link or a regular file planted there is refused."""
+    fd = os.open(path, mode | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, f"{path}: not a FIFO")
+    return fd
+
+
 class EventChannel:
     """Our FIFO to sleep on, and the peer's to kick; both non-blocking."""
 
     def __init__(self, listen_path):
-        self.listen = os.open(listen_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        self.listen = _open_fifo(listen_path, os.O_RDONLY)
         self.kick = -1
 
     def connect(self, kick_path):
         """Open the peer's FIFO for writing; it must be listening (ENXIO otherwise)."""
-        info = os.stat(kick_path, follow_symlinks=False)
-        if not stat.S_ISFIFO(info.st_mode):
-            raise OSError(errno.EINVAL, f"{kick_path}: not a FIFO")
-        self.kick = os.open(kick_path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        self.kick = _open_fifo(kick_path, os.O_WRONLY)
 
     def notify(self):
         """Wake the peer; a full FIFO already holds a wake-up. PeerGone when no one listens."""

@@ -122,7 +122,6 @@ class XenBus:
 
     async def run(self):
         """Watch /local/domain and settle the devices after every change, until cancelled."""
-        self.store.write(f"/local/domain/{self.domid}/domid", str(self.domid))
         with self.store.watch("/local/domain") as watch:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._watch, watch)
@@ -415,6 +414,7 @@ async def serve(node, root, *, task_status=trio.TASK_STATUS_IGNORED):
         except BlockingIOError:
             raise StoreError(errno.EBUSY, f"domain {node.domid} already has a node in the XenStore "
                                           f"{store.root}") from None
+        store.write(f"/local/domain/{node.domid}/domid", str(node.domid))
         bus = XenBus(node, store, node.domid)
         task_status.started(bus)
         try:
