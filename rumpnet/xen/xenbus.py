@@ -294,12 +294,14 @@ class XenBus:
             new_frontend = device.state != INIT_WAIT and (
                 fstate == INITIALISING or fstate == INITIALISED and channel != device.channel)
             peer_gone = device.down and driver is not None and driver.down == "peer gone"
-            if bstate is None or peer_gone or new_frontend or bstate == CLOSING and fstate in (CLOSED, None):
+            closing = bstate == CLOSING and (fstate in (CLOSED, None) or device.state != CONNECTED)
+            if bstate is None or peer_gone or new_frontend or closing:
                 self._destroy(device)
                 del self.backs[guest, handle]
                 if bstate is not None:
                     self._set_state(device, CLOSED)
-                device = None
+                if bstate is None or closing:
+                    return
             elif device.state == CONNECTED and (device.down or fstate == CLOSED):
                 self._stop(device)  # a corrupt ring, here or at the frontend: the interface stays, down
                 self._set_state(device, CLOSED)
@@ -310,7 +312,8 @@ class XenBus:
             else:
                 return
             bstate = self._state(path)
-        if bstate == INITIALISING or bstate == CLOSED and fstate in (INITIALISING, INITIALISED):
+        online = self.store.get(join(path, "online")) == "1"  # xl clears it when it detaches
+        if bstate == INITIALISING or bstate == CLOSED and online and fstate in (INITIALISING, INITIALISED):
             if len(self.backs) < MAX_DEVICES:
                 self._probe_back(guest, handle, path)
         elif bstate == CLOSING:  # detached before it had an interface (a bad mac): nothing to close
