@@ -6,7 +6,6 @@ XenStore directory; the diagnostics are read from dom0's standard error.
 
 import os
 import pwd
-import signal
 import time
 
 import pytest

@@ -115,15 +115,12 @@ class XenNetDriver(Driver):
             sent = self.tx.put(frames)
             if sent:
                 self.channel.notify()
-        except xenring.RingError as e:
-            self._link_down(str(e))
-            return
-        except xenring.PeerGone:
-            self._link_down(None)
+        except (xenring.RingError, xenring.PeerGone) as e:
+            self.ifp.counters.oerrors += len(frames)
+            self._link_down(str(e) if isinstance(e, xenring.RingError) else None)
             return
         self.ifp.counters.count_output(frames[:sent])
         self.ifp.counters.oerrors += len(frames) - sent
-        self.stats["ring_full"] = self.stats.get("ring_full", 0) + len(frames) - sent
 
     def _link_down(self, reason):
         """Stop using the link: say why (a corrupt ring) and let the xenbus service change the state."""

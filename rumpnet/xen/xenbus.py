@@ -130,7 +130,7 @@ class XenBus:
                     self._wake = trio.Event()
                     try:
                         self.settle()
-                    except (OSError, InterfaceError) as e:  # the store or the files: told, tried again on the next change
+                    except (OSError, InterfaceError) as e:  # told, and tried again on the next change
                         log(f"xenbus: {e.strerror if isinstance(e, OSError) else e}")
 
     async def _watch(self, watch):
