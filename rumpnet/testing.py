@@ -62,10 +62,10 @@ def wait_for_socket(path, proc=None, timeout=10.0):
 class NodeProcess:
     """A node in a process of its own, in the foreground so that a test can kill it."""
 
-    def __init__(self, path, user=None, stack=None):
+    def __init__(self, path, user=None, stack=None, options=()):
         self.path = str(path)
         self.url = f"unix://{os.path.abspath(self.path)}"
-        argv = rumpnet_command("server", "-f", *(["-s", stack] if stack else []), self.url)
+        argv = rumpnet_command("server", "-f", *(["-s", stack] if stack else []), *options, self.url)
         self.proc = subprocess.Popen(as_user(argv, user) if user else argv, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True, start_new_session=True)
         wait_for_socket(self.path, self.proc)

@@ -137,6 +137,13 @@ SETUP = {
         ["ifconfig shmif0 create linkstr /tmp/lesson/bus inet 10.0.1.2/24", "route add default 10.0.1.1"],
     ("server", "rumpnet server unix:///tmp/lesson/bus"): ["file bus"],
     ("server", "rumpnet server -s /tmp/lesson/odd.toml unix:///tmp/lesson/c.sock"): ["file odd.toml"],
+    ("server", "rumpnet server --domid 0 --xenstore /tmp/lesson/passwd unix:///tmp/lesson/c.sock"): ["file passwd"],
+    ("xl", "rumpnet xl --xenstore /tmp/lesson/xs network-attach 1 handle=0"):
+        ["xl --xenstore /tmp/lesson/xs network-attach 1 handle=0"],
+    ("xenstore", "rumpnet xenstore-ls --xenstore /tmp/lesson/xs /vm/name"):
+        ["xenstore-write --xenstore /tmp/lesson/xs /vm/name lesson"],
+    ("xenstore", "rumpnet xenstore-ls --xenstore /tmp/lesson/xs /nosuch"):
+        ["xenstore-write --xenstore /tmp/lesson/xs /vm/name lesson"],
 }
 NOTES = {"RUMP_SERVER not set": ["no-node"]}
 

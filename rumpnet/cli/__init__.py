@@ -26,12 +26,17 @@ COMMANDS = {
     "pcapin": ("pcapin", "write a pcap file's frames onto a bus, as shmif_pcapin"),
     "bench": ("bench", "measure the bus, the stack and the Linux kernel, as ratios"),
     "demo": ("demo", "start two nodes on a bus and ping between them"),
+    "xenstore-ls": ("xenstore:ls_main", "list the XenStore stand-in's keys as a tree"),
+    "xenstore-read": ("xenstore:read_main", "print XenStore values"),
+    "xenstore-write": ("xenstore:write_main", "set XenStore values"),
+    "xenstore-watch": ("xenstore:watch_main", "print XenStore keys as they change"),
+    "xl": ("xl", "network-attach, network-detach: give a Xen guest node a vif, or take it away"),
 }
 
 
 def usage_text():
     lines = ["usage: rumpnet [--server URL] COMMAND [ARGS...]", "", "commands:"]
-    lines += [f"  {name:10} {text}" for name, (_, text) in COMMANDS.items()]
+    lines += [f"  {name:14} {text}" for name, (_, text) in COMMANDS.items()]
     lines += ["", "The node is the one at --server URL, else $RUMP_SERVER (unix://PATH).",
               "Run `rumpnet COMMAND --help` for a command's options."]
     return "\n".join(lines)
@@ -66,9 +71,10 @@ def _dispatch(argv):
     if name not in COMMANDS:
         print(f"rumpnet: {name}: unknown command (run `rumpnet --help` for the list)", file=sys.stderr)
         return 1
-    module = importlib.import_module(f".{COMMANDS[name][0]}", __name__)
+    module_name, _, entry = COMMANDS[name][0].partition(":")  # a module may hold several commands
+    module = importlib.import_module(f".{module_name}", __name__)
     try:
-        return module.main(argv, server)
+        return getattr(module, entry or "main")(argv, server)
     except Usage as e:
         print(f"rumpnet {name}: {e}", file=sys.stderr)
         return 1

@@ -20,6 +20,7 @@ import trio
 
 from . import numbers, profile
 from ..net import ether, if_bridge, if_clone, if_shmif, offload
+from ..xen import xenbus as xen_bus
 from ..net.if_impair import FaultInjector, Impairment
 from ..net.if_pcap import PcapTap
 from ..net.ifnet import (IFF_UP, Interface, InterfaceAddress, InterfaceError, netmask_prefixlen, parse_address,
@@ -41,8 +42,9 @@ from .tasks import open_service_nursery
 class Node:
     """The stack of one node. Use `open_node()` to get one with its tasks running."""
 
-    def __init__(self, nursery, *, capenable=None, stack="host"):
+    def __init__(self, nursery, *, capenable=None, stack="host", domid=0):
         self.nursery = nursery
+        self.domid = domid  # the Xen domain this node stands for (xvif(4)); 0 is dom0
         self.timers = Timers()
         self.interfaces = {}
         self.routes = RouteTable()
@@ -139,9 +141,13 @@ class Node:
         except KeyError:
             raise InterfaceError(errno.ENXIO, f"{shown_name(name)}: no such interface") from None
 
-    def create_interface(self, name):
-        """A new interface of the driver its name names (if_clone.py), down and unconfigured."""
-        driver_class = if_clone.lookup(name)
+    def create_interface(self, name, driver_class=None):
+        """A new interface of the driver its name names (if_clone.py), down and unconfigured.
+
+        The Xen drivers are not cloned: the xenbus service makes their
+        interfaces and names the driver class itself.
+        """
+        driver_class = driver_class or if_clone.lookup(name)
         if name in self.interfaces:
             raise InterfaceError(errno.EEXIST, f"{name}: already exists")
         ifp = Interface(name, driver_class)
@@ -351,11 +357,18 @@ def parse_interface_address(address, prefixlen=None, netmask=None):
 
 
 @asynccontextmanager
-async def open_node(**options):
-    """Run a node inside the caller's trio program ("the kernel as a library")."""
+async def open_node(*, xenstore=None, **options):
+    """Run a node inside the caller's trio program ("the kernel as a library").
+
+    With xenstore (a directory) the node is a Xen domain of that store
+    (domid=N, 0 by default): its vif entries there become xennet and, in
+    dom0, xvif interfaces (docs/xen.md).
+    """
     async with open_service_nursery() as nursery:
         node = Node(nursery, **options)
         nursery.start_soon(node.timers.run)
+        if xenstore is not None:
+            await nursery.start(xen_bus.serve, node, xenstore)
         try:
             yield node
         finally:

@@ -21,12 +21,13 @@ async def serve(node, url, *, task_status=trio.TASK_STATUS_IGNORED):
     await control.serve(node, parse_url(url), task_status=task_status)
 
 
-async def serve_node(path, ready, stack="host"):
+async def serve_node(path, ready, stack="host", xen=None):
     """Run one node serving the control socket at path until it is halted; call ready() once listening.
 
+    xen: {"domid": N, "xenstore": DIR} makes it a Xen domain (docs/xen.md).
     SIGTERM, SIGINT and SIGHUP halt it the same way, so the socket file goes too.
     """
-    async with open_node(stack=stack) as node:
+    async with open_node(stack=stack, **(xen or {})) as node:
         await node.nursery.start(_halt_on_signal, node)
         await node.nursery.start(control.serve, node, path)
         ready()
@@ -41,7 +42,7 @@ async def _halt_on_signal(node, task_status=trio.TASK_STATUS_IGNORED):
             return
 
 
-def daemon(path, stack="host"):
+def daemon(path, stack="host", xen=None):
     """Start the node in a detached child; return once it listens (None) or failed (the reason)."""
     readable, writable = os.pipe()
     pid = os.fork()
@@ -64,7 +65,7 @@ def daemon(path, stack="host"):
             os.write(writable, b"ready")
             os.close(writable)
 
-        trio.run(serve_node, path, ready, stack)
+        trio.run(serve_node, path, ready, stack, xen)
     except BaseException as e:  # report whatever stopped the node to the waiting parent
         try:
             os.write(writable, describe(e).encode())
@@ -81,11 +82,11 @@ def describe(error):
     return str(error) or type(error).__name__
 
 
-def foreground(path, stack="host"):
+def foreground(path, stack="host", xen=None):
     """Run the node attached to this terminal; its log (faults of its own, with tracebacks) is stderr."""
     logging.basicConfig(stream=sys.stderr, format="rumpnet: %(name)s: %(message)s")
 
     def ready():
         print(f"rumpnet: node ready at unix://{path}", file=sys.stderr)
 
-    trio.run(serve_node, path, ready, stack, restrict_keyboard_interrupt_to_checkpoints=True)
+    trio.run(serve_node, path, ready, stack, xen, restrict_keyboard_interrupt_to_checkpoints=True)

@@ -1,0 +1,222 @@
+"""The shared ring pair of a xennet/xvif link, and the event channel that says "look at the ring".
+
+Xen's netfront and netback share pages granted by the guest, each a ring
+of slots with producer and consumer indices (xen/io/ring.h), and kick each
+other through an event channel. Here the frontend creates one ring-pair
+file in the store's grant directory; both nodes map it:
+
+    offset 0            tx ring: the guest produces, the backend consumes
+    offset RING_BYTES   rx ring: the backend produces, the guest consumes
+
+Each ring (host byte order, as ring.h's shared pages):
+
+    u32 prod      the producer's free-running count of slots filled (ring.h's req_prod)
+    u32 cons      the consumer's free-running count of slots emptied (ring.h's req_cons, shared)
+    56 bytes      padding to one cache line
+    SLOTS slots of SLOT_BYTES: u16 length, then the Ethernet frame
+
+A single producer and a single consumer per ring, so no lock: the producer
+writes slots, then prod; the consumer reads slots up to prod, then cons.
+The peer writes these words, so a consumer checks every one before use:
+more than SLOTS slots outstanding, or a length outside 14..1514, is a
+corrupt ring (RingError) and the link goes down; it is never read past.
+
+The event channel is a pair of FIFOs: each side writes a byte to the
+other's FIFO after a batch and sleeps on its own until woken. A FIFO whose
+only writer is gone reads as end of file, which is how a backend notices a
+guest that died (Xen's toolstack learns it from the hypervisor).
+"""
+
+import errno
+import mmap
+import os
+import stat
+import struct
+
+import trio
+
+SLOTS = 128
+SLOT_BYTES = 2048
+HEADER = struct.Struct("=II56x")
+LENGTH = struct.Struct("=H")
+MIN_FRAME = 14
+MAX_FRAME = 1514
+RING_BYTES = HEADER.size + SLOTS * SLOT_BYTES
+FILE_BYTES = 2 * RING_BYTES
+TX, RX = 0, 1  # the rings, named from the guest's side
+MASK = 0xFFFFFFFF
+
+
+class RingError(Exception):
+    """A ring the peer left in a state no correct peer can: the link must go down."""
+
+
+class Ring:
+    """One ring of the pair, over a writable buffer (the mapping) at offset base."""
+
+    def __init__(self, buffer, which):
+        self.buf = buffer
+        self.base = which * RING_BYTES
+        self.name = "tx" if which == TX else "rx"
+
+    def _indices(self):
+        return HEADER.unpack_from(self.buf, self.base)
+
+    def reset(self):
+        HEADER.pack_into(self.buf, self.base, 0, 0)
+
+    def _slot(self, index):
+        return self.base + HEADER.size + (index % SLOTS) * SLOT_BYTES
+
+    def put(self, frames):
+        """Producer: as many frames as there is room for; returns how many went in."""
+        prod, cons = self._indices()
+        room = SLOTS - ((prod - cons) & MASK)
+        if room < 0 or room > SLOTS:
+            raise RingError(f"{self.name} ring: consumer index {cons} is ahead of producer index {prod}")
+        count = min(room, len(frames))
+        for n in range(count):
+            frame = frames[n]
+            at = self._slot(prod + n)
+            LENGTH.pack_into(self.buf, at, len(frame))
+            self.buf[at + LENGTH.size:at + LENGTH.size + len(frame)] = frame
+        if count:
+            struct.pack_into("=I", self.buf, self.base, (prod + count) & MASK)
+        return count
+
+    def take(self, limit):
+        """Consumer: up to limit frames, oldest first, each checked; RingError when the ring is corrupt."""
+        prod, cons = self._indices()
+        pending = (prod - cons) & MASK
+        if pending > SLOTS:
+            raise RingError(f"{self.name} ring: producer index {prod} is {pending} slots ahead of "
+                            f"consumer index {cons} (the ring has {SLOTS})")
+        frames = []
+        for n in range(min(pending, limit)):
+            at = self._slot(cons + n)
+            (length,) = LENGTH.unpack_from(self.buf, at)
+            if not MIN_FRAME <= length <= MAX_FRAME:
+                raise RingError(f"{self.name} ring: slot {(cons + n) % SLOTS} holds a frame of {length} bytes "
+                                f"(a frame is {MIN_FRAME} to {MAX_FRAME})")
+            frames.append(bytes(self.buf[at + LENGTH.size:at + LENGTH.size + length]))
+        if frames:
+            struct.pack_into("=I", self.buf, self.base + 4, (cons + len(frames)) & MASK)
+        return frames
+
+
+class RingFile:
+    """The mapped ring-pair file; create() for the frontend, open() for the backend."""
+
+    def __init__(self, path, fd):
+        self.path = path
+        self.fd = fd
+        self.map = mmap.mmap(fd, FILE_BYTES)
+
+    @classmethod
+    def create(cls, path):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            os.ftruncate(fd, FILE_BYTES)
+            return cls(path, fd)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    @classmethod
+    def open(cls, path):
+        """The frontend's file, after checking it is one; RingError saying why not."""
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as e:
+            raise RingError(f"{path}: cannot open ring: {os.strerror(e.errno)}") from None
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise RingError(f"{path}: not a regular file; a ring pair is a file of {FILE_BYTES} bytes")
+            if info.st_size != FILE_BYTES:
+                raise RingError(f"{path}: {info.st_size} bytes; a ring pair is {FILE_BYTES}")
+            return cls(path, fd)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def ring(self, which):
+        return Ring(self.map, which)
+
+    def intact(self):
+        """Whether the file still has its size: a shrunk file would fault on access to the mapping."""
+        try:
+            return os.fstat(self.fd).st_size == FILE_BYTES
+        except OSError:
+            return False
+
+    def close(self):
+        if self.fd >= 0:
+            self.map.close()
+            os.close(self.fd)
+            self.fd = -1
+
+
+class PeerGone(Exception):
+    """The other end of the event channel closed it: its node ended."""
+
+
+def _open_fifo(path, mode):
+    """A FIFO opened non-blocking, and nothing else: a link or a regular file planted there is refused."""
+    fd = os.open(path, mode | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, f"{path}: not a FIFO")
+    return fd
+
+
+class EventChannel:
+    """Our FIFO to sleep on, and the peer's to kick; both non-blocking."""
+
+    def __init__(self, listen_path):
+        self.listen = _open_fifo(listen_path, os.O_RDONLY)
+        self.kick = -1
+
+    def connect(self, kick_path):
+        """Open the peer's FIFO for writing; it must be listening (ENXIO otherwise)."""
+        self.kick = _open_fifo(kick_path, os.O_WRONLY)
+
+    def notify(self):
+        """Wake the peer; a full FIFO already holds a wake-up. PeerGone when no one listens."""
+        try:
+            os.write(self.kick, b"!")
+        except BlockingIOError:
+            pass
+        except BrokenPipeError:
+            raise PeerGone() from None
+
+    def drain(self):
+        """Consume the kicks queued so far, so that a kick after this wakes the next wait()."""
+        while True:
+            try:
+                if len(os.read(self.listen, 4096)) < 4096:
+                    return
+            except BlockingIOError:
+                return
+
+    async def wait(self):
+        """Sleep until kicked; PeerGone once the peer, having opened its end, closed it.
+
+        poll(2) on a FIFO reports a hang-up only after a writer has come and
+        gone, never before the first one, so waiting is safe from the start.
+        """
+        while True:
+            await trio.lowlevel.wait_readable(self.listen)
+            try:
+                data = os.read(self.listen, 4096)
+            except BlockingIOError:
+                continue
+            if not data:
+                raise PeerGone()
+            return
+
+    def close(self):
+        for fd in (self.listen, self.kick):
+            if fd >= 0:
+                os.close(fd)
+        self.listen = self.kick = -1

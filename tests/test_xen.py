@@ -1,0 +1,239 @@
+"""xvif(4)/xennet: a dom0 node and guest nodes joined by vif pairs made with `rumpnet xl`.
+
+Real node processes (unprivileged when the tests run as root) sharing one
+XenStore directory; the diagnostics are read from dom0's standard error.
+"""
+
+import os
+import pwd
+import time
+
+import pytest
+
+from rumpnet.net import xenring
+from rumpnet.testing import NodeProcess, can_drop_privileges, run
+
+from conftest import UNPRIVILEGED
+
+BACK = "/local/domain/0/backend/vif"
+
+
+class Sandbox:
+    """A XenStore directory and the nodes of its domains."""
+
+    def __init__(self, workdir, user):
+        self.workdir, self.user = workdir, user
+        self.store = str(workdir / "xenstore")
+        self.nodes = []
+
+    def domain(self, domid):
+        node = NodeProcess(self.workdir / f"dom{domid}.sock", user=self.user,
+                           options=("--domid", domid, "--xenstore", self.store))
+        node.log = ""
+        os.set_blocking(node.proc.stderr.fileno(), False)
+        self.nodes.append(node)
+        return node
+
+    def xen(self, *args):
+        return run(*args, "--xenstore", self.store, user=self.user)
+
+    def read(self, key):
+        done = self.xen("xenstore-read", key)
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    def stop(self):
+        for node in self.nodes:
+            node.stop()
+
+
+@pytest.fixture
+def xen(workdir, user):
+    sandbox = Sandbox(workdir, user)
+    yield sandbox
+    sandbox.stop()
+
+
+def wait_until(check, what, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"not within {timeout} s: {what}")
+
+
+def log_of(node):
+    """What the node printed on standard error so far."""
+    while True:
+        try:
+            data = os.read(node.proc.stderr.fileno(), 65536)
+        except BlockingIOError:
+            return node.log
+        if not data:
+            return node.log
+        node.log += data.decode(errors="replace")
+
+
+def interfaces(node):
+    return node.run("ifconfig", "-l").stdout.split()
+
+
+def attach(xen, domid, *settings):
+    done = xen.xen("xl", "network-attach", domid, *settings)
+    assert done.returncode == 0, done.stderr
+
+
+def connected(xen, domid, handle=0):
+    return xen.read(f"{BACK}/{domid}/{handle}/state") == "4" and \
+        xen.read(f"/local/domain/{domid}/device/vif/{handle}/state") == "4"
+
+
+def test_two_guests_ping_dom0_each_over_its_own_vif_pair(xen):
+    dom0, guest1, guest2 = xen.domain(0), xen.domain(1), xen.domain(2)
+    attach(xen, 1, "mac=00:16:3e:12:34:56")
+    attach(xen, 2, "mac=00:16:3e:ff:00:01")
+    wait_until(lambda: connected(xen, 1) and connected(xen, 2), "both vifs Connected")
+    assert sorted(interfaces(dom0)) == ["xvif1i0", "xvif2i0"]
+    assert interfaces(guest1) == ["xennet0"] and interfaces(guest2) == ["xennet0"]
+    shown = dom0.ifconfig("-a")
+    assert "00:16:3e:13:34:56" in shown and "00:16:3e:00:00:01" in shown  # byte 3 + 1, 0xff wrapping, no carry
+    assert "00:16:3e:12:34:56" in guest1.ifconfig("xennet0")
+    dom0.ifconfig("xvif1i0", "inet", "10.0.1.1/24")
+    dom0.ifconfig("xvif2i0", "inet", "10.0.2.1/24")
+    guest1.ifconfig("xennet0", "inet", "10.0.1.2/24")
+    guest2.ifconfig("xennet0", "inet", "10.0.2.2/24")
+    for guest, dom0_address in ((guest1, "10.0.1.1"), (guest2, "10.0.2.1")):
+        done = guest.run("ping", "-c", "2", "-w", "5", dom0_address)
+        assert done.returncode == 0, done.stdout + done.stderr
+    lines = log_of(dom0).splitlines()
+    assert "rumpnet: xvif1i0: Ethernet address 00:16:3e:13:34:56" in lines
+    assert "rumpnet: xvif2i0: Ethernet address 00:16:3e:00:00:01" in lines
+
+    done = xen.xen("xl", "network-detach", 1, 0)
+    assert done.returncode == 0 and done.stdout == "", done.stdout + done.stderr
+    assert interfaces(dom0) == ["xvif2i0"] and interfaces(guest1) == []
+    assert xen.read(f"{BACK}/1/0/state") is None and xen.read("/local/domain/1/device/vif/0/state") is None
+    assert guest2.run("ping", "-c", "1", "-w", "5", "10.0.2.1").returncode == 0
+
+
+@pytest.mark.parametrize("mac, line", [
+    (None, "rumpnet: xvif1i0: can't read /local/domain/0/backend/vif/1/0/mac: 2"),
+    ("00:16:3e:12:34", "rumpnet: xvif1i0: 00:16:3e:12:34 is not a valid mac address"),
+    ("00:16:3e:zz:34:56", "rumpnet: xvif1i0: 00:16:3e:zz:34:56 is not a valid mac address"),
+    ("00:16:3e:12:34:56", "rumpnet: xvif1i0: Ethernet address 00:16:3e:13:34:56"),
+    ("00:16:3e:ff:ff:ff", "rumpnet: xvif1i0: Ethernet address 00:16:3e:00:ff:ff"),
+], ids=["missing", "short", "not-hex", "good", "wraps"])
+def test_backend_mac_diagnostics(xen, mac, line):
+    dom0 = xen.domain(0)
+    if mac is None:  # the toolstack's entries, but for the mac
+        done = xen.xen("xenstore-write", f"{BACK}/1/0/frontend", "/local/domain/1/device/vif/0",
+                       f"{BACK}/1/0/frontend-id", "1", f"{BACK}/1/0/handle", "0", f"{BACK}/1/0/state", "1")
+        assert done.returncode == 0, done.stderr
+    else:
+        attach(xen, 1, f"mac={mac}")
+    wait_until(lambda: line in log_of(dom0).splitlines(), repr(line))
+    good = "Ethernet address" in line
+    assert interfaces(dom0) == (["xvif1i0"] if good else [])
+    assert xen.read(f"{BACK}/1/0/state") == ("2" if good else "1")  # InitWait, waiting for a guest
+    assert sum("xvif1i0" in text for text in log_of(dom0).splitlines()) == 1
+    done = xen.xen("xl", "network-detach", 1, 0)  # Closed at once, interface or none
+    assert done.returncode == 0 and done.stdout == "", done.stdout + done.stderr
+    assert interfaces(dom0) == [] and xen.read(f"{BACK}/1/0/state") is None
+
+
+def test_killed_guest_closes_the_backend_and_a_new_one_reconnects(xen):
+    dom0, guest = xen.domain(0), xen.domain(1)
+    attach(xen, 1, "mac=00:16:3e:00:00:10")
+    wait_until(lambda: connected(xen, 1), "Connected")
+    guest.kill()
+    wait_until(lambda: xen.read(f"{BACK}/1/0/state") == "6", "backend Closed")
+    wait_until(lambda: interfaces(dom0) == [], "xvif1i0 removed")
+    xen.nodes.remove(guest)
+    guest = xen.domain(1)
+    wait_until(lambda: connected(xen, 1), "Connected again")
+    assert interfaces(dom0) == ["xvif1i0"] and interfaces(guest) == ["xennet0"]
+    dom0.ifconfig("xvif1i0", "inet", "10.0.1.1/24")
+    guest.ifconfig("xennet0", "inet", "10.0.1.2/24")
+    done = guest.run("ping", "-c", "1", "-w", "5", "10.0.1.1")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def grant(xen, domid):
+    channel = xen.read(f"/local/domain/{domid}/device/vif/0/event-channel")
+    return os.path.join(xen.store, ".grant", str(domid), channel)
+
+
+def kick_backend(where):
+    fd = os.open(os.path.join(where, "to-back"), os.O_WRONLY | os.O_NONBLOCK)
+    os.write(fd, b"!")
+    os.close(fd)
+
+
+@pytest.mark.parametrize("scribble, message", [
+    (lambda ring: ring.__setitem__(slice(0, 4), (1000).to_bytes(4, "little")),
+     "tx ring: producer index 1000 is 1000 slots ahead of consumer index 0 (the ring has 128)"),
+    (lambda ring: (ring.__setitem__(slice(0, 4), (1).to_bytes(4, "little")),
+                   ring.__setitem__(slice(64, 66), (9000).to_bytes(2, "little"))),
+     "tx ring: slot 0 holds a frame of 9000 bytes (a frame is 14 to 1514)"),
+], ids=["indices", "length"])
+def test_corrupt_ring_takes_the_link_down_with_a_message(xen, scribble, message):
+    dom0, guest = xen.domain(0), xen.domain(1)
+    attach(xen, 1, "mac=00:16:3e:00:00:20")
+    wait_until(lambda: connected(xen, 1), "Connected")
+    where = grant(xen, 1)
+    with open(os.path.join(where, "ring"), "r+b") as f:
+        ring = bytearray(f.read(xenring.RING_BYTES))
+        scribble(ring)
+        f.seek(0)
+        f.write(ring)
+    kick_backend(where)
+    line = f"rumpnet: xvif1i0: {message}; link down"
+    wait_until(lambda: line in log_of(dom0).splitlines(), repr(line))
+    wait_until(lambda: xen.read(f"{BACK}/1/0/state") == "6", "backend Closed")
+    assert "RUNNING" not in dom0.ifconfig("xvif1i0")
+    assert dom0.is_alive() and guest.is_alive()
+
+
+@pytest.mark.parametrize("size", [1000, xenring.FILE_BYTES + 4096])
+def test_ring_file_of_the_wrong_size_is_refused(xen, size):
+    dom0 = xen.domain(0)
+    attach(xen, 1, "mac=00:16:3e:00:00:30")
+    wait_until(lambda: xen.read(f"{BACK}/1/0/state") == "2", "backend InitWait")
+    where = os.path.join(xen.store, ".grant", "1", "7")  # a guest of our own making
+    os.makedirs(where)
+    with open(os.path.join(where, "ring"), "wb") as f:
+        f.truncate(size)
+    for fifo in ("to-back", "to-front"):
+        os.mkfifo(os.path.join(where, fifo), 0o600)
+    if can_drop_privileges():
+        entry = pwd.getpwnam(UNPRIVILEGED)
+        for path in (os.path.dirname(where), where, *(os.path.join(where, n) for n in os.listdir(where))):
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+    front = "/local/domain/1/device/vif/0"
+    done = xen.xen("xenstore-write", f"{front}/tx-ring-ref", "14", f"{front}/rx-ring-ref", "15",
+                   f"{front}/event-channel", "7", f"{front}/state", "3")
+    assert done.returncode == 0, done.stderr
+    line = f"rumpnet: xvif1i0: {where}/ring: {size} bytes; a ring pair is {xenring.FILE_BYTES}; link down"
+    wait_until(lambda: line in log_of(dom0).splitlines(), repr(line))
+    wait_until(lambda: xen.read(f"{BACK}/1/0/state") == "6", "backend Closed")
+    assert dom0.is_alive()
+
+
+def test_one_node_per_domain(xen):
+    xen.domain(1)
+    done = run("server", "-f", "--domid", "1", "--xenstore", xen.store, f"unix://{xen.workdir}/again.sock",
+               user=xen.user, timeout=20)
+    assert done.returncode == 1
+    assert done.stderr == f"rumpnet server: domain 1 already has a node in the XenStore {xen.store}\n"
+
+
+def test_an_xvif_destroyed_by_hand_closes_the_backend(xen):
+    dom0, guest = xen.domain(0), xen.domain(1)
+    attach(xen, 1, "mac=00:16:3e:00:00:40")
+    wait_until(lambda: connected(xen, 1), "Connected")
+    dom0.ifconfig("xvif1i0", "destroy")
+    wait_until(lambda: xen.read(f"{BACK}/1/0/state") == "6", "backend Closed")
+    assert dom0.is_alive() and interfaces(dom0) == []
+    done = xen.xen("xl", "network-detach", 1, 0)
+    assert done.returncode == 0, done.stderr
+    wait_until(lambda: interfaces(guest) == [], "xennet0 removed")
