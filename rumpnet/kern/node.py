@@ -19,7 +19,7 @@ import os
 import trio
 
 from . import numbers, profile
-from ..net import ether, if_clone, if_shmif, offload
+from ..net import ether, if_clone, if_shmif, if_virt, offload  # noqa: F401 (if_virt registers its driver)
 from ..net.if_impair import FaultInjector, Impairment
 from ..net.if_pcap import PcapTap
 from ..net.ifnet import (IFF_UP, Interface, InterfaceAddress, InterfaceError, netmask_prefixlen, parse_address,
@@ -199,6 +199,8 @@ class Node:
         for other in self.interfaces.values():
             if other is not ifp and other.owns(iface.packed):
                 raise InterfaceError(errno.EADDRINUSE, f"{iface.address} is already on {other.name}")
+        if not ifp.up:
+            self.set_up(name)  # first, so that a driver that cannot start (virt: no tap) leaves no address
         if ifp.addresses:
             old = ifp.addresses[0]
             ifp.addresses[0] = iface
@@ -210,10 +212,7 @@ class Node:
             self.routes.add(Route(iface.network, None, name))
         except FileExistsError:
             pass
-        if not ifp.up:
-            self.set_up(name)
-        else:
-            self.arp.announce(ifp, iface.packed)
+        self.arp.announce(ifp, iface.packed)
 
     def delete_address(self, name):
         ifp = self.interface(name)
