@@ -27,6 +27,7 @@ from ..net.ifnet import (IFF_UP, Interface, InterfaceAddress, InterfaceError, ne
 from ..net.loopback import LoopbackQueue
 from ..net.route import Route, RouteTable
 from ..netinet import arp, icmp, ip, udp
+from ..netinet.ip_nat import NatTable
 from ..netinet.in_proto import protocol_switch
 from ..netinet.inaddr import AddressSets
 from ..netinet.inpcb import PcbTable
@@ -57,6 +58,7 @@ class Node:
         self.icmp_error_rate = icmp.ErrorRate()
         self.sysctl = Sysctl()
         self.stats = Counters()
+        self.nat = NatTable(self)
         self.halted = trio.Event()
         self._ip_id = int.from_bytes(os.urandom(2), "big")
         if capenable is None:
@@ -172,6 +174,7 @@ class Node:
         self.stats.remove_driver(ifp.driver)
         self.routes.delete_interface(name)
         self.arp.purge(name)
+        self.nat.purge(name)
         del self.interfaces[name]
         self.inaddrs.recompute(self.interfaces)
 
