@@ -11,6 +11,7 @@ import trio
 from rumpnet import SOCK_DGRAM, Driver, Impairment, InterfaceError, open_node, register_driver, unregister_driver
 from rumpnet.net.if_clone import lookup
 from rumpnet.net.if_shmif import ShmifDriver
+from rumpnet.net.if_virt import VirtDriver
 from rumpnet.testing import ping_once
 from test_counters import netstat_s
 
@@ -194,7 +195,7 @@ def test_pcap_and_impair_from_ifconfig_on_shmif(pair, workdir):
     ("shmif0", ShmifDriver), ("shmif9999", ShmifDriver),
     ("shmif01", "not a shmif name"), ("shmif10000", "not a shmif name"), ("shmif", "not a shmif name"),
     ("shmif-1", "not a shmif name"), ("SHMIF0", "no such driver"),
-    ("virt0", "no virt driver in this node"), ("xennet3", "no xennet driver in this node"),
+    ("virt0", VirtDriver), ("xennet3", "no xennet driver in this node"),
     ("bridge0", "no bridge driver in this node"), ("xvif1i0", "no xvif driver in this node"),
     ("xvif0i9999", "no xvif driver in this node"),
     ("xvif1", "not a xvif name (xvifXiY"), ("xvif01i0", "not a xvif name"), ("xvif1i", "not a xvif name"),
