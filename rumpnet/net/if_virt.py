@@ -45,16 +45,17 @@ def open_tap(ifname, tap):
         device = pytun.TunTapDevice(name=tap, flags=pytun.IFF_TAP | pytun.IFF_NO_PI)
     except pytun.Error as e:
         code = e.args[0] if e.args and isinstance(e.args[0], int) else errno.EIO
-        user = _user()
-        if code == errno.EACCES or code == errno.ENOENT:
-            fix = "/dev/net/tun: make it usable: chmod 0666 /dev/net/tun (as root)"
+        if code == errno.EACCES:
+            what, fix = "/dev/net/tun", " (as root: chmod 0666 /dev/net/tun)"
+        elif code == errno.ENOENT:
+            what, fix = "/dev/net/tun", " (as root: modprobe tun)"
         elif code == errno.EPERM:
-            fix = f"{tap}: no such tap for this user: ip tuntap add {tap} mode tap user {user} (as root)"
+            what, fix = tap, f" (no such tap for this user; as root: ip tuntap add {tap} mode tap user {_user()})"
         elif code == errno.EBUSY:
-            fix = f"{tap}: busy: another process has it open"
+            what, fix = tap, " (another process has it open)"
         else:
-            fix = f"{tap}: {os.strerror(code)}"
-        raise InterfaceError(code, f"{ifname}: cannot open {fix}") from None
+            what, fix = tap, ""
+        raise InterfaceError(code, f"{ifname}: cannot open {what}: {os.strerror(code)}{fix}") from None
     try:
         mtu = device.mtu  # SIOCGIFMTU: the host's setting for its side of the wire
     except pytun.Error:
@@ -91,7 +92,7 @@ class VirtDriver(Driver):
         if self.ifp.up:
             raise InterfaceError(errno.EBUSY, f"{self.name}: linkstr cannot change while the interface is up")
         if not tap or "/" in tap or len(tap) >= 16:
-            raise InterfaceError(errno.EINVAL, f"{self.name}: linkstr {tap!r} is not a tap name (tap0)")
+            raise InterfaceError(errno.EINVAL, f"{self.name}: linkstr {tap!r} is not a tap's name (tap0)")
         self._open(tap)
 
     def _open(self, tap):
