@@ -12,13 +12,13 @@ from rumpnet.testing import can_make_taps
 SCENARIOS = Path(__file__).parent.parent / "scenarios"
 
 
-def run_scenario(name, workdir, netns=None):
+def run_scenario(name, workdir, netns=None, timeout=60):
     """Run a script as a user would, with the `rumpnet` of this Python first on PATH (an unactivated venv's too);
     inside the network namespace netns if one is named."""
     env = dict(os.environ, PATH=f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}")
     inside = ["ip", "netns", "exec", netns] if netns else []
     return subprocess.run([*inside, "sh", str(SCENARIOS / name), str(workdir)], capture_output=True, text=True,
-                          timeout=60, env=env)
+                          timeout=timeout, env=env)
 
 
 def test_two_nodes_ping(tmp_path):
@@ -49,7 +49,7 @@ def test_router_to_host(tmp_path):
                      ["ip", "-n", netns, "addr", "add", "192.168.77.2/24", "dev", "tap0"],
                      ["ip", "-n", netns, "link", "set", "tap0", "up"]):
             subprocess.run(argv, check=True, capture_output=True)
-        done = run_scenario("router-to-host.sh", tmp_path, netns)
+        done = run_scenario("router-to-host.sh", tmp_path, netns, timeout=100)  # three nodes, 7 s of pings, under pytest-timeout's 120
     finally:
         subprocess.run(["ip", "netns", "del", netns], capture_output=True)
     assert done.returncode == 0, done.stderr

@@ -139,6 +139,8 @@ for _ in range(20):
     send(mac + us + b"\x08\0" + ip(echo, frag=0x0010))
     send(mac + us + b"\x08\0" + os.urandom(random.randrange(0, 200)))  # garbage
     send(mac + us + bytes(2) + os.urandom(40))
+for size in (1600, 3000, 9000):                                          # giant frames (the host's MTU raised)
+    send(mac + us + b"\x08\0" + os.urandom(size - 14))
 for _ in range(2000):                                                    # an ARP flood from random sources
     smac = bytes([2]) + os.urandom(5)
     spa = bytes([192, 168, 77, random.randrange(3, 255)])
@@ -154,6 +156,7 @@ def test_hostile_frames_from_the_host_are_counted_and_the_bus_side_goes_on(tap, 
     router.ifconfig("virt0", "create", "linkstr", tap.tap, "inet", "192.168.77.1/24")
     a.ifconfig("shmif0", "create", "linkstr", workdir / "bus", "inet", "10.0.0.2/24")
     tap.to_namespace()
+    tap.sh("ip", "link", "set", tap.tap, "mtu", "9000", check=True)  # after the node took 1500 from the tap
     mac = router.ifconfig("virt0").split("address: ")[1].split()[0].replace(":", "")
     done = tap.sh(sys.executable, "-c", SENDER, tap.tap, mac, timeout=60)
     assert done.returncode == 0, done.stderr
@@ -165,5 +168,8 @@ def test_hostile_frames_from_the_host_are_counted_and_the_bus_side_goes_on(tap, 
     for text in ("bad header checksums", "packets with a version other than 4", "fragments dropped"):
         line = next(line for line in ip_stats.splitlines() if text in line)
         assert int(line.split()[0]) > 0, line
+    virt = router.run("netstat", "-s", "-p", "virt").stdout
+    print(virt)
+    assert "\t3 frames from the tap longer than its MTU allows (dropped)" in virt
     entries = router.run("arp", "-an").stdout.splitlines()
     assert len(entries) <= 1024 + 2  # net.inet.arp.max_entries bounds what a flood can add
