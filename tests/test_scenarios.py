@@ -49,7 +49,7 @@ def test_router_to_host(tmp_path):
                      ["ip", "-n", netns, "addr", "add", "192.168.77.2/24", "dev", "tap0"],
                      ["ip", "-n", netns, "link", "set", "tap0", "up"]):
             subprocess.run(argv, check=True, capture_output=True)
-        done = run_scenario("router-to-host.sh", tmp_path, netns, timeout=100)  # three nodes, 7 s of pings, under pytest-timeout's 120
+        done = run_scenario("router-to-host.sh", tmp_path, netns, timeout=100)  # 3 nodes, 7 s of pings
     finally:
         subprocess.run(["ip", "netns", "del", netns], capture_output=True)
     assert done.returncode == 0, done.stderr

@@ -7,12 +7,8 @@ sent with an AF_PACKET socket inside the tap's network namespace.
 """
 
 import os
-import random
-import socket
-import struct
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -62,7 +58,7 @@ def test_a_tap_not_made_for_the_user_names_the_command_that_makes_it(tun_nodes, 
     node = tun_nodes("a")
     node.ifconfig("virt9876", "create")
     error = fails(node, "virt9876", "inet", "192.168.77.1/24")
-    assert f"cannot open tap9876: Operation not permitted" in error
+    assert "cannot open tap9876: Operation not permitted" in error
     assert f"ip tuntap add tap9876 mode tap user {user}" in error
     assert "inet" not in node.ifconfig("virt9876")  # no address without a tap
 
