@@ -169,3 +169,16 @@ def test_hostile_frames_from_the_host_are_counted_and_the_bus_side_goes_on(tap, 
     assert "\t3 frames from the tap longer than its MTU allows (dropped)" in virt
     entries = router.run("arp", "-an").stdout.splitlines()
     assert len(entries) <= 1024 + 2  # net.inet.arp.max_entries bounds what a flood can add
+
+
+async def test_the_python_api_creates_virt_as_rump_pub_virtif_create(tap):
+    from rumpnet import open_node
+    from rumpnet.net.ifnet import InterfaceError
+
+    async with open_node() as node:
+        assert node.create_virt(7, tap.tap) == "virt7"
+        assert node.interfaces["virt7"].linkstr() == tap.tap
+        with pytest.raises(InterfaceError, match="not a tap's name"):
+            node.create_virt(9, "tap0/x")  # refused: nothing is left behind
+        assert sorted(node.interfaces) == ["virt7"]
+        node.destroy_interface("virt7")

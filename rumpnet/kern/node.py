@@ -168,6 +168,17 @@ class Node:
             raise
         return name
 
+    def create_virt(self, num, tap=None):
+        """rump_pub_virtif_create(num): a new virtN on the host's tap tapN (or tap), opened now; returns its name."""
+        name = f"virt{num}"
+        self.create_interface(name)
+        try:
+            self.set_linkstr(name, tap or f"tap{num}")
+        except InterfaceError:
+            self.destroy_interface(name)
+            raise
+        return name
+
     def destroy_interface(self, name):
         ifp = self.interface(name)
         ifp.detach()
