@@ -126,6 +126,18 @@ def test_an_icmp_error_from_linux_reaches_the_sending_node(net):
     assert stat(net.a, "icmp", "destination unreachable received") >= 1
 
 
+@pytest.mark.parametrize("nat", [False, True], ids=["routed", "translated"])
+def test_traceroute_from_the_node_lists_the_router_then_linux(workdir, user, nat):
+    made = Net(workdir, user, nat=nat)
+    try:
+        done = made.a.run("traceroute", "-n", "-q", "1", "-w", "3", LINUX, timeout=60)
+    finally:
+        made.close()
+    assert done.returncode == 0, done.stderr
+    hops = [line.split()[:2] for line in done.stdout.splitlines()]
+    assert hops == [["1", "10.0.0.1"], ["2", LINUX]], done.stdout
+
+
 def test_the_tap_going_away_takes_only_virt0_down(net):
     net.host.close()  # the namespace goes, and the tap with it
     deadline = time.monotonic() + 10
