@@ -62,11 +62,11 @@ def wait_for_socket(path, proc=None, timeout=10.0):
 class NodeProcess:
     """A node in a process of its own, in the foreground so that a test can kill it."""
 
-    def __init__(self, path, user=None, stack=None, options=()):
+    def __init__(self, path, user=None, stack=None, options=(), tun=False):
         self.path = str(path)
         self.url = f"unix://{os.path.abspath(self.path)}"
         argv = rumpnet_command("server", "-f", *(["-s", stack] if stack else []), *options, self.url)
-        self.proc = subprocess.Popen(as_user(argv, user) if user else argv, stdout=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(as_user(argv, user, tun) if user else argv, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True, start_new_session=True)
         wait_for_socket(self.path, self.proc)
 
@@ -103,21 +103,27 @@ class NodeProcess:
 
 # -- running as an unprivileged user, when the tests run as root -------------------
 
-def as_user(argv, user):
+def as_user(argv, user, tun=False):
     """argv run as user, with the interpreter and this checkout visible to it.
 
     A root-owned 0700 home (pyenv installs Python under /root) hides the
     interpreter from other users; a private mount namespace shows them the
-    few directories they need and nothing else of it changes.
+    few directories they need and nothing else of it changes. With tun, the
+    same namespace gets its own /dev/net/tun open to everyone (the machine's
+    may be 0600), so the user can open a tap made for it (virt(4)).
     """
     entry = pwd.getpwnam(user)
     drop = ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--clear-groups", "--"]
     hidden = sorted({_hidden_root(p) for p in _needed_paths()} - {None})
-    if not hidden:
+    if not hidden and not tun:
         return drop + argv
-    view = tempfile.mkdtemp(prefix="rumpnet-view-")
-    atexit.register(shutil.rmtree, view, True)
-    script = ["set -e", "mount --make-rprivate /", f"view={view}", "chmod 711 \"$view\""]
+    script = ["set -e", "mount --make-rprivate /"]
+    if tun:
+        script += ["mount -t tmpfs -o mode=0755,size=4k rumpnet-tun /dev/net", "mknod -m 0666 /dev/net/tun c 10 200"]
+    if hidden:
+        view = tempfile.mkdtemp(prefix="rumpnet-view-")
+        atexit.register(shutil.rmtree, view, True)
+        script += [f"view={view}", "chmod 711 \"$view\""]
     for top, path in hidden:
         script += [f"mkdir -p \"$view\"{path}", f"mount --bind {path} \"$view\"{path}"]
     for top in sorted({t for t, _ in hidden}):
@@ -180,3 +186,48 @@ async def ping_once(node, host, timeout=2.0):
     finally:
         sock.close()
     return stats.received == 1
+
+
+# -- the host's side of a virt interface ------------------------------------------------
+
+class HostTap:
+    """A tap made for user, whose host side a test moves into a network namespace of its own.
+
+    make() creates the tap (root only): a node opens it (`ifconfig virt0
+    create linkstr TAP`), then to_namespace() moves the host's side into the
+    namespace, addressed and up, as the host's administrator would configure
+    it; close() removes both, and the tap with the namespace. sh() runs a
+    command inside the namespace.
+    """
+
+    def __init__(self, user, address="192.168.77.2/24"):
+        tag = f"{os.getpid() % 100000}{os.urandom(2).hex()}"
+        self.tap = f"rnt{tag}"
+        self.netns = f"rumpnet-{tag}"
+        self.user = user
+        self.address = address
+
+    def make(self):
+        subprocess.run(["ip", "tuntap", "add", self.tap, "mode", "tap", "user", self.user], check=True,
+                       capture_output=True)
+        return self
+
+    def to_namespace(self):
+        for argv in (["ip", "netns", "add", self.netns],
+                     ["ip", "link", "set", self.tap, "netns", self.netns],
+                     ["ip", "-n", self.netns, "link", "set", "lo", "up"],
+                     ["ip", "-n", self.netns, "addr", "add", self.address, "dev", self.tap],
+                     ["ip", "-n", self.netns, "link", "set", self.tap, "up"]):
+            subprocess.run(argv, check=True, capture_output=True)
+
+    def sh(self, *argv, check=False, timeout=30, input=None):
+        return subprocess.run(["ip", "netns", "exec", self.netns, *map(str, argv)], capture_output=True, text=True,
+                              check=check, timeout=timeout, input=input)
+
+    def close(self):
+        subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)
+        subprocess.run(["ip", "tuntap", "del", self.tap, "mode", "tap"], capture_output=True)
+
+
+def can_make_taps():
+    return os.geteuid() == 0 and shutil.which("ip") and os.path.exists("/dev/net/tun") and can_drop_privileges()

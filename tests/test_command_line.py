@@ -66,4 +66,4 @@ def test_profiles_load_from_a_checkout_whatever_the_install():
             "print(available(), load('router')[1])\n")
     done = subprocess.run([sys.executable, "-c", code], cwd=CHECKOUT, capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
-    assert done.stdout == "['host', 'minimal', 'router'] {'net.inet.ip.forwarding': 1}\n"
+    assert done.stdout == "['gateway', 'host', 'minimal', 'router'] {'net.inet.ip.forwarding': 1}\n"

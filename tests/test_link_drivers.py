@@ -12,6 +12,7 @@ from rumpnet import SOCK_DGRAM, Driver, Impairment, InterfaceError, open_node, r
 from rumpnet.net.if_bridge import BridgeDriver
 from rumpnet.net.if_clone import lookup
 from rumpnet.net.if_shmif import ShmifDriver
+from rumpnet.net.if_virt import VirtDriver
 from rumpnet.testing import ping_once
 from test_counters import netstat_s
 
@@ -195,7 +196,7 @@ def test_pcap_and_impair_from_ifconfig_on_shmif(pair, workdir):
     ("shmif0", ShmifDriver), ("shmif9999", ShmifDriver),
     ("shmif01", "not a shmif name"), ("shmif10000", "not a shmif name"), ("shmif", "not a shmif name"),
     ("shmif-1", "not a shmif name"), ("SHMIF0", "no such driver"),
-    ("virt0", "no virt driver in this node"), ("xennet3", "no xennet driver in this node"),
+    ("virt0", VirtDriver), ("xennet3", "no xennet driver in this node"),
     ("bridge0", BridgeDriver), ("bridge01", "not a bridge name"), ("xvif1i0", "no xvif driver in this node"),
     ("xvif0i9999", "no xvif driver in this node"),
     ("xvif1", "not a xvif name (xvifXiY"), ("xvif01i0", "not a xvif name"), ("xvif1i", "not a xvif name"),

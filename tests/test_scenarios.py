@@ -5,14 +5,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from rumpnet.testing import can_make_taps
+
 SCENARIOS = Path(__file__).parent.parent / "scenarios"
 
 
-def run_scenario(name, workdir):
-    """Run a script as a user would, with the `rumpnet` of this Python first on PATH (an unactivated venv's too)."""
+def run_scenario(name, workdir, netns=None, timeout=60):
+    """Run a script as a user would, with the `rumpnet` of this Python first on PATH (an unactivated venv's too);
+    inside the network namespace netns if one is named."""
     env = dict(os.environ, PATH=f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}")
-    return subprocess.run(["sh", str(SCENARIOS / name), str(workdir)], capture_output=True, text=True, timeout=60,
-                          env=env)
+    inside = ["ip", "netns", "exec", netns] if netns else []
+    return subprocess.run([*inside, "sh", str(SCENARIOS / name), str(workdir)], capture_output=True, text=True,
+                          timeout=timeout, env=env)
 
 
 def test_two_nodes_ping(tmp_path):
@@ -33,6 +39,27 @@ def test_router(tmp_path):
     assert "1 packets whose TTL ran out while forwarding" in out
 
 
+@pytest.mark.skipif(not can_make_taps(), reason="making a tap and a network namespace needs root")
+def test_router_to_host(tmp_path):
+    """Run inside a network namespace of its own, where the tap is made and its host side configured."""
+    netns = f"rumpnet-scenario-{os.getpid()}"
+    try:
+        for argv in (["ip", "netns", "add", netns], ["ip", "-n", netns, "link", "set", "lo", "up"],
+                     ["ip", "-n", netns, "tuntap", "add", "tap0", "mode", "tap"],
+                     ["ip", "-n", netns, "addr", "add", "192.168.77.2/24", "dev", "tap0"],
+                     ["ip", "-n", netns, "link", "set", "tap0", "up"]):
+            subprocess.run(argv, check=True, capture_output=True)
+        done = run_scenario("router-to-host.sh", tmp_path, netns, timeout=100)  # 3 nodes, 7 s of pings
+    finally:
+        subprocess.run(["ip", "netns", "del", netns], capture_output=True)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert out.count("3 packets transmitted, 3 packets received, 0.0% packet loss") == 2
+    assert "64 bytes from 192.168.77.2: icmp_seq=0 ttl=63" in out  # Linux answers with 64, the router takes one
+    assert "\t6 packets whose source was translated on the way out" in out
+    assert "\t6 packets translated back on the way in" in out
+
+
 def test_every_scenario_is_tested():
-    tested = {"two-nodes-ping.sh", "router.sh"}
+    tested = {"two-nodes-ping.sh", "router.sh", "router-to-host.sh"}
     assert {p.name for p in SCENARIOS.glob("*.sh")} == tested

@@ -7,7 +7,7 @@ from rumpnet.testing import run
 
 
 def test_profiles_shipped():
-    assert available() == ["host", "minimal", "router"]
+    assert available() == ["gateway", "host", "minimal", "router"]
     protocols, sysctl = load("router")
     assert protocols >= {"ether", "arp", "ip", "icmp", "udp"}
     assert sysctl == {"net.inet.ip.forwarding": 1}
@@ -55,7 +55,7 @@ def test_bad_profile_refused_in_the_foreground_too(workdir):
 
 def test_unknown_profile_name(workdir):
     done = run("server", "-s", "switch", f"unix://{workdir}/x.sock")
-    assert done.returncode == 1 and "no such stack profile (known: host, minimal, router)" in done.stderr
+    assert done.returncode == 1 and "no such stack profile (known: gateway, host, minimal, router)" in done.stderr
 
 
 def test_missing_profile_file():

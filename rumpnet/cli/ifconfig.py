@@ -2,6 +2,7 @@
 
     ifconfig shmif0 create
     ifconfig shmif0 linkstr /tmp/bus
+    ifconfig virt0 create [linkstr tap3]           (the host's tap0, or the tap named)
     ifconfig shmif0 inet 10.0.0.1 netmask 255.255.255.0     (or 10.0.0.1/24)
     ifconfig shmif0 up | down | destroy | delete | ip4csum | -udp4csum ...
     ifconfig shmif0 pcap FILE | -pcap
@@ -75,8 +76,12 @@ def parse_impairment(words, i):
     return args, i - 1
 
 
-def parse_operations(words):
-    """The words after the interface name, as a list of (call, args) to make in order."""
+def parse_operations(words, name=""):
+    """The words after the interface name, as a list of (call, args) to make in order.
+
+    A linkstr is a bus file's path, made absolute here (the node has its own
+    working directory), except for virt, whose linkstr is a tap's name.
+    """
     ops = []
     i = 0
 
@@ -92,7 +97,8 @@ def parse_operations(words):
         elif word == "-linkstr":
             raise Usage("-linkstr: destroy the interface to leave its bus")
         elif word == "linkstr":
-            ops.append(("linkstr", {"path": os.path.abspath(operand(word))}))
+            link = operand(word)
+            ops.append(("linkstr", {"path": link if name.startswith("virt") else os.path.abspath(link)}))
             i += 1
         elif word in ("inet", "netmask") or word[0].isdigit():
             if word == "netmask":
@@ -126,7 +132,7 @@ def parse_operations(words):
             bits = offload.KEYWORDS[word.lstrip("-")]
             ops.append(("capabilities", {"disable": bits} if word.startswith("-") else {"enable": bits}))
         else:
-            raise Usage(f"{word!r}: unknown keyword (known: create, destroy, linkstr PATH, inet ADDR [netmask M], "
+            raise Usage(f"{word!r}: unknown keyword (known: create, destroy, linkstr PATH|TAP, inet ADDR [netmask M], "
                         "up, down, delete, pcap FILE, -pcap, impair ..., "
                         "ip4csum, udp4csum, tcp4csum, tso4 and their -negations)")
         i += 1
@@ -214,7 +220,7 @@ def main(argv, server):
             for info in await node.call("if_list"):
                 print(format_interface(info, "v" in flags))
         return run_client("ifconfig", server, show_all)
-    name, ops = words[0], parse_operations(words[1:])
+    name, ops = words[0], parse_operations(words[1:], words[0])
     if name.startswith("-"):
         raise Usage(f"unknown option {name!r} (known: -a, -l, -v)")
 

@@ -90,8 +90,23 @@ DESCRIPTIONS = {
         ("table_full", "source addresses not learned: the address cache was full (maxaddr)"),
         ("aged", "learned addresses timed out"),
     ],
+    "virt": [
+        ("runt", "frames from the tap shorter than 14 bytes (dropped)"),
+        ("oversized", "frames from the tap longer than its MTU allows (dropped)"),
+        ("host_side_down", "frames not written: the host's side of the tap is down"),
+        ("send_dropped", "frames not written: the tap's queue was full"),
+        ("tap_gone", "taps that went away while in use (the interface went down)"),
+    ],
+    "nat": [
+        ("translated_out", "packets whose source was translated on the way out"),
+        ("translated_in", "packets translated back on the way in"),
+        ("errors_translated", "ICMP errors translated back (quoted header rewritten)"),
+        ("unsupported", "packets out of a translating interface of no protocol it maps (dropped)"),
+        ("table_full", "new flows refused: the translation table was full (dropped)"),
+        ("expired", "translations expired"),
+    ],
 }
-DRIVER_KINDS = ("shmif", "bridge")  # the blocks drivers keep, not the stack
+DRIVER_KINDS = ("shmif", "bridge", "virt")  # the blocks drivers keep, not the stack
 
 
 class Counters:

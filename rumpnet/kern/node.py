@@ -19,7 +19,7 @@ import os
 import trio
 
 from . import numbers, profile
-from ..net import ether, if_bridge, if_clone, if_shmif, offload
+from ..net import ether, if_bridge, if_clone, if_shmif, if_virt, offload  # noqa: F401 (if_virt registers its driver)
 from ..xen import xenbus as xen_bus
 from ..net.if_impair import FaultInjector, Impairment
 from ..net.if_pcap import PcapTap
@@ -28,6 +28,7 @@ from ..net.ifnet import (IFF_UP, Interface, InterfaceAddress, InterfaceError, ne
 from ..net.loopback import LoopbackQueue
 from ..net.route import Route, RouteTable
 from ..netinet import arp, icmp, ip, udp
+from ..netinet.ip_nat import NatTable
 from ..netinet.in_proto import protocol_switch
 from ..netinet.inaddr import AddressSets
 from ..netinet.inpcb import PcbTable
@@ -59,6 +60,7 @@ class Node:
         self.icmp_error_rate = icmp.ErrorRate()
         self.sysctl = Sysctl()
         self.stats = Counters()
+        self.nat = NatTable(self)
         self.halted = trio.Event()
         self._ip_id = int.from_bytes(os.urandom(2), "big")
         if capenable is None:
@@ -172,12 +174,24 @@ class Node:
             raise
         return name
 
+    def create_virt(self, num, tap=None):
+        """rump_pub_virtif_create(num): a new virtN on the host's tap tapN (or tap), opened now; returns its name."""
+        name = f"virt{num}"
+        self.create_interface(name)
+        try:
+            self.set_linkstr(name, tap or f"tap{num}")
+        except InterfaceError:
+            self.destroy_interface(name)
+            raise
+        return name
+
     def destroy_interface(self, name):
         ifp = self.interface(name)
         ifp.detach()
         self.stats.remove_driver(ifp.driver)
         self.routes.delete_interface(name)
         self.arp.purge(name)
+        self.nat.purge(name)
         del self.interfaces[name]
         self.inaddrs.recompute(self.interfaces)
 
@@ -207,6 +221,8 @@ class Node:
         for other in self.interfaces.values():
             if other is not ifp and other.owns(iface.packed):
                 raise InterfaceError(errno.EADDRINUSE, f"{iface.address} is already on {other.name}")
+        if not ifp.up:
+            self.set_up(name)  # first, so that a driver that cannot start (virt: no tap) leaves no address
         if ifp.addresses:
             old = ifp.addresses[0]
             ifp.addresses[0] = iface
@@ -218,10 +234,7 @@ class Node:
             self.routes.add(Route(iface.network, None, name))
         except FileExistsError:
             pass
-        if not ifp.up:
-            self.set_up(name)
-        else:
-            self.arp.announce(ifp, iface.packed)
+        self.arp.announce(ifp, iface.packed)
 
     def delete_address(self, name):
         ifp = self.interface(name)

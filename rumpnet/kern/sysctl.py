@@ -5,6 +5,7 @@ from . import numbers
 # name -> (default, lowest, highest, description)
 VARIABLES = {
     "net.inet.ip.forwarding": (0, 0, 1, "forward packets not addressed to this node"),
+    "net.inet.ip.nat": (0, 0, 1, "translate the source of packets forwarded out of a virt interface to its address"),
     "net.inet.ip.ttl": (64, 1, 255, "time to live of packets this node sends"),
     "net.inet.icmp.bmcastecho": (0, 0, 1, "answer echo requests sent to a broadcast address"),
     "net.inet.icmp.errppslimit": (100, -1, 2**31 - 1, "ICMP errors sent per second at most (-1: no limit)"),

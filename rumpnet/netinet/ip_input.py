@@ -53,6 +53,11 @@ def ip_input(node, ifp, packet, marks, link_multicast):
     if frag & (IP_MF | IP_OFFMASK):
         stats["fragment_dropped"] += 1
         return
+    if not broadcast and node.nat.translating(ifp):
+        back = bytearray(packet)
+        if node.nat.input(ifp, back, hlen):
+            ip_forward(node, ifp, bytes(back), hlen, ttl, bytes(back[16:20]))
+            return
     stats["delivered"] += 1
     node.protosw.input_entry(proto).input(node, ifp, IpHeader(src, dst, proto, ttl, hlen, broadcast), packet, marks)
 
@@ -75,6 +80,8 @@ def ip_forward(node, ifp, packet, hlen, ttl, dst):
         icmp_error(node, packet, header, 3, 4)
         return
     out = bytearray(packet)
+    if node.nat.translating(out_ifp) and not node.nat.output(out_ifp, out, hlen):
+        return
     out[8] = ttl - 1
     out[10:12] = b"\0\0"
     struct.pack_into("!H", out, 10, in_cksum(out[:hlen]))
