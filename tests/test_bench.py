@@ -33,14 +33,14 @@ def test_round_trips(report):
     pings = report["settings"]["pings"]
     assert pings == bench.QUICK.pings
     trips = report["round_trip"]
-    expected = {"bus", "stack", "control"} | ({"linux"} if "linux" not in report["skipped"] else set())
+    expected = {"bus", "bus_trio", "stack", "control", "cli"} | ({"linux"} if "linux" not in report["skipped"] else set())
     assert expected <= set(trips)
     for name, figures in trips.items():
         assert set(figures) == TRIP_FIELDS, name
         assert all(positive(figures[key]) for key in ("count", "min_us", "median_us", "p99_us")), name
         assert figures["min_us"] <= figures["median_us"] <= figures["p99_us"], name
         assert figures["lost"] >= 0
-    for name in ("bus", "stack", "control"):
+    for name in ("bus", "bus_trio", "stack", "control", "cli"):
         assert trips[name]["count"] + trips[name]["lost"] == pings
 
 
@@ -54,30 +54,45 @@ def test_udp(report):
             assert set(one_way) == ONE_WAY_FIELDS
             assert positive(one_way["sent_per_s"]) and positive(one_way["received_per_s"]), (stack, size)
             assert 0 <= one_way["loss_pct"] <= 100
+            assert one_way["received_per_s"] <= one_way["sent_per_s"], (stack, size)
         assert positive(figures["request_response"]["round_trips_per_s"]), stack
     for size in bench.UDP_SIZES:
         paced = stacks["rumpnet"][f"paced_{size}"]
         assert set(paced) == ONE_WAY_FIELDS | {"rate"}
         assert positive(paced["rate"]) and positive(paced["received_per_s"])
+        assert paced["received_per_s"] <= paced["sent_per_s"]
 
 
-def test_ratios(report):
-    ratios = report["ratios"]
-    assert positive(ratios["b/a"]) and positive(ratios["control/a"])
-    if "linux" in report["round_trip"]:
-        assert positive(ratios["b/c"])
+def test_ratios_are_computed_from_the_rows_shown(report):
+    ratios, trips = report["ratios"], report["round_trip"]
+    for name in ("bus_trio", "stack", "control", "cli"):
+        assert ratios[f"{name}/a"] == pytest.approx(trips[name]["median_us"] / trips["bus"]["median_us"])
+    if "linux" in trips:
+        for name in ("stack", "cli"):
+            assert ratios[f"{name}/c"] == pytest.approx(trips[name]["median_us"] / trips["linux"]["median_us"])
     if "linux" in report["udp"]:
-        assert all(positive(value) for name, value in ratios.items() if name.startswith("linux/rumpnet"))
+        udp = report["udp"]
+        for size in bench.UDP_SIZES:
+            key = f"one_way_{size}"
+            assert ratios[f"linux/rumpnet udp {size} B received/s"] == pytest.approx(
+                udp["linux"][key]["received_per_s"] / udp["rumpnet"][key]["received_per_s"])
+
+
+def test_idle_node_memory_is_reported(report):
+    assert positive(report["memory"]["idle_node_rss_mb"])
 
 
 def test_text_report(report):
     text = bench.format_report(report)
     lines = text.splitlines()
     assert lines[0].startswith(f"rumpnet bench: {bench.QUICK.pings} round trips 10 ms apart")
-    assert any(line.startswith("(a) the bus alone") for line in lines)
+    assert any(line.startswith("(a) the bus alone, no event loop") for line in lines)
+    assert any(line.startswith("(a') the bus alone, awaited in trio") for line in lines)
     assert any(line.startswith("(b) ping node to node") for line in lines)
+    assert any(line.strip().startswith("rumpnet ping, the command") for line in lines)
     assert any(line.startswith("rumpnet 64 B flat out") for line in lines)
-    assert any(line.strip().startswith("b/a") for line in lines)
+    assert any(line.startswith("resident memory of an idle node") for line in lines)
+    assert any(line.strip().startswith("stack/a") for line in lines)
     for what in report["skipped"]:
         assert any(line.startswith(f"skipped {what}: ") for line in lines)
 

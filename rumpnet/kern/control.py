@@ -17,9 +17,11 @@ import trio
 
 from ..net.if_bridge import parse_mac
 from ..net.ifnet import InterfaceError
+from ..netinet.ip import IPPROTO_ICMP, MAXTTL
 from ..tools import echo, perf
+from ..tools.ping import PingRun, check_options
 from .protocol import MAX_REPLY_DATA, MAX_REPLY_HEADER, PROTOCOL_VERSION, MessageStream, ProtocolError, encode
-from .sockets import SOMAXCONN
+from .sockets import SOCK_RAW, SOMAXCONN
 from .sysctl import SysctlError
 
 log = logging.getLogger(__name__)
@@ -27,9 +29,11 @@ log = logging.getLogger(__name__)
 MAX_CONNECTIONS = 64  # clients served at once; the next one is told so and closed
 MAX_CALLS_IN_FLIGHT = 32  # waiting calls per connection; beyond them the node stops reading it
 LAST_WORD_TIMEOUT = 1.0  # seconds to deliver a final error to a client that may not read it
+MAX_PINGS = 8  # pings running at once for one connection
 
 # Calls that may wait for the network or a timer (data, room, a connection, a test's end).
-WAITING_CALLS = {"connect", "accept", "recvfrom", "wait_readable", "wait_writable", "perf_report", "perf_client"}
+WAITING_CALLS = {"connect", "accept", "recvfrom", "wait_readable", "wait_writable", "perf_report", "perf_client",
+                 "ping_output"}
 
 
 class WithData(typing.NamedTuple):
@@ -49,6 +53,7 @@ class Connection:
         self.messages = messages
         self.files = {}
         self.perf_servers = {}  # descriptor of a receiver's socket -> perf.PerfServer
+        self.pings = {}  # descriptor -> PingRun, until its last lines are collected
         self._next_fd = 3
 
     def _socket(self, fd):
@@ -57,11 +62,21 @@ class Connection:
             raise OSError(errno.EBADF, f"bad descriptor {fd}")
         return sock
 
-    def _open(self, sock):
+    def _descriptor(self):
         fd = self._next_fd
         self._next_fd += 1
+        return fd
+
+    def _open(self, sock):
+        fd = self._descriptor()
         self.files[fd] = sock
         return fd
+
+    def _ping(self, fd):
+        run = self.pings.get(fd)
+        if run is None:
+            raise OSError(errno.EBADF, f"descriptor {fd} is not a ping")
+        return run
 
     # Each handler takes the request's args (and data) and returns its result. The
     # annotations are the JSON types each argument may have, checked before the call.
@@ -160,6 +175,34 @@ class Connection:
         report = await perf.run_client(self.node, host, port, length=length, duration=duration,
                                        bits_per_second=bits_per_second)
         return asdict(report)
+
+    async def call_ping_start(self, host: str, ident: int, count: int = 0, interval: float = 1.0, size: int = 56,
+                              ttl: int = MAXTTL, deadline: float | None = None, flood: bool = False,
+                              summary_only: bool = False):
+        """Run a ping in the node (a raw ICMP socket of its own); its descriptor, for ping_output and ping_stop."""
+        check_options(host, count, interval, size, ttl, deadline, ident)
+        if len(self.pings) >= MAX_PINGS:
+            raise OSError(errno.EAGAIN, f"this connection runs {MAX_PINGS} pings already")
+        sock = self.node.socket(SOCK_RAW, IPPROTO_ICMP)
+        sock.setsockopt("IP_TTL", ttl)
+        run = PingRun(sock, host, count=count, interval=interval, size=size, deadline=deadline, flood=flood,
+                      summary_only=summary_only, ident=ident)
+        fd = self._descriptor()
+        self.pings[fd] = run
+        self.node.nursery.start_soon(run.run)
+        return fd
+
+    async def call_ping_output(self, fd: int):
+        """Wait for lines of the ping at fd: {"lines": [[text, end], ...], "done": ..., "received": replies so far}."""
+        run = self._ping(fd)
+        lines, done = await run.output()
+        if done:
+            self.pings.pop(fd, None)
+        return {"lines": lines, "done": done, "received": run.stats.received}
+
+    async def call_ping_stop(self, fd: int):
+        """As Ctrl-C: the ping at fd stops, and its statistics are its last lines."""
+        self._ping(fd).interrupt()
 
     async def call_if_list(self):
         return [ifp.describe() for ifp in self.node.interfaces.values()]
@@ -345,6 +388,9 @@ class Connection:
         for sock in self.files.values():
             sock.close()
         self.files.clear()
+        for run in self.pings.values():
+            run.cancel()
+        self.pings.clear()
 
 
 def _error(e):

@@ -68,6 +68,7 @@ class ShmifDriver(Driver):
         self.last_logged = None  # when the last corrupt ring was logged (ratecheck)
         self._queue = []  # frames waiting for the bus lock
         self._sender_waits = False  # the send task is waiting for the lock: transmit only queues
+        self._in_batch = False  # a received batch is going up: the bus was checked at its wake-up
         self._send_wanted = None
         self._scope = None
         self._noted = (0, 0, 0)  # the bus events already added to the counters
@@ -140,10 +141,13 @@ class ShmifDriver(Driver):
         """Drain the bus in batches and sleep on inotify only when it has nothing new.
 
         The drain comes before the read, so a write after it wakes the next
-        wait and none is missed. Each wake-up starts with the size check that
-        makes touching the mapping safe. A task already woken when stop()
-        cancels it runs on to its next checkpoint: it checks the scope first,
-        as the bus may be closed by then.
+        wait and none is missed; so a batch that read up to the newest record
+        goes straight back to sleep, without another drain, size check and
+        look at the header that would find nothing (half of an idle bus's
+        Python per frame). Each wake-up starts with the size check that makes
+        touching the mapping safe, and the replies the batch sends rely on it
+        too. A task already woken when stop() cancels it runs on to its next
+        checkpoint: it checks the scope first, as the bus may be closed by then.
         """
         watch, cursor, bus = self.watch, self.cursor, self.bus
         while not scope.cancel_called:
@@ -166,9 +170,16 @@ class ShmifDriver(Driver):
                 bus.unlock()
             frames = [frame for frame in (record.frame for record in records) if self._sane(frame)]
             if frames:
-                input(frames)
+                self._in_batch = True
+                try:
+                    input(frames)
+                finally:
+                    self._in_batch = False
             self._note_bus_events()
-            await trio.lowlevel.checkpoint()
+            if cursor.pos == cursor.seen_end:  # all read: anything newer was written after the drain
+                await watch.wait()
+            else:
+                await trio.lowlevel.checkpoint()
 
     def _sane(self, frame):
         """Whether a record's frame is one a shmif reader delivers (libshmif's size rules)."""
@@ -273,7 +284,7 @@ class ShmifDriver(Driver):
             self._flush()
 
     def _flush(self):
-        got = self._grab()
+        got = self._grab(checked=self._in_batch)
         if got is None:
             self._sender_waits = True
             self._send_wanted.set()

@@ -72,7 +72,7 @@ def udp_input(node, ifp, header, packet, marks):
     """Check a datagram once and queue it on its socket, or answer port unreachable."""
     stats = node.stats.udp
     stats["input"] += 1
-    datagram = packet[header.hlen:]
+    datagram = memoryview(packet)[header.hlen:]  # a view: only the data is copied, once, for the socket
     if len(datagram) < UDP_HEADER.size:
         stats["too_short"] += 1
         return
@@ -90,7 +90,7 @@ def udp_input(node, ifp, header, packet, marks):
     elif in_cksum(datagram, pseudo_header_sum(header.src, header.dst, IPPROTO_UDP, length)) != 0:
         stats["bad_checksum"] += 1
         return
-    data = datagram[UDP_HEADER.size:]
+    data = bytes(datagram[UDP_HEADER.size:])
     source = (header.src, sport)
     if header.broadcast:
         receivers = [s for s in node.udp.by_port.get(dport, ())

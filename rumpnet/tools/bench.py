@@ -2,16 +2,22 @@
 
 Round trips, each `pings` exchanges `interval` apart (min, median, p99):
 
-* (a) the bus alone: two processes bounce one ping-sized frame through a bus
-  file with the bus code a node uses (lock, append, wake-up, inotify awaited
-  from trio) and no stack;
+* (a) the bus alone, the floor: two processes bounce one ping-sized frame
+  through a bus file with the bus code a node uses (lock, append, pwrite
+  wake-up) and a plain blocking wait on inotify, no event loop and no stack;
+  (a') the same bounce with the inotify wait awaited from trio, as a node waits;
 * (b) ping between two nodes on a bus: a node in this process pings a node
-  process (the stack alone), then the `rumpnet ping` client's way, a raw
-  socket in a node process driven through its control socket;
+  process (the stack alone); a raw socket in a node process driven through
+  its control socket, one call per send and per reply; and `rumpnet ping`
+  exactly as a user types it, its times read from its output;
 * (c) as root, the kernel's ping(8) between two network namespaces over veth.
 
+Every ratio of round trips is to (a). The resident memory of an idle node
+process (configured, nothing to do) is read from /proc.
+
 UDP, each figure for `udp_seconds`: datagrams per second one way at 64 and
-1400 bytes, flat out and (on the nodes) paced below the rate received, and
+1400 bytes (sent and received both over the sender's timed window, so
+received/s never exceeds sent/s), flat out and (on the nodes) paced below the rate received, and
 request/response round trips per second with one request outstanding. The
 traffic is `rumpnet perf`'s sender and receiver (rumpnet.tools.perf) and the echo
 service and its client (rumpnet.tools.echo), in node processes; as root the same
@@ -32,6 +38,7 @@ import math
 import os
 import platform
 import re
+import select
 import shutil
 import socket as pysocket
 import statistics
@@ -163,7 +170,7 @@ async def helper(role, spec, netns=None):
 
 @asynccontextmanager
 async def node_process(url):
-    """A `rumpnet server -f` node; yields a control-socket client once it answers."""
+    """A `rumpnet server -f` node; yields a control-socket client and the process id once it answers."""
     path = parse_url(url)
     command = [sys.executable, "-m", "rumpnet", "server", "-f", url]
     async with _process(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
@@ -173,7 +180,7 @@ async def node_process(url):
                     raise BenchError(f"the node at {url} exited with status {proc.returncode}")
                 await trio.sleep(0.02)
         async with connect(url) as remote:
-            yield remote
+            yield remote, proc.pid
 
 
 async def _answers(path):
@@ -201,60 +208,153 @@ def _send(cursor, frames, sender):
     cursor.bus.wakeup()
 
 
+def _new_frames(cursor, watch, sender):
+    """The frames of other senders that are on the bus now, read as a node's receive loop reads."""
+    watch.drain()
+    return [r.frame for r in cursor.read(skip=sender)]
+
+
 async def _next_frames(cursor, watch, sender):
-    """The next frames of other senders, read as a node's receive loop reads: sleeping only when there are none."""
-    while True:
-        watch.drain()
-        records = cursor.read(skip=sender)
-        if records:
-            return [r.frame for r in records]
+    """The next frames of other senders, sleeping in trio only when there are none."""
+    while not (frames := _new_frames(cursor, watch, sender)):
         await watch.wait()
+    return frames
 
 
-async def bus_round_trip(workdir, count, interval):
-    """(a): this process and a bouncer pass a ping-sized frame to and fro on a bus file, no stack."""
-    path = os.path.join(workdir, "bare-bus")
-    limit = count * interval + 10
-    sender = new_sender()
-    with Bus(path) as bus:
-        watch = ModifyWatch(path)
-        try:
-            cursor = Cursor(bus)
-            async with helper("bounce", {"bus": path, "seconds": limit}):
-                rtts = []
-                frame = bytearray(PING_FRAME)
-                next_send = trio.current_time()
-                with trio.move_on_after(limit):
-                    for seq in range(count):
-                        next_send += interval
-                        await trio.sleep_until(next_send)
-                        SEQ.pack_into(frame, 14, seq)
-                        start = time.perf_counter()
-                        _send(cursor, [bytes(frame)], sender)
-                        with trio.move_on_after(1):
-                            tag = bytes(frame[14:22])
-                            while tag not in [f[14:22] for f in await _next_frames(cursor, watch, sender)]:
-                                pass  # only late frames of earlier rounds
-                            rtts.append(time.perf_counter() - start)
-        finally:
-            watch.close()
-    return round_trip_figures(rtts, count)
+def _next_frames_blocking(cursor, watch, sender, timeout):
+    """The next frames of other senders, sleeping in poll(2) when there are none; [] after timeout seconds."""
+    poller = select.poll()
+    poller.register(watch.fd, select.POLLIN)
+    deadline = time.monotonic() + timeout
+    while not (frames := _new_frames(cursor, watch, sender)):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return []
+        poller.poll(left * 1000)
+    return frames
 
 
-async def _bounce(spec):
-    """The bouncer of (a): every frame another sender writes goes straight back, as a node's loop would."""
-    with Bus(spec["bus"]) as bus:
-        watch = ModifyWatch(spec["bus"])
-        try:
-            cursor = Cursor(bus)
-            sender = new_sender()
-            _emit({"ready": True})
-            with trio.move_on_after(spec["seconds"]):
-                while True:
-                    _send(cursor, await _next_frames(cursor, watch, sender), sender)
-                    await trio.lowlevel.checkpoint()
-        finally:
-            watch.close()
+class _BusEnd:
+    """One end of a bounce: a bus, a cursor and an inotify watch on it, and a sender id."""
+
+    def __init__(self, path):
+        self.bus = Bus(path)
+        self.watch = ModifyWatch(path)
+        self.cursor = Cursor(self.bus)
+        self.sender = new_sender()
+
+    def send(self, frames):
+        _send(self.cursor, frames, self.sender)
+
+    def close(self):
+        self.watch.close()
+        self.bus.close()
+
+
+@contextmanager
+def _bus_end(spec):
+    """A bounce's end on spec's bus, reported ready to the benchmark; closed when the block ends."""
+    end = _BusEnd(spec["bus"])
+    try:
+        _emit({"ready": True})
+        yield end
+    finally:
+        end.close()
+
+
+def _frame(seq):
+    frame = bytearray(PING_FRAME)
+    SEQ.pack_into(frame, 14, seq)
+    return bytes(frame)
+
+
+def _tag(frame):
+    return frame[14:14 + SEQ.size]
+
+
+async def bus_round_trips(workdir, count, interval):
+    """(a) and (a'): each a pinger and a bouncer process passing a ping-sized frame to and fro, no stack."""
+    figures = {}
+    for key, kind in (("bus", "blocking"), ("bus_trio", "trio")):
+        path = os.path.join(workdir, f"bare-bus-{kind}")
+        spec = {"bus": path, "kind": kind, "count": count, "interval": interval, "seconds": count * interval + 10}
+        async with helper("bounce", spec):
+            async with helper("bounce_pinger", spec) as pinger:
+                with _within(spec["seconds"] + 10, f"the {kind} bus bounce"):
+                    result = await pinger.next()
+        figures[key] = round_trip_figures(result["rtts"], count)
+    return figures
+
+
+def _bounce_blocking(spec):
+    """The bouncer of (a): every frame another sender writes goes straight back, from a plain loop."""
+    with _bus_end(spec) as end:
+        deadline = time.monotonic() + spec["seconds"]
+        while time.monotonic() < deadline:
+            frames = _next_frames_blocking(end.cursor, end.watch, end.sender, 1.0)
+            if frames:
+                end.send(frames)
+
+
+def _pinger_blocking(spec):
+    """The pinger of (a): a frame every interval, timed until it comes back (at most 1 s)."""
+    with _bus_end(spec) as end:
+        rtts = []
+        next_send = time.monotonic()
+        for seq in range(spec["count"]):
+            next_send += spec["interval"]
+            time.sleep(max(0.0, next_send - time.monotonic()))
+            frame = _frame(seq)
+            start = time.perf_counter()
+            end.send([frame])
+            while True:
+                frames = _next_frames_blocking(end.cursor, end.watch, end.sender, 1.0)
+                if not frames or _tag(frame) in map(_tag, frames):
+                    break  # lost, or back (frames of earlier rounds come late)
+            if frames:
+                rtts.append(time.perf_counter() - start)
+        _emit({"rtts": rtts})
+
+
+async def _bounce_trio(spec):
+    """The bouncer of (a'): as (a)'s, with the wait awaited from trio."""
+    with _bus_end(spec) as end:
+        with trio.move_on_after(spec["seconds"]):
+            while True:
+                end.send(await _next_frames(end.cursor, end.watch, end.sender))
+                await trio.lowlevel.checkpoint()
+
+
+async def _pinger_trio(spec):
+    """The pinger of (a'): as (a)'s, with the sleeps and the wait in trio."""
+    with _bus_end(spec) as end:
+        rtts = []
+        next_send = trio.current_time()
+        for seq in range(spec["count"]):
+            next_send += spec["interval"]
+            await trio.sleep_until(next_send)
+            frame = _frame(seq)
+            start = time.perf_counter()
+            end.send([frame])
+            with trio.move_on_after(1):
+                while _tag(frame) not in map(_tag, await _next_frames(end.cursor, end.watch, end.sender)):
+                    pass  # only late frames of earlier rounds
+                rtts.append(time.perf_counter() - start)
+        _emit({"rtts": rtts})
+
+
+def _bounce(spec):
+    if spec["kind"] == "blocking":
+        _bounce_blocking(spec)
+    else:
+        trio.run(_bounce_trio, spec)
+
+
+def _bounce_pinger(spec):
+    if spec["kind"] == "blocking":
+        _pinger_blocking(spec)
+    else:
+        trio.run(_pinger_trio, spec)
 
 
 # -- (b) ping between nodes ----------------------------------------------------------------
@@ -265,20 +365,57 @@ async def _ping_figures(sock, host, settings):
     return round_trip_figures(stats.rtts, stats.transmitted)
 
 
+def resident_mb(pid):
+    """A process's resident memory in MB (VmRSS in /proc), or None where /proc does not say."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+_CLI_TIME = re.compile(r"time=([\d.]+) ms")
+_CLI_SENT = re.compile(r"(\d+) packets transmitted")
+
+
+async def cli_ping(url, host, settings):
+    """`rumpnet ping -c N -i INTERVAL HOST` as a user types it; the figures of the times it prints."""
+    count = settings.pings
+    limit = count * settings.interval + 10
+    command = [sys.executable, "-m", "rumpnet", "ping", "-c", str(count), "-i", str(settings.interval),
+               "-w", str(math.ceil(limit)), host]
+    with _within(limit + 10, "rumpnet ping"):
+        done = await trio.run_process(command, capture_stdout=True, capture_stderr=True, check=False,
+                                      env={**os.environ, "RUMP_SERVER": url})
+    output = done.stdout.decode(errors="replace")
+    rtts = [float(t) / 1000 for t in _CLI_TIME.findall(output)]
+    sent = _CLI_SENT.search(output)
+    if not sent:
+        raise BenchError(f"rumpnet ping: {done.stderr.decode(errors='replace').strip() or 'no statistics'}")
+    return round_trip_figures(rtts, int(sent.group(1)))
+
+
 async def node_ping(workdir, settings):
-    """(b): the stack alone (a node in this process pings a node process), then through a control socket."""
+    """(b): the stack alone (a node in this process pings a node process), through a control socket,
+    and the `rumpnet ping` command; and the resident memory of the idle node process."""
     bus = os.path.join(workdir, "ping-bus")
-    async with node_process(f"unix://{workdir}/b.sock") as target:
+    async with node_process(f"unix://{workdir}/b.sock") as (target, target_pid):
         await _configure(target, bus, NODE_ADDRESSES[1])
+        memory = resident_mb(target_pid)
         async with open_node() as node:
             node.add_address(node.create_shmif(bus), f"{NODE_ADDRESSES[0]}/24")
             with node.socket(SOCK_RAW, IPPROTO_ICMP) as sock:
                 stack = await _ping_figures(sock, NODE_ADDRESSES[1], settings)
-        async with node_process(f"unix://{workdir}/a.sock") as pinger:
+        url = f"unix://{workdir}/a.sock"
+        async with node_process(url) as (pinger, _):
             await _configure(pinger, bus, NODE_ADDRESSES[2])
             sock = await pinger.socket(SOCK_RAW, IPPROTO_ICMP)
             control = await _ping_figures(sock, NODE_ADDRESSES[1], settings)
-    return stack, control
+            cli = await cli_ping(url, NODE_ADDRESSES[1], settings)
+    return {"stack": stack, "control": control, "cli": cli}, memory
 
 
 # -- (c) and the kernel's UDP: two network namespaces over veth -----------------------------
@@ -502,8 +639,10 @@ async def udp_figures(settings, ends):
                                                             bits_per_second=rate * size * 8))
         if report.server is None:
             raise BenchError(f"no report from the UDP receiver ({size}-byte datagrams)")
+        # Both over the sender's window: every datagram received has a sequence number below the count sent.
+        received = min(report.server.received, report.sent)
         return {"sent_per_s": perf.rate(report.sent, report.duration),
-                "received_per_s": perf.rate(report.server.received, report.server.duration),
+                "received_per_s": perf.rate(received, report.duration),
                 "loss_pct": report.server.loss_percent}
 
     for size in UDP_SIZES:
@@ -523,13 +662,14 @@ async def run(settings, progress=lambda text: None):
     report = {"settings": vars(settings).copy(),
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "kernel": platform.release()},
-              "round_trip": {}, "udp": {}, "skipped": {}}
+              "round_trip": {}, "udp": {}, "memory": {}, "skipped": {}}
     trips, udp = report["round_trip"], report["udp"]
     with tempfile.TemporaryDirectory(prefix="rumpnet-bench-") as workdir:
-        progress(f"(a) the bus alone: {settings.pings} round trips")
-        trips["bus"] = await bus_round_trip(workdir, settings.pings, settings.interval)
-        progress(f"(b) ping between two nodes: {settings.pings} pings, twice")
-        trips["stack"], trips["control"] = await node_ping(workdir, settings)
+        progress(f"(a) the bus alone: {settings.pings} round trips, without and with trio")
+        trips.update(await bus_round_trips(workdir, settings.pings, settings.interval))
+        progress(f"(b) ping between two nodes: {settings.pings} pings, three ways")
+        pings, report["memory"]["idle_node_rss_mb"] = await node_ping(workdir, settings)
+        trips.update(pings)
         progress("UDP between two node processes")
         udp["rumpnet"] = await udp_figures(settings, NodeEnds(workdir))
     why_not = linux_unavailable()
@@ -554,11 +694,9 @@ async def run(settings, progress=lambda text: None):
 def ratios(report):
     trips, udp = report["round_trip"], report["udp"]
     median = {name: figures["median_us"] for name, figures in trips.items()}
-    out = {"b/a": ratio(median["stack"], median["bus"]),
-           "control/a": ratio(median["control"], median["bus"])}
+    out = {f"{name}/a": ratio(median[name], median["bus"]) for name in ("bus_trio", "stack", "control", "cli")}
     if "linux" in median:
-        out["b/c"] = ratio(median["stack"], median["linux"])
-        out["control/c"] = ratio(median["control"], median["linux"])
+        out.update({f"{name}/c": ratio(median[name], median["linux"]) for name in ("stack", "cli")})
     if "linux" in udp:
         ours, theirs = udp["rumpnet"], udp["linux"]
         for size in UDP_SIZES:
@@ -572,8 +710,9 @@ def ratios(report):
 
 # -- the text report -----------------------------------------------------------------------
 
-TRIP_LABELS = [("bus", "(a) the bus alone, two processes"), ("stack", "(b) ping node to node, the stack"),
-               ("control", "    ping through a control socket"), ("linux", "(c) Linux ping over veth")]
+TRIP_LABELS = [("bus", "(a) the bus alone, no event loop"), ("bus_trio", "(a') the bus alone, awaited in trio"),
+               ("stack", "(b) ping node to node, the stack"), ("control", "    a raw socket over a control socket"),
+               ("cli", "    rumpnet ping, the command"), ("linux", "(c) Linux ping over veth")]
 
 
 def format_report(report):
@@ -596,7 +735,10 @@ def format_report(report):
                              f"{f['loss_pct']:7.2f}")
         rr = figures["request_response"]["round_trips_per_s"]
         lines.append(f"{stack + ' request/response, round trips/s':40} {rr:10.0f}")
-    lines += ["", "ratios (medians for round trips):"]
+    rss = report["memory"].get("idle_node_rss_mb")
+    if rss is not None:
+        lines += ["", f"{'resident memory of an idle node, MB':40} {rss:10.1f}"]
+    lines += ["", "ratios (medians for round trips; a is the bus alone, no event loop):"]
     lines += [f"  {name:40} {value:8.2f}" for name, value in report["ratios"].items() if value is not None]
     for what, why in report["skipped"].items():
         lines.append(f"skipped {what}: {why}")
@@ -605,7 +747,7 @@ def format_report(report):
 
 # -- helper processes' entry point ---------------------------------------------------------
 
-HELPERS = {"bounce": _bounce, "udp": _udp_helper}
+HELPERS = {"bounce": _bounce, "bounce_pinger": _bounce_pinger, "udp": lambda spec: trio.run(_udp_helper, spec)}
 
 if __name__ == "__main__":
-    trio.run(HELPERS[sys.argv[1]], json.loads(sys.argv[2]))
+    HELPERS[sys.argv[1]](json.loads(sys.argv[2]))

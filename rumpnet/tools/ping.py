@@ -1,12 +1,15 @@
 """ping: ICMP echo over a raw socket, with NetBSD ping(8)'s output and statistics.
 
-The same code serves the `rumpnet ping` client (a raw socket in a remote node,
-through the control socket, as rump.ping) and the Python API (a local socket):
-both offer async sendto/recvfrom.
+The same code serves the Python API (a local socket), a client program of
+its own (a raw socket in a remote node, through the control socket, as
+rump.ping): both offer async sendto/recvfrom; and the `rumpnet ping` command,
+for which the node itself runs the pinging (PingRun) and the command collects
+the lines, so that no control-socket round trip lies on the timed path.
 """
 
 from dataclasses import dataclass, field
 import errno
+import ipaddress
 import math
 import os
 import struct
@@ -14,11 +17,16 @@ import struct
 import trio
 
 from ..netinet.checksum import in_cksum
+from ..netinet.ip import MAXTTL
 
 ICMP_ECHO = 8
 ICMP_ECHOREPLY = 0
 MAXWAIT = 10.0
 _STAMP = struct.Struct("!Q")
+MIN_INTERVAL = 0.001  # seconds; a shorter wait between requests would send flat out
+MAX_SECONDS = 2147483  # the longest wait a BSD tool takes: INT_MAX milliseconds, about 24 days
+MAX_SIZE = 1472  # data bytes that fit a 1500-byte MTU after the IP and ICMP headers
+MAX_UNREAD_LINES = 1024  # lines of a PingRun its client has not collected; beyond them the pinging stops
 UNREACH_TEXT = {0: "Destination Net Unreachable", 1: "Destination Host Unreachable",
                 2: "Destination Protocol Unreachable", 3: "Destination Port Unreachable",
                 4: "Frag needed and DF set", 5: "Source Route Failed"}
@@ -81,7 +89,7 @@ def parse_reply(packet, ident):
 
 
 async def ping(sock, host, *, count=0, interval=1.0, size=56, deadline=None, flood=False, quiet=False,
-               summary_only=False, out=print, clock=trio.current_time, stats=None):
+               summary_only=False, out=print, clock=trio.current_time, stats=None, ident=None):
     """Send echo requests to host until count or deadline; print as NetBSD ping does; return PingStats.
 
     With flood, a request goes out as soon as the previous reply is in, or
@@ -91,8 +99,9 @@ async def ping(sock, host, *, count=0, interval=1.0, size=56, deadline=None, flo
     (ping -q) prints the first line and the statistics, not each reply.
     Every time, the timestamps in the requests included, comes from clock
     (seconds), so that under trio's MockClock a test pings without waiting.
+    ident tells this ping's replies from others' (by default this process id's low 16 bits).
     """
-    ident = os.getpid() & 0xFFFF
+    ident = os.getpid() & 0xFFFF if ident is None else ident
     stats = stats or PingStats(host)
     if not quiet:
         out(f"PING {host} ({host}): {size} data bytes")
@@ -166,3 +175,70 @@ async def _exchange(sock, host, ident, stats, count, interval, size, deadline, f
             dup = " (DUP!)" if duplicate else ""
             timing = f" time={rtt * 1000:.3f} ms" if extra is not None else ""
             out(f"{length} bytes from {source}: icmp_seq={seq} ttl={ttl}{timing}{dup}")
+
+
+def check_options(host, count, interval, size, ttl, deadline, ident):
+    """EINVAL naming the first option out of its range, as a node checks what a client asks of it."""
+    try:
+        ipaddress.IPv4Address(host)
+    except ValueError:
+        raise OSError(errno.EINVAL, f"{host!r}: not an IPv4 address") from None
+    for name, value, low, high in (("count", count, 0, math.inf), ("interval", interval, MIN_INTERVAL, MAX_SECONDS),
+                                   ("size", size, 0, MAX_SIZE), ("ttl", ttl, 1, MAXTTL),
+                                   ("deadline", MAX_SECONDS if deadline is None else deadline, MIN_INTERVAL,
+                                    MAX_SECONDS), ("ident", ident, 0, 0xFFFF)):
+        if not low <= value <= high:
+            raise OSError(errno.EINVAL, f"ping: {name} {value} is out of range ({low} to {high})")
+
+
+class PingRun:
+    """A ping that runs in a node for a client that collects its lines (the `rumpnet ping` command).
+
+    The times are the node's own, from request to reply on its own socket; the
+    client's round trip to fetch the lines is off the timed path. Lines wait
+    until the client takes them; a client that leaves MAX_UNREAD_LINES behind
+    stops the pinging (the statistics still come), so a client that never
+    reads costs the node a bounded list.
+    """
+
+    def __init__(self, sock, host, **options):
+        self.sock = sock
+        self.host = host
+        self.options = options
+        self.stats = PingStats(host)
+        self.lines = []  # (text, end) not yet collected
+        self.done = False
+        self.scope = trio.CancelScope()
+        self._more = trio.Event()
+
+    def _out(self, text, end="\n"):
+        self.lines.append((text, end))
+        if len(self.lines) > MAX_UNREAD_LINES:
+            self.stats.scope.cancel()
+        self._more.set()
+
+    async def run(self):
+        """Ping to the end, or until cancel(); the socket is closed either way."""
+        with self.scope:
+            try:
+                await ping(self.sock, self.host, out=self._out, stats=self.stats, **self.options)
+            finally:
+                self.sock.close()
+                self.done = True
+                self._more.set()
+
+    async def output(self):
+        """The lines printed since the last call, waiting for one unless the ping is over; (lines, done)."""
+        if not self.lines and not self.done:
+            await self._more.wait()
+        self._more = trio.Event()
+        lines, self.lines = self.lines, []
+        return lines, self.done
+
+    def interrupt(self):
+        """As Ctrl-C: the pinging stops and the statistics are printed."""
+        self.stats.scope.cancel()
+
+    def cancel(self):
+        """The client went: stop without a word."""
+        self.scope.cancel()
