@@ -26,11 +26,13 @@ from ..net.ifnet import (IFF_UP, Interface, InterfaceAddress, InterfaceError, ne
                          shown_name)
 from ..net.loopback import LoopbackQueue
 from ..net.route import Route, RouteTable
-from ..netinet import arp, icmp, ip, udp
+from ..netinet import arp, icmp, ip, tcp, udp
 from ..netinet.in_proto import protocol_switch
 from ..netinet.inaddr import AddressSets
 from ..netinet.inpcb import PcbTable
 from ..netinet.raw_ip import RAW_USRREQS
+from ..netinet.tcp_syncache import SynCache
+from ..netinet.tcp_usrreq import TCP_USRREQS
 from .callout import Timers
 from .counters import Counters
 from .sockets import SOCK_DGRAM, SOCK_RAW, SOCK_STREAM, Socket, UserRequests
@@ -50,6 +52,7 @@ class Node:
         self.pcbs = {}  # protocol number -> PcbTable: each protocol's ports
         self.udp = self.pcb_table(ip.IPPROTO_UDP)
         self.raw_sockets = []
+        self.syncache = SynCache(self)  # TCP's half-open connections
         self.socket_protocols = {}  # (kind, protocol number) -> UserRequests
         self.open_sockets = 0  # at most sockets.MAX_SOCKETS
         self.inaddrs = AddressSets()
@@ -68,6 +71,8 @@ class Node:
             self.sysctl.set(name, value)
         if "udp" in self.protocols:
             self.register_protocol(SOCK_DGRAM, ip.IPPROTO_UDP, udp.UDP_USRREQS)
+        if "tcp" in self.protocols:
+            self.register_protocol(SOCK_STREAM, tcp.IPPROTO_TCP, TCP_USRREQS)
 
     # -- time and identity ---------------------------------------------------------
 
