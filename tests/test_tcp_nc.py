@@ -1,0 +1,64 @@
+"""`rumpnet nc` over TCP between two unprivileged node processes, as a user types it."""
+
+import hashlib
+import os
+import subprocess
+import time
+
+import pytest
+
+SIZE = 10 * 1024 * 1024
+
+
+def wait_listening(node, port, timeout=10.0):
+    """Wait until the node lists a TCP socket listening on port."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(f".{port} " in line and "LISTEN" in line for line in node.run("netstat", "-an").stdout.splitlines()):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on TCP port {port}")
+
+
+def digest(path):
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+@pytest.fixture
+def payload(workdir):
+    path = workdir / "payload"
+    path.write_bytes(os.urandom(SIZE))
+    return path
+
+
+def transfer(background, sender, receiver, receiver_is_listener, payload, out, port):
+    """One file from sender to receiver through `nc -l -p PORT` and `nc -N 10.0.0.1 PORT`; both exit 0."""
+    with open(payload, "rb") as source, open(out, "wb") as sink:
+        listen_args = ("nc", "-l", "-p", str(port))
+        connect_args = ("nc", "-N", "10.0.0.1", str(port))
+        if receiver_is_listener:
+            listener = background(receiver, *listen_args, stdout=sink)
+            wait_listening(receiver, port)
+            client = background(sender, *connect_args, stdin=source)
+        else:
+            listener = background(sender, *listen_args, stdin=source)
+            wait_listening(sender, port)
+            client = background(receiver, *connect_args, stdout=sink)
+        for proc in (client, listener):
+            proc.wait(timeout=90)
+            assert proc.returncode == 0, proc.stderr.read().decode()
+
+
+def test_ten_mebibytes_from_client_to_listener(pair, background, payload, workdir):
+    a, b = pair
+    out = workdir / "received"
+    transfer(background, b, a, True, payload, out, 7000)
+    assert digest(out) == digest(payload)
+
+
+def test_ten_mebibytes_from_listener_to_client(pair, background, payload, workdir):
+    a, b = pair
+    out = workdir / "received"
+    transfer(background, a, b, False, payload, out, 7001)
+    assert digest(out) == digest(payload)
