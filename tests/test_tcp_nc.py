@@ -62,3 +62,25 @@ def test_ten_mebibytes_from_listener_to_client(pair, background, payload, workdi
     out = workdir / "received"
     transfer(background, a, b, False, payload, out, 7001)
     assert digest(out) == digest(payload)
+
+
+def tcp_count(node, text):
+    """A number from `netstat -s -p tcp`, found by its description."""
+    for line in node.run("netstat", "-s", "-p", "tcp").stdout.splitlines():
+        count, _, description = line.strip().partition(" ")
+        if description == text:
+            return int(count)
+    raise LookupError(text)
+
+
+@pytest.mark.parametrize("loss, size", [("1%", 1 << 19), ("5%", 1 << 18), ("20%", 1 << 15)])
+def test_a_lossy_link_is_repaired_and_netstat_counts_it(pair, background, workdir, loss, size):
+    a, b = pair
+    for node in (a, b):
+        node.ifconfig("shmif0", "impair", "loss", loss, "reorder", "2%", "seed", "7")
+    payload, out = workdir / "payload", workdir / "received"
+    payload.write_bytes(os.urandom(size))
+    transfer(background, b, a, True, payload, out, 7002)
+    assert digest(out) == digest(payload)
+    assert tcp_count(b, "data packets retransmitted") > 0
+    assert tcp_count(a, "connections established") == 1
