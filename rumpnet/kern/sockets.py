@@ -343,10 +343,10 @@ class Socket:
             self._send_datagram(data, address)
             await trio.lowlevel.checkpoint()
             return len(data)
-        sent = 0
+        sent, view = 0, memoryview(data)  # a view: the rest is not copied again for every piece
         while True:
             await self.wait_writable()
-            sent += self._send_bytes(data[sent:], address)
+            sent += self._send_bytes(view[sent:], address)
             if sent == len(data):
                 return sent
 
@@ -409,7 +409,7 @@ class Socket:
             raise oserror(errno.EISCONN)
         count = min(len(data), self.snd.space())
         try:
-            self.usrreqs.send(self, data[:count], None)
+            self.usrreqs.send(self, bytes(data[:count]), None)
         finally:
             self.node.ipintrq.drain()
         return count

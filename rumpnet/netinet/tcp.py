@@ -98,10 +98,3 @@ def tcp_build(src, dst, sport, dport, seq, ack, flags, win, options=b"", data=b"
     pseudo = pseudo_header_sum(src, dst, IPPROTO_TCP, len(header) + len(data))
     checksum = in_cksum(header + data, pseudo)
     return header[:16] + struct.pack("!H", checksum) + header[18:] + data
-
-
-def flag_string(flags):
-    """Flags as tcpdump prints them: [S.], [P.], [F.], [R]."""
-    text = "".join(c for bit, c in ((TH_SYN, "S"), (TH_FIN, "F"), (TH_RST, "R"), (TH_PUSH, "P"), (TH_URG, "U"))
-                   if flags & bit)
-    return text + ("." if flags & TH_ACK else "") or "none"

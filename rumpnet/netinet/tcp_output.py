@@ -7,9 +7,9 @@ FIN, a window update once the program has read enough, or an ACK owed. It
 never waits: what cannot go now waits for the next call.
 """
 
-from contextlib import ExitStack
+from contextlib import nullcontext
 
-from .ip import ip_output, route_output
+from .ip import ip_output, route_output, route_to
 from .tcp import (IPPROTO_TCP, TH_ACK, TH_FIN, TH_PUSH, TH_RST, TH_SYN, syn_options, tcp_build)
 from .tcp_seq import seq_add, seq_diff, seq_gt, seq_lt
 from .tcp_var import CLOSED, CLOSING, FIN_WAIT_1, LAST_ACK, LISTEN, SYN_RECEIVED, SYN_SENT, TCP_MAXWIN
@@ -22,9 +22,8 @@ FIN_STATES = (FIN_WAIT_1, CLOSING, LAST_ACK)
 
 def tcp_output(tp):
     """Send what the connection may send now, as one burst on its interface."""
-    with ExitStack() as burst:
-        for ifp in tp.node.interfaces.values():
-            burst.enter_context(ifp.burst())
+    ifp, _ = route_to(tp.node, tp.sock.remote[0])
+    with ifp.burst() if ifp is not None else nullcontext():
         while _output_one(tp):
             pass
 
