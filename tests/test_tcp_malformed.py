@@ -5,7 +5,6 @@ check. Segments for a live connection are handed to tcp_input the way
 ip_input hands them, so hypothesis can try many per connection.
 """
 
-import struct
 
 import dpkt
 import pytest

@@ -9,14 +9,14 @@ the ACK (RTT, congestion window, fast retransmit), then the data (in order to
 the socket, out of order to the reassembly queue) and the FIN.
 """
 
+import errno
+
 from . import tcp_output, tcp_syncache, tcp_timer
 from .tcp import IPPROTO_TCP, TH_ACK, TH_FIN, TH_RST, TH_SYN, BadSegment, tcp_parse
 from .tcp_seq import seq_add, seq_diff, seq_geq, seq_gt, seq_leq, seq_lt
 from .tcp_subr import tcp_respond
 from .tcp_var import (CLOSE_WAIT, CLOSED, CLOSING, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, LAST_ACK, LISTEN,
                       SYN_RECEIVED, SYN_SENT, TIME_WAIT, can_receive_data)
-
-import errno
 
 
 def tcp_input(node, ifp, header, packet, marks):

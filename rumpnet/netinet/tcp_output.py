@@ -10,18 +10,20 @@ never waits: what cannot go now waits for the next call.
 from contextlib import nullcontext
 
 from .ip import ip_output, route_output, route_to
-from .tcp import (IPPROTO_TCP, TH_ACK, TH_FIN, TH_PUSH, TH_RST, TH_SYN, syn_options, tcp_build)
+from .tcp import IPPROTO_TCP, TH_ACK, TH_FIN, TH_PUSH, TH_SYN, syn_options, tcp_build
 from .tcp_seq import seq_add, seq_diff, seq_gt, seq_lt
 from .tcp_var import CLOSED, CLOSING, FIN_WAIT_1, LAST_ACK, LISTEN, SYN_RECEIVED, SYN_SENT, TCP_MAXWIN
 from . import tcp_timer
 
 # The flags a state sends with (BSD's tcp_outflags).
-OUTFLAGS = {CLOSED: TH_RST | TH_ACK, LISTEN: 0, SYN_SENT: TH_SYN, SYN_RECEIVED: TH_SYN | TH_ACK}
+OUTFLAGS = {SYN_SENT: TH_SYN, SYN_RECEIVED: TH_SYN | TH_ACK}
 FIN_STATES = (FIN_WAIT_1, CLOSING, LAST_ACK)
 
 
 def tcp_output(tp):
     """Send what the connection may send now, as one burst on its interface."""
+    if tp.state in (CLOSED, LISTEN):
+        return  # no connection (any more): a program reading what is left sends nothing
     ifp, _ = route_to(tp.node, tp.sock.remote[0])
     with ifp.burst() if ifp is not None else nullcontext():
         while _output_one(tp):
@@ -54,13 +56,13 @@ def _output_one(tp):
     length = min(length, tp.maxseg)
     if tp.state in FIN_STATES and off + length == buffered:
         flags |= TH_FIN
-    send = bool(flags & (TH_SYN | TH_RST)) or tp.ack_now
+    send = bool(flags & TH_SYN) or tp.ack_now
     if length and (length == tp.maxseg or tp.force or seq_lt(tp.snd_nxt, tp.snd_max)
                    or off + length == buffered and (tp.nodelay or tp.snd_nxt == tp.snd_una)):
         send = True  # a full segment, a probe, a retransmission, or the tail when Nagle allows it
     if flags & TH_FIN and (not tp.fin_sent or tp.snd_nxt == tp.snd_una):
         send = True
-    if not send and tp.state not in (CLOSED, LISTEN, SYN_SENT):
+    if not send and tp.state != SYN_SENT:
         opening = _window_to_advertise(tp) - max(0, seq_diff(tp.rcv_adv, tp.rcv_nxt))
         if opening >= 2 * tp.maxseg or opening > 0 and 2 * opening >= sock.rcv.hiwat:
             send = True  # a window update worth telling
@@ -107,7 +109,7 @@ def _send_segment(tp, flags, off, length):
         else:
             stats["data_sent"] += 1
             stats["data_bytes_sent"] += length
-    elif not flags & (TH_SYN | TH_FIN | TH_RST):
+    elif not flags & (TH_SYN | TH_FIN):
         stats["acks_sent"] += 1
     if flags & TH_SYN:
         stats["syn_sent"] += 1

@@ -66,6 +66,10 @@ def set_persist(tp):
 
 def _persist(now, tp):
     tp.node.stats.tcp["persist_timeouts"] += 1
+    if tp.sock.closed and tp.persist_shift >= TCP_MAXRXTSHIFT:
+        tp.node.stats.tcp["timeout_drops"] += 1
+        tp.drop(errno.ETIMEDOUT)  # nobody holds the socket and the peer never opens its window
+        return
     tp.persist_shift = min(tp.persist_shift + 1, TCP_MAXRXTSHIFT)
     set_persist(tp)
     tp.force = True

@@ -15,7 +15,8 @@ from .inpcb import in_pcbbind, in_pcbconnect
 from .ip import route_output
 from .tcp import IPPROTO_TCP
 from .tcp_syncache import window_shift
-from .tcp_var import CLOSE_WAIT, CLOSED, ESTABLISHED, FIN_WAIT_1, LAST_ACK, LISTEN, SYN_RECEIVED, SYN_SENT, TcpCb, new_iss
+from .tcp_var import (CLOSE_WAIT, CLOSED, ESTABLISHED, FIN_WAIT_1, LAST_ACK, LISTEN, SYN_RECEIVED, SYN_SENT, TcpCb,
+                      new_iss)
 
 
 class TcpUserRequests(UserRequests):
