@@ -3,7 +3,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rumpnet.netinet.tcp_reass import ReassemblyQueue
+from rumpnet.netinet.tcp_reass import MAX_SEGMENTS, ReassemblyQueue
 from rumpnet.netinet.tcp_seq import seq_add, seq_gt, seq_lt
 
 STREAM = bytes(range(256)) * 4
@@ -43,3 +43,11 @@ def test_any_order_and_overlap_gives_the_stream_back(parts, isn):
 @given(st.integers(0, 2**32 - 1), st.integers(1, 2**31 - 1))
 def test_comparisons_hold_across_the_wrap(a, n):
     assert seq_lt(a, seq_add(a, n)) and seq_gt(seq_add(a, n), a)
+
+
+def test_a_byte_here_and_a_byte_there_cannot_make_the_queue_long():
+    queue = ReassemblyQueue()
+    kept = [queue.insert(0, 2 * n + 1, b"x", False) for n in range(1000)]
+    assert kept.count(True) == MAX_SEGMENTS and len(queue) == MAX_SEGMENTS
+    assert queue.insert(0, 0, b"y", False)  # what fills the gap at rcv_nxt is always taken
+    assert queue.pop_ready(0) == (b"y", False) and queue.pop_ready(1) == (b"x", False)

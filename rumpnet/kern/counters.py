@@ -101,6 +101,7 @@ DESCRIPTIONS = {
         ("data_bytes_received", "bytes received in sequence"),
         ("duplicate_bytes", "duplicate bytes received"),
         ("out_of_order", "out-of-order packets received"),
+        ("reass_full", "out-of-order packets dropped: the reassembly queue was full"),
         ("beyond_window_bytes", "bytes received beyond the window (dropped)"),
         ("out_of_window", "packets outside the window (answered with an ack)"),
         ("rst_out_of_window", "resets outside the window (ignored)"),

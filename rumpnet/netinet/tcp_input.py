@@ -16,7 +16,7 @@ from .tcp import IPPROTO_TCP, TH_ACK, TH_FIN, TH_RST, TH_SYN, BadSegment, tcp_pa
 from .tcp_seq import seq_add, seq_diff, seq_geq, seq_gt, seq_leq, seq_lt
 from .tcp_subr import tcp_respond
 from .tcp_var import (CLOSE_WAIT, CLOSED, CLOSING, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, LAST_ACK, LISTEN,
-                      SYN_RECEIVED, SYN_SENT, TIME_WAIT, can_receive_data)
+                      SYN_RECEIVED, SYN_SENT, TCP_MINMSS, TCP_MSS, TIME_WAIT, can_receive_data)
 
 
 def tcp_input(node, ifp, header, packet, marks):
@@ -94,7 +94,7 @@ def _syn_sent(tp, seg):
 
 def learn_syn_options(tp, seg):
     """The peer's MSS and window scale (scaling is on only when both sides offered it, RFC 7323)."""
-    tp.maxseg = min(seg.mss or 536, tp.maxseg_offered)
+    tp.maxseg = max(TCP_MINMSS, min(seg.mss or TCP_MSS, tp.maxseg_offered))
     if seg.wscale is not None and tp.request_scale is not None:
         tp.snd_scale, tp.rcv_scale = seg.wscale, tp.request_scale
     else:
@@ -329,7 +329,8 @@ def _receive(tp, seq, data, fin):
         return fin
     if data or fin:
         stats["out_of_order"] += 1
-        tp.reass.insert(tp.rcv_nxt, seq, data, fin)
+        if not tp.reass.insert(tp.rcv_nxt, seq, data, fin):
+            stats["reass_full"] += 1
     tp.ack_now = True  # a duplicate ACK tells the sender of the hole; filling it is ACKed at once too
     fin = False
     while (ready := tp.reass.pop_ready(tp.rcv_nxt)) is not None:

@@ -3,10 +3,14 @@
 Segments are kept by sequence number, overlaps already cut away, so the queue
 never holds a byte twice; what it holds counts against the receive window
 (TcpCb.rcv_space), so a peer cannot make it grow past the buffer it was
-offered. A FIN that came early is kept with the last byte before it.
+offered. It holds at most MAX_SEGMENTS pieces, so a peer sending a byte
+here and a byte there cannot make it long either. A FIN that came early is
+kept with the last byte before it.
 """
 
 from .tcp_seq import seq_add, seq_diff
+
+MAX_SEGMENTS = 256  # pieces held at most; a segment that would make more is dropped (the sender sends it again)
 
 
 class ReassemblyQueue:
@@ -18,7 +22,10 @@ class ReassemblyQueue:
         return len(self.segments)
 
     def insert(self, rcv_nxt, seq, data, fin):
-        """Keep the parts of (seq, data) not yet held, all after rcv_nxt (the caller trims to the window)."""
+        """Keep the parts of (seq, data) not yet held, all after rcv_nxt (the caller trims to the window).
+
+        False when the queue is full and nothing was kept.
+        """
         start = seq_diff(seq, rcv_nxt)
         end = start + len(data)
         pieces = []
@@ -34,6 +41,8 @@ class ReassemblyQueue:
                 break
         if start < end:
             pieces.append((start, data))
+        if len(self.segments) + len(pieces) > MAX_SEGMENTS and start != 0:
+            return False  # full; a piece at rcv_nxt is always taken: it is popped at once
         last = pieces[-1][0] + len(pieces[-1][1]) if pieces else None
         for offset, piece in pieces:
             self.segments.append([seq_add(rcv_nxt, offset), piece, fin and offset + len(piece) == last])
@@ -43,6 +52,7 @@ class ReassemblyQueue:
                 if seq_diff(entry[0], rcv_nxt) + len(entry[1]) == end:
                     entry[2] = True
         self.segments.sort(key=lambda entry: seq_diff(entry[0], rcv_nxt))
+        return True
 
     def pop_ready(self, rcv_nxt):
         """The (data, fin) now in order at rcv_nxt, or None."""

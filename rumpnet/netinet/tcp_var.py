@@ -34,6 +34,7 @@ def can_receive_data(state):
 
 TCP_MAXWIN = 65535
 TCP_MSS = 536  # the MSS assumed when the peer sends none (RFC 9293 3.7.1)
+TCP_MINMSS = 216  # a smaller MSS option is raised to this (NetBSD's tcp_minmss): tiny segments cost a node dear
 TCP_MAXRXTSHIFT = 12  # retransmissions before a connection is dropped
 TCP_SYN_RETRIES = 6  # SYN retransmissions before connect fails with ETIMEDOUT
 TCP_RTO_INITIAL = 1.0  # RFC 6298 2.1
