@@ -151,3 +151,12 @@ async def test_a_syn_flood_fills_a_bounded_cache_not_the_listen_queue(tmp_path):
         await client.connect(("10.0.0.1", 7000))  # a real peer still gets in
         conn, _ = await server.accept()
         assert conn.getpeername()[0] == "10.0.0.2"
+
+
+async def test_resets_to_closed_ports_are_rate_limited(tmp_path):
+    async with open_pair(str(tmp_path / "bus")) as (a, b):
+        a.sysctl.set("net.inet.tcp.rstppslimit", 10)
+        for n in range(30):
+            inject_segment(a, segment(TH_SYN, seq=n, dport=7100 + n))
+        assert (a.stats.tcp["rst_sent"], a.stats.tcp["rst_rate_limited"]) == (10, 20)
+        assert a.stats.tcp["no_port"] == 30

@@ -83,6 +83,7 @@ DESCRIPTIONS = {
         ("probes_sent", "window probes sent"),
         ("syn_sent", "SYN and SYN-ACK packets sent"),
         ("rst_sent", "resets sent"),
+        ("rst_rate_limited", "resets not sent because of net.inet.tcp.rstppslimit"),
         ("output_errors", "packets the IP layer refused (sent again later)"),
         ("input", "packets received"),
         ("too_short", "packets shorter than a header (dropped)"),

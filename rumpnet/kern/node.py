@@ -58,6 +58,7 @@ class Node:
         self.inaddrs = AddressSets()
         self.ipintrq = LoopbackQueue(self)
         self.icmp_error_rate = icmp.ErrorRate()
+        self.tcp_rst_rate = icmp.ErrorRate()  # the same limiter: resets to segments no connection takes
         self.sysctl = Sysctl()
         self.stats = Counters()
         self.halted = trio.Event()

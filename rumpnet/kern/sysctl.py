@@ -16,6 +16,7 @@ VARIABLES = {
     "net.inet.tcp.msl": (30, 0, 600, "TCP's maximum segment lifetime in seconds (TIME_WAIT lasts twice this)"),
     "net.inet.tcp.rto_min": (200, 1, 60000, "the least retransmission timeout, in milliseconds"),
     "net.inet.tcp.delack_ms": (100, 1, 500, "the longest an ACK waits to go with data or a second segment, ms"),
+    "net.inet.tcp.rstppslimit": (100, -1, 2**31 - 1, "TCP resets to closed ports sent per second at most (-1: no limit)"),
     "net.inet.tcp.syn_cache_limit": (10255, 1, 100000, "half-open TCP connections kept at most (SYN cache)"),
 }
 

@@ -47,8 +47,15 @@ def tcp_input(node, ifp, header, packet, marks):
 
 
 def reset(node, header, seg):
-    """Answer a segment no connection takes with a RST, as RFC 9293 says (never a RST to a RST)."""
+    """Answer a segment no connection takes with a RST, as RFC 9293 says (never a RST to a RST).
+
+    At most net.inet.tcp.rstppslimit a second (NetBSD's), so a flood to
+    closed ports does not draw a flood back.
+    """
     if seg.flags & TH_RST:
+        return
+    if not node.tcp_rst_rate.allows(node.sysctl["net.inet.tcp.rstppslimit"], node.now()):
+        node.stats.tcp["rst_rate_limited"] += 1
         return
     if seg.flags & TH_ACK:
         seq, ack, flags = seg.ack, 0, TH_RST
