@@ -217,3 +217,22 @@ async def test_a_full_listen_queue_resets_and_counts(tmp_path):
         assert a.stats.tcp["listen_overflow"] == 2
         assert errors == [errno.EAGAIN, errno.ECONNRESET, errno.ECONNRESET]  # the first waits to be accepted
         assert len(server.completed) == 1
+
+
+async def test_nagle_holds_a_small_segment_until_tcp_nodelay(tmp_path):
+    async with open_pair(str(tmp_path / "bus")) as (a, b):
+        server = await listener(a)
+        client = b.socket(SOCK_STREAM)
+        await client.connect(("10.0.0.1", 7000))
+        conn, _ = await server.accept()
+        client.send_nowait(b"a")
+        client.send_nowait(b"b")  # no checkpoint between: "a" is not acknowledged yet
+        assert b.stats.tcp["data_sent"] == 1
+        client.setsockopt("TCP_NODELAY", True)  # what waits goes at once, and so does the next
+        assert b.stats.tcp["data_sent"] == 2
+        client.send_nowait(b"c")
+        assert b.stats.tcp["data_sent"] == 3
+        got = b""
+        while len(got) < 3:
+            got += await conn.recv()
+        assert got == b"abc"
