@@ -83,3 +83,18 @@ def test_a_lossy_link_is_repaired_and_netstat_counts_it(pair, background, workdi
     assert digest(out) == digest(payload)
     assert tcp_count(b, "data packets retransmitted") > 0
     assert tcp_count(a, "connections established") == 1
+
+
+def test_z_finds_the_port_that_listens_and_refused_ports_fail(pair, background):
+    a, b = pair
+    background(a, "nc", "-l", "-p", "7005")
+    wait_listening(a, 7005)
+    found = b.run("nc", "-z", "-v", "10.0.0.1", "7004-7006")
+    assert found.returncode == 0, found.stderr
+    assert found.stderr.splitlines() == [
+        "nc: connect to 10.0.0.1 port 7004 (tcp) failed: Connection refused",
+        "Connection to 10.0.0.1 7005 port [tcp/*] succeeded!",
+        "nc: connect to 10.0.0.1 port 7006 (tcp) failed: Connection refused"]
+    refused = b.run("nc", "10.0.0.1", "7007")
+    assert refused.returncode == 1
+    assert refused.stderr == "rumpnet nc: connect to 10.0.0.1 port 7007 (tcp) failed: Connection refused\n"
