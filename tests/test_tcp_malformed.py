@@ -160,3 +160,31 @@ async def test_resets_to_closed_ports_are_rate_limited(tmp_path):
             inject_segment(a, segment(TH_SYN, seq=n, dport=7100 + n))
         assert (a.stats.tcp["rst_sent"], a.stats.tcp["rst_rate_limited"]) == (10, 20)
         assert a.stats.tcp["no_port"] == 30
+
+
+async def test_any_well_formed_segment_leaves_the_node_working(tmp_path):
+    """Whatever the flags, numbers, options and ports, tcp_input returns, and the connection still works."""
+    async with open_pair(str(tmp_path / "bus")) as (a, b):
+        server, conn, client = await connected(a, b)
+        sport = client.getsockname()[1]
+        a.sysctl.set("net.inet.tcp.rstppslimit", -1)
+
+        @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(flags=st.integers(0, 0x3F), seq=st.integers(0, 2**32 - 1), ack=st.integers(0, 2**32 - 1),
+               win=st.integers(0, 65535), data=st.binary(max_size=30),
+               options=st.sampled_from([b"", syn_options(1, 14), syn_options(65535, None), b"\x01" * 4]),
+               ports=st.sampled_from([(5000, 7000), (5000, 7001), (sport, 7000)]))
+        def anything(flags, seq, ack, win, data, options, ports):
+            raw = segment(flags, seq, ack, data, options, win, sport=ports[0], dport=ports[1])
+            try:
+                tcp_parse(B, A, raw)
+            except BadSegment:
+                return
+            if ports[0] == sport and (flags & (TH_RST | TH_SYN) or seq == conn.pcb.rcv_nxt):
+                return  # one exactly placed would be obeyed: that is the RFC's case, tested above
+            inject_segment(a, raw)
+
+        anything()
+        await conn.send(b"still here")
+        assert await client.recv() == b"still here"
+        assert a.stats.tcp["input"] > 0

@@ -9,7 +9,7 @@ never waits: what cannot go now waits for the next call.
 
 from contextlib import nullcontext
 
-from .ip import ip_output, route_output, route_to
+from .ip import ip_output, route_to
 from .tcp import IPPROTO_TCP, TH_ACK, TH_FIN, TH_PUSH, TH_SYN, syn_options, tcp_build
 from .tcp_seq import seq_add, seq_diff, seq_gt, seq_lt
 from .tcp_var import CLOSED, CLOSING, FIN_WAIT_1, LAST_ACK, LISTEN, SYN_RECEIVED, SYN_SENT, TCP_MAXWIN
@@ -87,7 +87,7 @@ def _send_segment(tp, flags, off, length):
     if flags & TH_FIN and tp.fin_sent and tp.snd_nxt == tp.snd_max:
         tp.snd_nxt = seq_add(tp.snd_nxt, -1)  # the FIN again: it takes the number it took before
     seq = tp.snd_nxt
-    options = syn_options(_our_mss(tp), tp.request_scale) if flags & TH_SYN else b""
+    options = syn_options(tp.maxseg_offered, tp.request_scale) if flags & TH_SYN else b""
     win = _window_to_advertise(tp)
     if length and off + length == sock.snd.cc:
         flags |= TH_PUSH
@@ -132,8 +132,3 @@ def _send_segment(tp, flags, off, length):
             tcp_timer.set_rexmt(tp)
     tp.ack_now = tp.delack = tp.force = False
     tp.timers["delack"].stop()
-
-
-def _our_mss(tp):
-    ifp, _ = route_output(tp.node, tp.sock.remote[0])
-    return ifp.mtu - 40

@@ -15,14 +15,15 @@ from . import tcp_input
 from .ip import ip_output, route_output
 from .tcp import IPPROTO_TCP, TCP_MAX_WINSHIFT, TH_ACK, TH_RST, TH_SYN, syn_options, tcp_build
 from .tcp_seq import seq_add
-from .tcp_var import TCP_MAXWIN, new_iss
+from .tcp_var import TCP_MAXWIN, TCP_MSS, new_iss
 
 SYN_RETRIES = 3  # SYN-ACKs sent again before an entry is given up
 SYN_RTO = 1.0
 
 
 class SynEntry:
-    __slots__ = ("listener", "key", "iss", "irs", "mss", "wscale", "request_scale", "win", "tries", "timer")
+    __slots__ = ("listener", "key", "iss", "irs", "mss", "mss_offered", "wscale", "request_scale", "win", "tries",
+                 "timer")
 
 
 class SynCache:
@@ -94,6 +95,7 @@ def _add(cache, listener, key, seg):
     entry.listener, entry.key = listener, key
     entry.iss, entry.irs = new_iss(), seg.seq
     entry.mss, entry.wscale = seg.mss, seg.wscale
+    entry.mss_offered = TCP_MSS  # until a SYN-ACK goes out on a route
     entry.request_scale = window_shift(listener.rcv.hiwat) if seg.wscale is not None else None
     entry.win = seg.win
     entry.tries = 0
@@ -110,9 +112,10 @@ def _send_synack(node, entry):
     except OSError:
         node.stats.tcp["output_errors"] += 1
         return
+    entry.mss_offered = ifp.mtu - 40
     win = min(entry.listener.rcv.hiwat, TCP_MAXWIN)
     segment = tcp_build(local, remote, lport, rport, entry.iss, seq_add(entry.irs, 1), TH_SYN | TH_ACK, win,
-                        syn_options(ifp.mtu - 40, entry.request_scale))
+                        syn_options(entry.mss_offered, entry.request_scale))
     try:
         ip_output(node, IPPROTO_TCP, local, remote, segment)
     except OSError:
@@ -143,7 +146,7 @@ def _connection(node, sock, entry, seg):
     tp.rcv_nxt = seq_add(entry.irs, 1)
     tp.rcv_adv = seq_add(tp.rcv_nxt, min(entry.listener.rcv.hiwat, TCP_MAXWIN))
     tp.request_scale = entry.request_scale
-    tp.maxseg_offered = route_output(node, remote)[0].mtu - 40
+    tp.maxseg_offered = entry.mss_offered
     tcp_input.learn_syn_options(tp, seg._replace(mss=entry.mss, wscale=entry.wscale))
     tcp_input.established(tp, seg.win << tp.snd_scale, seg.seq, seg.ack)
     return tp
