@@ -25,13 +25,14 @@ from .netinet.ip import IPPROTO_ICMP, IPPROTO_UDP
 from .netinet.tcp import IPPROTO_TCP
 from .netinet.protosw import Protosw
 from .tools.ping import PingStats, ping
+from .tools.traceroute import traceroute
 
 __all__ = [
     "Bus", "BusError", "BusHeader", "Cursor", "create",
     "NodeUnreachable", "RemoteNode", "RemoteSocket", "connect",
     "Driver", "Impairment", "InterfaceError", "register_driver", "unregister_driver",
     "Node", "open_node", "serve", "Protosw",
-    "PingStats", "ping",
+    "PingStats", "ping", "traceroute",
     "Socket", "SocketStream", "UserRequests", "SOCK_STREAM", "SOCK_DGRAM", "SOCK_RAW", "IPPROTO_ICMP", "IPPROTO_UDP",
     "IPPROTO_TCP",
     "SHUT_RD", "SHUT_WR", "SHUT_RDWR",

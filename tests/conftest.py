@@ -12,8 +12,7 @@ from rumpnet.testing import NodeProcess, as_user, can_drop_privileges, rumpnet_c
 UNPRIVILEGED = "nobody"
 
 
-@pytest.fixture
-def workdir():
+def make_workdir():
     """A directory for buses and sockets, owned by the unprivileged user when we are root.
 
     Not under pytest's tmp_path: pytest keeps that tree private to its owner.
@@ -23,6 +22,12 @@ def workdir():
         entry = pwd.getpwnam(UNPRIVILEGED)
         os.chown(path, entry.pw_uid, entry.pw_gid)
         os.chmod(path, 0o755)
+    return path
+
+
+@pytest.fixture
+def workdir():
+    path = make_workdir()
     yield path
     shutil.rmtree(path, ignore_errors=True)
 

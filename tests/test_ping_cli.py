@@ -4,7 +4,6 @@ import os
 import re
 import signal
 import subprocess
-import time
 
 import dpkt
 import pytest
@@ -113,9 +112,11 @@ def test_interrupt_prints_statistics(pair):
     a, _ = pair
     proc = subprocess.Popen(rumpnet_command("ping", "-i", "0.2", "10.0.0.2"), stdout=subprocess.PIPE, text=True,
                             env=dict(os.environ, RUMP_SERVER=a.url))
-    time.sleep(1.5)
+    first = [proc.stdout.readline() for _ in range(2)]  # the PING line and a reply: ping is running, not starting
+    assert "bytes from 10.0.0.2" in first[1], first
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=10)
+    out = "".join(first) + out
     assert proc.returncode == 0
     assert "----10.0.0.2 PING Statistics----" in out
     assert re.search(r"\d+ packets transmitted, \d+ packets received, 0.0% packet loss", out)

@@ -10,7 +10,7 @@ PUBLIC = {
     "NodeUnreachable", "RemoteNode", "RemoteSocket", "connect",
     "Driver", "Impairment", "InterfaceError", "register_driver", "unregister_driver",
     "Node", "open_node", "serve", "Protosw",
-    "PingStats", "ping",
+    "PingStats", "ping", "traceroute",
     "Socket", "SocketStream", "UserRequests", "SOCK_STREAM", "SOCK_DGRAM", "SOCK_RAW", "IPPROTO_ICMP",
     "IPPROTO_UDP", "IPPROTO_TCP", "SHUT_RD", "SHUT_WR", "SHUT_RDWR",
 }

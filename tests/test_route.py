@@ -48,3 +48,39 @@ def test_no_route_to_other_network(pair):
     done = a.run("ping", "-c", "1", "-w", "1", "192.168.1.1")
     assert done.returncode == 2
     assert "ping: sendto: Network is unreachable" in done.stdout
+
+
+def test_net_words_and_netmask_as_netbsd_reads_them(pair):
+    a, _ = pair
+    for words, said in ((["-net", "10.0.2.0", "-netmask", "255.255.255.0"], "add net 10.0.2.0"),
+                        (["-net", "10.5.0.0"], "add net 10.5.0.0"), (["-net", "10.6"], "add net 10.6"),
+                        (["-host", "10.0.4.7"], "add host 10.0.4.7")):
+        done = a.run("route", "add", *words, "10.0.0.2")
+        assert done.stdout == f"{said}: gateway 10.0.0.2\n", done.stderr
+    table = a.run("route", "show").stdout
+    for destination in ("10.0.2.0/24", "10.5.0.0/16", "10.6.0.0/16", "10.0.4.7/32"):
+        assert f"\n{destination} " in table
+    for words in (["-net", "10.0.2.0"], ["-netmask", "255.255.0.0", "-net", "10.5.0.0"], ["-net", "10.6.0.0/16"],
+                  ["-host", "10.0.4.7"]):
+        assert a.run("route", "delete", *words).returncode == 0
+    assert a.run("route", "show").stdout.splitlines()[4:] == [  # the connected route alone
+        "10.0.0.0/24        link#shmif0        UC          -        0      - shmif0"]
+
+
+def test_netstat_rn_lists_routes_in_address_order_and_neighbours(pair):
+    a, b = pair
+    for destination in ("default", "172.16.0.0/12", "10.0.0.77"):
+        assert a.run("route", "add", destination, "10.0.0.2").returncode == 0
+    assert a.run("ping", "-c", "1", "10.0.0.2").returncode == 0
+    mac = b.ifconfig("shmif0").split("address: ")[1].split()[0]
+    lines = a.run("netstat", "-rn").stdout.splitlines()
+    assert lines[:4] == ["Routing tables", "", "Internet:",
+                         "Destination        Gateway            Flags    Refs      Use    Mtu Interface"]
+    rows = [line.split() for line in lines[4:]]
+    assert [row[:3] + row[-1:] for row in rows] == [
+        ["default", "10.0.0.2", "UGS", "shmif0"],
+        ["10.0.0/24", "link#shmif0", "UC", "shmif0"],
+        ["10.0.0.2", mac, "UHL", "shmif0"],
+        ["10.0.0.77", "10.0.0.2", "UGHS", "shmif0"],
+        ["172.16/12", "10.0.0.2", "UGS", "shmif0"]]
+    assert a.run("netstat", "-r").stdout == "\n".join(lines) + "\n"

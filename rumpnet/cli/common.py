@@ -1,6 +1,7 @@
 """What every command shares: parsing that fails in one line, and running a client of a node."""
 
 import argparse
+import ipaddress
 import sys
 
 import trio
@@ -39,6 +40,21 @@ def ranged(kind, low, high=None):
     convert.__name__ = f"{kind.__name__} from {numbers.plain(low)}" + \
         (f" to {numbers.plain(high)}" if high is not None else "")
     return convert
+
+
+def ipv4_host(text):
+    """A host operand: an IPv4 address, since a node has no resolver."""
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        raise Usage(f"{text}: not an IPv4 address (names are not resolved)") from None
+    return text
+
+
+def out(text, end="\n"):
+    """Print at once: a tool's lines are read as they come, through a pipe too."""
+    sys.stdout.write(text + end)
+    sys.stdout.flush()
 
 
 def fail(command, message, status=1):

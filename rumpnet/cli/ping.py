@@ -3,9 +3,7 @@
 Exit status as NetBSD ping(8): 0 when a reply came, 2 when none did, 1 on error.
 """
 
-import ipaddress
 import signal
-import sys
 
 import trio
 
@@ -13,7 +11,7 @@ from ..kern.sockets import SOCK_RAW
 from ..kern.tasks import open_service_nursery
 from ..netinet.ip import IPPROTO_ICMP, MAXTTL
 from ..tools.ping import PingStats, ping
-from .common import MAX_SECONDS, Parser, Usage, ranged, run_client
+from .common import MAX_SECONDS, Parser, ipv4_host, out, ranged, run_client
 
 
 def main(argv, server):
@@ -28,15 +26,8 @@ def main(argv, server):
     parser.add_argument("-q", dest="quiet", action="store_true", help="print the first line and the statistics only")
     parser.add_argument("host")
     args = parser.parse_args(argv)
-    try:
-        ipaddress.IPv4Address(args.host)
-    except ValueError:
-        raise Usage(f"{args.host}: not an IPv4 address (names are not resolved)") from None
+    ipv4_host(args.host)
     interval = min(args.wait, 0.01) if args.flood else args.wait
-
-    def out(text, end="\n"):
-        sys.stdout.write(text + end)
-        sys.stdout.flush()
 
     async def body(node):
         sock = await node.socket(SOCK_RAW, IPPROTO_ICMP)
