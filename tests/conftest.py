@@ -77,10 +77,10 @@ def background(user):
     """start(node, *args, stdin=...) runs `rumpnet ARGS` against node without waiting; all are stopped after."""
     started = []
 
-    def start(node, *args, stdin=subprocess.DEVNULL):
+    def start(node, *args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE):
         argv = rumpnet_command(*args)
         proc = subprocess.Popen(as_user(argv, user) if user else argv, env={**os.environ, "RUMP_SERVER": node.url},
-                                stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                stdin=stdin, stdout=stdout, stderr=subprocess.PIPE)
         started.append(proc)
         return proc
 

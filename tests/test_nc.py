@@ -169,7 +169,7 @@ async def test_round_trips_against_the_echo_service(tmp_path):
 # -- bad command lines --------------------------------------------------------------------
 
 @pytest.mark.parametrize("args, message", [
-    (["nc", "10.0.0.1", "9000"], "TCP is not available yet: use -u"),
+    (["nc", "-u", "-N", "10.0.0.1", "9000"], "-N is for TCP: leave out -u"),
     (["nc", "-u", "10.0.0.1"], "give HOST and PORT"),
     (["nc", "-u", "-l"], "-l takes -p PORT"),
     (["nc", "-u", "-l", "-p", "9000", "9001"], "disagree"),
@@ -178,9 +178,9 @@ async def test_round_trips_against_the_echo_service(tmp_path):
     (["nc", "-u", "-w", "soon", "10.0.0.1", "9000"], "invalid"),
     (["nc", "-u", "-k", "10.0.0.1", "9000"], "unrecognized"),
     (["nc", "-u", "-s", "10.0.0.9", "10.0.0.1", "9000"], "bind failed: Cannot assign requested address"),
-    (["echo", "7"], "TCP is not available yet: use -u"),
+    (["echo", "7"], "the echo service is UDP only: use -u"),
     (["echo", "-u", "70000"], "invalid"),
-], ids=["tcp", "no-port", "listen-no-port", "two-ports", "name", "port-zero", "bad-wait", "unknown-flag",
+], ids=["udp-shutdown", "no-port", "listen-no-port", "two-ports", "name", "port-zero", "bad-wait", "unknown-flag",
         "foreign-source", "echo-tcp", "echo-port"])
 def test_bad_command_lines_fail_in_one_line_and_change_nothing(pair, args, message):
     a, _ = pair

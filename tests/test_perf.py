@@ -50,7 +50,7 @@ def test_perf_without_a_receiver_is_refused(pair):
 @pytest.mark.parametrize("args, message", [
     (["-u"], "give either -s"),
     (["-s", "-c", "10.0.0.1", "-u"], "give either -s"),
-    (["-c", "10.0.0.1"], "TCP is not available yet: use -u"),
+    (["-c", "10.0.0.1"], "perf measures UDP only: use -u"),
     (["-c", "host.example", "-u"], "not an IPv4 address"),
     (["-c", "10.0.0.1", "-u", "-l", "8"], "invalid"),
     (["-c", "10.0.0.1", "-u", "-b", "fast"], "not a rate"),

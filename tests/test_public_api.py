@@ -11,8 +11,8 @@ PUBLIC = {
     "Driver", "Impairment", "InterfaceError", "register_driver", "unregister_driver",
     "Node", "open_node", "serve", "Protosw",
     "PingStats", "ping", "traceroute",
-    "Socket", "UserRequests", "SOCK_STREAM", "SOCK_DGRAM", "SOCK_RAW", "IPPROTO_ICMP", "IPPROTO_UDP",
-    "SHUT_RD", "SHUT_WR", "SHUT_RDWR",
+    "Socket", "SocketStream", "UserRequests", "SOCK_STREAM", "SOCK_DGRAM", "SOCK_RAW", "IPPROTO_ICMP",
+    "IPPROTO_UDP", "IPPROTO_TCP", "SHUT_RD", "SHUT_WR", "SHUT_RDWR",
 }
 
 

@@ -131,7 +131,7 @@ async def connected_pair(node, port=7000):
     listener = await node.socket(SOCK_STREAM, LOOP)
     await listener.bind(("10.0.0.1", port))
     await listener.listen()
-    client = await node.socket(SOCK_STREAM)  # protocol 0: the first registered for streams
+    client = await node.socket(SOCK_STREAM, LOOP)
     await client.connect(("10.0.0.1", port))
     with trio.fail_after(5):
         server, peer = await listener.accept()
@@ -225,11 +225,13 @@ async def test_stream_calls_on_a_datagram_socket_fail_as_in_bsd(node):
 
 
 async def test_a_kind_with_no_protocol_is_refused(tmp_path):
-    async with rumpnet.open_node() as node:
+    async with rumpnet.open_node(stack="minimal") as node:  # no TCP
         with pytest.raises(OSError) as caught:
             node.socket(SOCK_STREAM)
         assert caught.value.errno == errno.EPROTONOSUPPORT
         node.register_protocol(SOCK_STREAM, LOOP, Loop())
+        with node.socket(SOCK_STREAM) as sock:  # protocol 0: the first registered for streams
+            assert sock.usrreqs.name == "loop"
         with pytest.raises(ValueError):
             node.register_protocol(SOCK_STREAM, LOOP, Loop())
 

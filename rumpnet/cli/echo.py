@@ -15,13 +15,13 @@ from .nc import PORT
 def main(argv, server):
     parser = Parser("echo", "Start (or with -d stop) a UDP echo service that runs inside the node "
                             "until stopped or until the node halts.")
-    parser.add_argument("-u", dest="udp", action="store_true", help="UDP (required: the stack has no TCP yet)")
+    parser.add_argument("-u", dest="udp", action="store_true", help="UDP (required: the echo service is UDP only)")
     parser.add_argument("-d", dest="stop", action="store_true", help="stop the service on PORT")
     parser.add_argument("port", type=PORT, nargs="?", default=echo.ECHO_PORT,
                         help=f"UDP port (default {echo.ECHO_PORT}, the echo port)")
     args = parser.parse_args(argv)
     if not args.udp:
-        raise Usage("TCP is not available yet: use -u")
+        raise Usage("the echo service is UDP only: use -u")
 
     async def body(node):
         if args.stop:

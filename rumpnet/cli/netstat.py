@@ -66,7 +66,7 @@ def format_sockets(sockets):
              f"{'Proto':5} {'Recv-Q':>6} {'Send-Q':>6}  {'Local Address':22} {'Foreign Address':22} State"]
     for s in sockets:
         lines.append(f"{s['proto']:5} {s['recv_q']:>6} {s['send_q']:>6}  {endpoint(s['local']):22} "
-                     f"{endpoint(s['remote']):22}")
+                     f"{endpoint(s['remote']):22} {s.get('state', '')}".rstrip())
     return "\n".join(lines)
 
 

@@ -70,7 +70,7 @@ def main(argv, server):
                             "a sender (-c HOST) in another, both running inside the nodes.")
     parser.add_argument("-s", dest="listen", action="store_true", help="run the receiver until interrupted")
     parser.add_argument("-c", dest="host", metavar="HOST", help="run the sender towards HOST")
-    parser.add_argument("-u", dest="udp", action="store_true", help="UDP (required: the stack has no TCP yet)")
+    parser.add_argument("-u", dest="udp", action="store_true", help="UDP (required: perf measures UDP only)")
     parser.add_argument("-p", dest="port", type=PORT, default=perf.DEFAULT_PORT,
                         help=f"port (default {perf.DEFAULT_PORT})")
     parser.add_argument("-l", dest="length", metavar="LEN", type=ranged(int, perf.HEADER.size, 65507),
@@ -87,7 +87,7 @@ def main(argv, server):
     if args.listen == bool(args.host):
         raise Usage("give either -s (receiver) or -c HOST (sender)")
     if not args.udp:
-        raise Usage("TCP is not available yet: use -u")
+        raise Usage("perf measures UDP only: use -u")
     if args.host:
         try:
             ipaddress.IPv4Address(args.host)

@@ -407,7 +407,8 @@ _JSON_NAMES = {bool: "true or false", int: "an integer", float: "a number", str:
 
 # setsockopt's value, by option: its type depends on the option's name.
 OPTION_TYPES = {"SO_BROADCAST": (bool, int), "SO_REUSEADDR": (bool, int), "SO_RCVBUF": (int,), "SO_SNDBUF": (int,),
-                "SO_RCVTIMEO": (float, type(None)), "IP_TTL": (int,)}
+                "SO_RCVTIMEO": (float, type(None)), "IP_TTL": (int,),
+                "TCP_NODELAY": (bool, int)}
 
 
 def check_field(call, field, value, types):

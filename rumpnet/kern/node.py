@@ -27,12 +27,14 @@ from ..net.ifnet import (IFF_UP, Interface, InterfaceAddress, InterfaceError, ne
                          shown_name)
 from ..net.loopback import LoopbackQueue
 from ..net.route import Route, RouteTable
-from ..netinet import arp, icmp, ip, udp
+from ..netinet import arp, icmp, ip, tcp, udp
 from ..netinet.ip_nat import NatTable
 from ..netinet.in_proto import protocol_switch
 from ..netinet.inaddr import AddressSets
 from ..netinet.inpcb import PcbTable
 from ..netinet.raw_ip import RAW_USRREQS
+from ..netinet.tcp_syncache import SynCache
+from ..netinet.tcp_usrreq import TCP_USRREQS
 from .callout import Timers
 from .counters import Counters
 from .sockets import SOCK_DGRAM, SOCK_RAW, SOCK_STREAM, Socket, UserRequests
@@ -53,11 +55,13 @@ class Node:
         self.pcbs = {}  # protocol number -> PcbTable: each protocol's ports
         self.udp = self.pcb_table(ip.IPPROTO_UDP)
         self.raw_sockets = []
+        self.syncache = SynCache(self)  # TCP's half-open connections
         self.socket_protocols = {}  # (kind, protocol number) -> UserRequests
         self.open_sockets = 0  # at most sockets.MAX_SOCKETS
         self.inaddrs = AddressSets()
         self.ipintrq = LoopbackQueue(self)
         self.icmp_error_rate = icmp.ErrorRate()
+        self.tcp_rst_rate = icmp.ErrorRate()  # the same limiter: resets to segments no connection takes
         self.sysctl = Sysctl()
         self.stats = Counters()
         self.nat = NatTable(self)
@@ -72,6 +76,8 @@ class Node:
             self.sysctl.set(name, value)
         if "udp" in self.protocols:
             self.register_protocol(SOCK_DGRAM, ip.IPPROTO_UDP, udp.UDP_USRREQS)
+        if "tcp" in self.protocols:
+            self.register_protocol(SOCK_STREAM, tcp.IPPROTO_TCP, TCP_USRREQS)
 
     # -- time and identity ---------------------------------------------------------
 

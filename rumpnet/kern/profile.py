@@ -16,16 +16,17 @@ class ProfileError(Exception):
 
 
 def profiles():
-    """Where the named profiles live: the installed rumpnet.stacks, or the checkout's stacks/.
+    """Where the named profiles live: the checkout's stacks/, or the installed rumpnet.stacks.
 
     An install maps stacks/ to the package rumpnet.stacks. Python run from
     a checkout imports rumpnet from there instead, and that tree has no
-    rumpnet/stacks: its profiles are in stacks/ beside the package.
+    rumpnet/stacks: its profiles are in stacks/ beside the package, and they
+    win over those of an install made from another checkout.
     """
-    try:
-        return resources.files("rumpnet.stacks")
-    except ModuleNotFoundError:
-        return Path(__file__).resolve().parents[2] / "stacks"
+    checkout = Path(__file__).resolve().parents[2] / "stacks"
+    if (checkout / "host.toml").is_file():  # this checkout's, even when another one is installed
+        return checkout
+    return resources.files("rumpnet.stacks")
 
 
 def available():

@@ -35,7 +35,8 @@ SOCK_DGRAM = 2
 SOCK_RAW = 3
 SHUT_RD, SHUT_WR, SHUT_RDWR = 0, 1, 2
 SOMAXCONN = 128  # the longest queue of connections a listening socket holds unaccepted
-SOCKET_OPTIONS = ("SO_BROADCAST", "SO_REUSEADDR", "SO_RCVBUF", "SO_SNDBUF", "SO_RCVTIMEO", "IP_TTL")
+SOCKET_OPTIONS = ("SO_BROADCAST", "SO_REUSEADDR", "SO_RCVBUF", "SO_SNDBUF", "SO_RCVTIMEO", "IP_TTL", "TCP_NODELAY")
+PROTOCOL_OPTIONS = ("TCP_NODELAY",)  # options the protocol keeps, through UserRequests.ctloutput
 SOCKADDR_IN_LEN = 16  # a queued datagram's source address, charged to the queue as BSD's sbappendaddr does
 SB_MAX = 4 * 1024 * 1024  # the largest SO_RCVBUF or SO_SNDBUF (BSD's kern.sbmax)
 SB_DEFAULT = 32768  # a buffer's size until its protocol reserves another
@@ -161,6 +162,14 @@ class UserRequests:
 
     def detach(self, sock):
         """The socket is closed: forget it."""
+
+    def ctloutput(self, sock, name, value):
+        """An option of the protocol's own (TCP_NODELAY); ENOPROTOOPT for one it does not have."""
+        raise OSError(errno.ENOPROTOOPT, f"{self.name} has no option {name}")
+
+    def state(self, sock):
+        """The connection's state as netstat prints it ("" for a protocol without states)."""
+        return ""
 
 
 class Socket:
@@ -334,10 +343,10 @@ class Socket:
             self._send_datagram(data, address)
             await trio.lowlevel.checkpoint()
             return len(data)
-        sent = 0
+        sent, view = 0, memoryview(data)  # a view: the rest is not copied again for every piece
         while True:
             await self.wait_writable()
-            sent += self._send_bytes(data[sent:], address)
+            sent += self._send_bytes(view[sent:], address)
             if sent == len(data):
                 return sent
 
@@ -400,7 +409,7 @@ class Socket:
             raise oserror(errno.EISCONN)
         count = min(len(data), self.snd.space())
         try:
-            self.usrreqs.send(self, data[:count], None)
+            self.usrreqs.send(self, bytes(data[:count]), None)
         finally:
             self.node.ipintrq.drain()
         return count
@@ -472,6 +481,8 @@ class Socket:
             self.timeout = None if value is None else _value(name, value, 0, math.inf) or None
         elif name == "IP_TTL":
             self.ttl = _value(name, value, 1, 255, int)
+        elif name in PROTOCOL_OPTIONS:
+            self.usrreqs.ctloutput(self, name, value)
         else:
             raise OSError(errno.ENOPROTOOPT, f"unknown socket option {name!r} (known: {', '.join(SOCKET_OPTIONS)})")
 
@@ -505,7 +516,8 @@ class Socket:
     def describe(self):
         remote = self.remote or (b"\0\0\0\0", 0)
         return {"proto": self.usrreqs.name, "recv_q": self.rcv.cc, "send_q": self.snd.cc,
-                "local": list(self.getsockname()), "remote": [unpack_address(remote[0]), remote[1]]}
+                "local": list(self.getsockname()), "remote": [unpack_address(remote[0]), remote[1]],
+                "state": self.usrreqs.state(self)}
 
     def __enter__(self):
         return self

@@ -12,6 +12,13 @@ VARIABLES = {
     "net.inet.arp.keep": (1200, 1, 86400, "seconds a resolved ARP entry is kept"),
     "net.inet.arp.max_entries": (1024, 1, 65536, "ARP entries kept at most; the least recently learned go first"),
     "net.inet.udp.recvspace": (41600, 1024, 4 * 1024 * 1024, "bytes a UDP socket may queue"),
+    "net.inet.tcp.sendspace": (262144, 4096, 4 * 1024 * 1024, "bytes a TCP socket's send buffer holds"),
+    "net.inet.tcp.recvspace": (262144, 4096, 4 * 1024 * 1024, "bytes a TCP socket's receive buffer holds"),
+    "net.inet.tcp.msl": (30, 0, 600, "TCP's maximum segment lifetime in seconds (TIME_WAIT lasts twice this)"),
+    "net.inet.tcp.rto_min": (200, 1, 60000, "the least retransmission timeout, in milliseconds"),
+    "net.inet.tcp.delack_ms": (100, 1, 500, "the longest an ACK waits to go with data or a second segment, ms"),
+    "net.inet.tcp.rstppslimit": (100, -1, 2**31 - 1, "TCP resets to closed ports sent per second at most (-1: no limit)"),
+    "net.inet.tcp.syn_cache_limit": (10255, 1, 100000, "half-open TCP connections kept at most (SYN cache)"),
 }
 
 

@@ -6,8 +6,9 @@ without an entry goes to raw IP, as BSD's ip_protox points unknown numbers at
 rip_input.
 """
 
-from . import icmp, udp
+from . import icmp, tcp_input, udp
 from .ip import IPPROTO_ICMP, IPPROTO_UDP
+from .tcp import IPPROTO_TCP
 from .protosw import Protosw, ProtoSwitch
 from .raw_ip import rip_deliver
 
@@ -27,6 +28,7 @@ RAW = Protosw("raw", rip_input)
 INETSW = {
     "icmp": (IPPROTO_ICMP, Protosw("icmp", icmp.icmp_input)),
     "udp": (IPPROTO_UDP, Protosw("udp", udp.udp_input, udp.udp_ctlinput)),
+    "tcp": (IPPROTO_TCP, Protosw("tcp", tcp_input.tcp_input)),
 }
 
 

@@ -37,6 +37,11 @@ class PcbTable:
         sock.local = (packed, port)
         self.by_port.setdefault(port, []).append(sock)
 
+    def insert(self, sock, packed, port):
+        """Add a socket made for a connection on a port already bound by its listener (no clash check)."""
+        sock.local = (packed, port)
+        self.by_port.setdefault(port, []).append(sock)
+
     def _ephemeral(self):
         span = EPHEMERAL_LAST - EPHEMERAL_FIRST + 1
         start = random.randrange(span)
