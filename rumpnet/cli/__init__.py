@@ -24,6 +24,9 @@ COMMANDS = {
     "pcapin": ("pcapin", "write a pcap file's frames onto a bus, as shmif_pcapin"),
     "bench": ("bench", "measure the bus, the stack and the Linux kernel, as ratios"),
     "demo": ("demo", "start two nodes on a bus and ping between them"),
+    "run": ("run", "start a scenario's nodes, run its steps and print a summary"),
+    "down": ("down", "stop the nodes of a run left running by rumpnet run --keep"),
+    "pingall": ("pingall", "ping every node's addresses from every node, as Mininet's pingall"),
 }
 
 

@@ -303,6 +303,8 @@ class _Checker:
         if command in RUN_WITHOUT_NODE:
             if step.node:
                 self.fail(where, f"step {step.number}: {command} runs from every node: leave out node")
+            if not (len(words) == 1 or len(words) == 3 and words[1] == "-w" and _seconds(words[2])):
+                self.fail(where, f"step {step.number}: {command} takes only -w SECONDS")
             return words
         if command not in COMMANDS or command in NOT_IN_A_NODE:
             known = sorted(set(COMMANDS) - NOT_IN_A_NODE)
@@ -311,6 +313,13 @@ class _Checker:
         if not step.node:
             self.fail(where, f"step {step.number}: {command} needs node = \"NAME\": the node it runs in")
         return words
+
+
+def _seconds(text):
+    try:
+        return 0 < float(text) <= MAX_WAIT
+    except ValueError:
+        return False
 
 
 def _suggest(word, known):
