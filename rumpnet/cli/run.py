@@ -86,8 +86,10 @@ async def session(run):
             print(f"[{step.number}/{total}] {where}{step.text} ...", end=" ", flush=True)
             result = await run.step(step)
             print(f"{'ok' if result.ok else 'FAILED'}: {result.got} ({result.seconds:.1f} s)", flush=True)
-            if not result.ok and result.output:
-                print("".join(f"    {line}\n" for line in result.output.splitlines()[-10:]), end="")
+            pingall = step.run is not None and step.run[0] == "pingall"
+            if result.output and (pingall or not result.ok):  # pingall's matrix whole, else the end of the output
+                lines = result.output.splitlines()
+                print("".join(f"    {line}\n" for line in (lines if pingall else lines[-10:])), end="")
             results.append(result)
         results += await run.finish_background()
         run.reap()
