@@ -82,8 +82,18 @@ DESCRIPTIONS = {
         ("bus_unlinked", "bus files removed or replaced while in use"),
         ("send_dropped", "frames dropped: the bus unusable, or its lock busy while the queue was full"),
     ],
+    "impair": [
+        ("dropped", "frames dropped by loss"),
+        ("duplicated", "frames duplicated"),
+        ("reordered", "frames reordered"),
+        ("corrupted", "frames corrupted"),
+        ("delayed", "frames delayed"),
+        ("rate_limited", "frames that waited for the rate limit"),
+        ("overflow", "frames dropped: too many held back"),
+        ("discarded", "frames held back when the impairment ended (dropped)"),
+    ],
 }
-DRIVER_KINDS = ("shmif",)  # the blocks drivers keep, not the stack
+DRIVER_KINDS = ("shmif", "impair")  # the blocks drivers and layers keep, not the stack
 
 
 class Counters:

@@ -13,6 +13,7 @@ import ipaddress
 from pathlib import Path
 import re
 import shlex
+import tempfile
 import tomllib
 
 from ..cli import COMMANDS
@@ -85,12 +86,24 @@ class Step:
 
 @dataclass
 class Scenario:
+    """A checked scenario. `with scenario as run:` starts its nodes (a runner.Run) and stops them after."""
+
     path: Path
     name: str
     description: str
     buses: list
     nodes: dict  # name -> Node, in the file's order
     steps: list
+    rundir: Path | None = None  # where `with` runs it: None is a new temporary directory
+
+    def __enter__(self):
+        from .runner import Run  # noqa: PLC0415 (the runner imports this module)
+        rundir = self.rundir or tempfile.mkdtemp(prefix=f"rumpnet-{self.name}-"[:40])
+        self._run = Run(self, rundir)
+        return self._run.__enter__()
+
+    def __exit__(self, *exc):
+        self._run.__exit__(*exc)
 
 
 def load(path):
