@@ -27,6 +27,7 @@ COMMANDS = {
     "run": ("run", "start a scenario's nodes, run its steps and print a summary"),
     "down": ("down", "stop the nodes of a run left running by rumpnet run --keep"),
     "pingall": ("pingall", "ping every node's addresses from every node, as Mininet's pingall"),
+    "graph": ("graph", "draw a scenario's topology as SVG, PNG or DOT"),
 }
 
 

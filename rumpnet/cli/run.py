@@ -1,13 +1,13 @@
 """rumpnet run: start a scenario's nodes, run its steps, and say which expectations held.
 
-    rumpnet run [--keep] [--dir RUNDIR] SCENARIO
+    rumpnet run [-v] [--keep] [--dir RUNDIR] SCENARIO
 
 The nodes start in a run directory (a new one in the temporary directory
 unless --dir names one), with a pcap of every bus and a log per node. The
 summary table ends the run; the exit status is 0 only when every step held
 and no node died. --keep leaves the nodes running for exploring by hand;
 `rumpnet down RUNDIR` stops them. Ctrl-C stops everything and leaves the run
-directory.
+directory. -v prints every step's output, not only a failed step's.
 """
 
 from pathlib import Path
@@ -29,6 +29,7 @@ WATCH_EVERY = 0.1  # seconds between looks for nodes that died
 def main(argv, server):
     parser = Parser("run", "Start a scenario's nodes, run its steps and print a summary.", node=False)
     parser.add_argument("--keep", action="store_true", help="leave the nodes running (stop them with rumpnet down)")
+    parser.add_argument("-v", dest="verbose", action="store_true", help="print every step's output")
     parser.add_argument("--dir", metavar="RUNDIR", help="the run directory (default: a new one in $TMPDIR)")
     parser.add_argument("scenario")
     args = parser.parse_args(argv)
@@ -46,7 +47,7 @@ def main(argv, server):
         return fail("run", str(e))
     kept = False
     try:
-        results = trio.run(session, run)
+        results = trio.run(session, run, args.verbose)
         if results is None:
             return 1
         if args.keep:
@@ -65,7 +66,7 @@ def main(argv, server):
             run.stop()
 
 
-async def session(run):
+async def session(run, verbose=False):
     """Capture the buses, configure the nodes and run the steps; the Results, or None when set-up failed."""
     async with trio.open_nursery() as nursery:
         for name in run.scenario.buses:
@@ -86,10 +87,10 @@ async def session(run):
             print(f"[{step.number}/{total}] {where}{step.text} ...", end=" ", flush=True)
             result = await run.step(step)
             print(f"{'ok' if result.ok else 'FAILED'}: {result.got} ({result.seconds:.1f} s)", flush=True)
-            pingall = step.run is not None and step.run[0] == "pingall"
-            if result.output and (pingall or not result.ok):  # pingall's matrix whole, else the end of the output
+            whole = verbose or step.run is not None and step.run[0] == "pingall"
+            if result.output and (whole or not result.ok):  # else the end of a failed step's output
                 lines = result.output.splitlines()
-                print("".join(f"    {line}\n" for line in (lines if pingall else lines[-10:])), end="")
+                print("".join(f"    {line}\n" for line in (lines if whole else lines[-10:])), end="")
             results.append(result)
         results += await run.finish_background()
         run.reap()

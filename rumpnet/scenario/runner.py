@@ -231,7 +231,7 @@ class Run:
         with self._log(step.node) as log:
             log.write(f"$ rumpnet {shlex.join(step.run)}\n".encode())
         with trio.move_on_after(step.timeout):
-            done = await trio.run_process(command_argv(step.run), env=env, stdin=b"", capture_stdout=True,
+            done = await trio.run_process(command_argv(step.run), env=env, stdin=step.input.encode(), capture_stdout=True,
                                           stderr=subprocess.STDOUT, check=False)
             output = done.stdout[-OUTPUT_KEPT:].decode(errors="replace")
             with self._log(step.node) as log:

@@ -35,7 +35,7 @@ MAX_STEPS = 1024
 TOP_KEYS = ("name", "description", "buses", "nodes", "steps")
 NODE_KEYS = ("stack", "interfaces", "routes", "sysctl")
 INTERFACE_KEYS = ("bus", "tap", "inet", "impair")
-STEP_KEYS = ("node", "run", "background", "wait", "expect", "output", "timeout")
+STEP_KEYS = ("node", "run", "input", "background", "wait", "expect", "output", "timeout")
 
 
 class ScenarioError(Exception):
@@ -73,6 +73,7 @@ class Step:
     line: int
     node: str | None = None
     run: list | None = None  # the command's words, without "rumpnet"
+    input: str = ""  # its standard input
     background: bool = False
     wait: float = 0.0  # seconds to wait after the command (or alone)
     expect: str = "success"
@@ -289,6 +290,7 @@ class _Checker:
                 setattr(step, key, float(value))
         if step.run is None and "wait" not in table:
             self.fail(where, f"step {index + 1}: needs run = \"COMMAND\" (with node = \"NAME\") or wait = SECONDS")
+        step.input = self.typed(table.get("input", ""), str, (*where, "input"), "input")
         step.background = self.typed(table.get("background", False), bool, (*where, "background"), "background")
         step.expect = self.typed(table.get("expect", "success"), str, (*where, "expect"), "expect")
         if step.expect not in ("success", "failure"):
@@ -299,8 +301,8 @@ class _Checker:
                 step.output = re.compile(pattern, re.MULTILINE)
             except re.error as e:
                 self.fail((*where, "output"), f"step {index + 1}: output {pattern!r} is not a regular expression: {e}")
-        if step.run is None and (step.background or step.output or "expect" in table):
-            self.fail(where, f"step {index + 1}: background, expect and output need a command to run")
+        if step.run is None and (step.background or step.output or step.input or "expect" in table):
+            self.fail(where, f"step {index + 1}: background, expect, input and output need a command to run")
         return step
 
     def command(self, step, text, where):
