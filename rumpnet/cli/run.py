@@ -127,7 +127,7 @@ def print_summary(results):
             rows.append(("-", r.got.split(":")[0], "(its process)", "running", r.got.split(": ", 1)[1], "-"))
             continue
         expected = r.step.expect + (f", output /{r.step.output.pattern}/" if r.step.output else "")
-        rows.append((str(r.step.number), r.step.node or "-", _cut(r.step.text, 40), expected if r.step.run else "-",
+        rows.append((str(r.step.number), r.step.node or "-", _cut(r.step.text, 40), _cut(expected, 50) if r.step.run else "-",
                      r.got + ("" if r.ok else "  <-- FAILED"), f"{r.seconds:.1f} s"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     print("\n*** Summary")
