@@ -2,14 +2,16 @@
 
 import json
 import os
+from pathlib import Path
 import signal
 import subprocess
-import time
-from pathlib import Path
+import tempfile
 
-import pytest
+from hypothesis import given, settings, strategies as st
 
-from rumpnet.testing import as_user, rumpnet_command, run
+from rumpnet.scenario.runner import read_run_file
+from rumpnet.scenario.schema import ScenarioError
+from rumpnet.testing import rumpnet_command, run
 from conftest import need_tool
 
 SCENARIOS = Path(__file__).parent.parent / "scenarios"
@@ -119,6 +121,40 @@ def test_a_node_killed_mid_run_is_its_failure_and_the_run_cleans_up(workdir):
     assert "b     (its process)" in out and "killed by signal 9  <-- FAILED" not in out
     assert "*** 2 of 2 steps held; 1 node died" in out
     assert not alive(pids["a"]) and not list(rundir.glob("*.sock"))
+
+
+def test_ctrl_c_stops_every_node_and_leaves_the_run_directory(workdir):
+    rundir = workdir / "run"
+    argv = rumpnet_command("run", "--dir", rundir, scenario(workdir, PAIR.format(steps="[[steps]]\nwait = 60\n")))
+    runner = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for line in runner.stdout:
+            if line.startswith("[1/1]"):
+                break
+        pids = [node["pid"] for node in json.loads((rundir / "run.json").read_text())["nodes"].values()]
+        runner.send_signal(signal.SIGINT)
+        out = runner.stdout.read()
+        assert runner.wait(timeout=30) == 130
+    finally:
+        runner.kill()
+    assert f"*** interrupted: nodes stopped; the run directory is left: {rundir}" in out
+    assert not any(alive(pid) for pid in pids)
+    assert sorted(p.name for p in rundir.iterdir()) == ["a.log", "b.log", "lan.bus", "lan.pcap", "run.json",
+                                                       "scenario.toml"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.binary(max_size=300), st.builds(lambda d: json.dumps(d).encode(), st.recursive(
+    st.none() | st.integers() | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(
+        ["nodes", "url", "addresses", "a", "10.0.0.1"]), inner, max_size=3), max_leaves=12))))
+def test_any_run_file_is_read_or_refused_in_one_line(content):
+    with tempfile.TemporaryDirectory() as rundir:
+        (Path(rundir) / "run.json").write_bytes(content)
+        try:
+            read_run_file(rundir)
+        except ScenarioError as e:
+            assert str(e) == f"{rundir}/run.json: not a run file of rumpnet run"
 
 
 def test_keep_then_pingall_then_down(workdir):

@@ -79,7 +79,8 @@ async def session(run, verbose=False):
             nursery.cancel_scope.cancel()
             return None
         print(f"*** {len(run.scenario.nodes)} nodes started in {run.started:.2f} s, "
-              f"configured in {run.configured:.2f} s", flush=True)
+              f"configured in {run.configured:.2f} s, {run.resident() / 2 ** 20:.0f} MB resident each (median)",
+              flush=True)
         results = []
         total = len(run.scenario.steps)
         for step in run.scenario.steps:

@@ -13,11 +13,13 @@ over their control sockets, as rumpclient programs would.
 """
 
 from dataclasses import dataclass
+import ipaddress
 import json
 import os
 from pathlib import Path
 import shlex
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -31,6 +33,7 @@ from ..net.bus import Bus, create
 from .schema import ScenarioError
 
 RUN_FILE = "run.json"
+RUN_FILE_MAX = 4 * 1024 * 1024  # bytes of run.json read at most
 HALT_WAIT = 5.0  # seconds a node has to halt before it is killed
 OUTPUT_KEPT = 64 * 1024  # bytes of a step's output kept for its expectation and the log
 
@@ -164,6 +167,17 @@ class Run:
         self.pids.clear()
         for name in self.scenario.nodes:
             self.socket(name).unlink(missing_ok=True)
+
+    def resident(self):
+        """The median resident memory of the running nodes, in bytes (Linux's VmRSS); 0 when unknown."""
+        sizes = []
+        for pid in self.pids.values():
+            try:
+                with open(f"/proc/{pid}/status") as status:
+                    sizes += [int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:")]
+            except (OSError, ValueError, IndexError):
+                continue
+        return statistics.median(sizes) if sizes else 0
 
     def keep(self):
         """Leave the nodes running when this process exits: `rumpnet down` stops them."""
@@ -324,14 +338,14 @@ def read_run_file(rundir):
     """run.json of a run directory: {"nodes": {name: {"url", "pid", "addresses"}}, "buses": ...}."""
     path = Path(rundir) / RUN_FILE
     try:
-        data = json.loads(path.read_text())
-        nodes = data["nodes"]
-        if not isinstance(nodes, dict) or not all(isinstance(n, dict) and isinstance(n.get("url"), str)
-                                                  and isinstance(n.get("addresses"), list) for n in nodes.values()):
-            raise ValueError("no nodes")
+        data = json.loads(path.read_bytes()[:RUN_FILE_MAX])
+        for node in data["nodes"].values():
+            if not isinstance(node["url"], str):
+                raise ValueError("a url is not a string")
+            for address in node["addresses"]:
+                ipaddress.IPv4Address(address)
     except OSError as e:
         raise ScenarioError(f"{path}: {e.strerror} (is {rundir} a run directory of rumpnet run?)") from None
     except (ValueError, KeyError, TypeError, AttributeError):
         raise ScenarioError(f"{path}: not a run file of rumpnet run") from None
     return data
-
