@@ -15,6 +15,7 @@ import tempfile
 
 import trio
 
+from ..kern.tasks import only
 from ..net import pcap
 from ..net.bus import Bus, Cursor
 from ..net.inotify import ModifyWatch
@@ -41,12 +42,12 @@ def main(argv, server):
     run = Run(scenario, rundir)
     print(f"*** {scenario.name}: {scenario.description}" if scenario.description else f"*** {scenario.name}")
     print(f"*** run directory {run.dir}", flush=True)
-    try:
-        run.spawn()
-    except (ScenarioError, OSError) as e:
-        return fail("run", str(e))
     kept = False
-    try:
+    try:  # the nodes are stopped whatever happens, from the first fork on
+        try:
+            run.spawn()
+        except (ScenarioError, OSError) as e:
+            return fail("run", str(e))
         results = trio.run(session, run, args.verbose)
         if results is None:
             return 1
@@ -58,8 +59,9 @@ def main(argv, server):
                 print(f"export RUMP_SERVER={run.url(name)}   # {name}")
             print(f"*** stop them with: rumpnet down {run.dir}")
         return 0 if all(r.ok for r in results) else 1
-    except BaseException:
-        print(f"\n*** interrupted: nodes stopped; the run directory is left: {run.dir}", flush=True)
+    except BaseException as error:
+        if only(error, KeyboardInterrupt):
+            print(f"\n*** interrupted: nodes stopped; the run directory is left: {run.dir}", flush=True)
         raise
     finally:
         if not kept:

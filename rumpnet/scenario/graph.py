@@ -80,7 +80,7 @@ def svg(scenario):
 
 def dot(scenario):
     """The topology in Graphviz's DOT language: buses and taps as shapes of their own, links labelled."""
-    lines = [f"graph {_id(scenario.name)} {{", "  node [fontname=sans];"]
+    lines = [f"graph {_id(scenario.name)} {{", "  node [fontname=sans];", "  edge [fontname=sans, fontsize=10];"]
     for name in scenario.buses:
         lines.append(f'  {_id("bus " + name)} [label={_id(name)}, shape=box, style="rounded,filled", '
                      f"fillcolor=lightblue];")
