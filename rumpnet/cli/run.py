@@ -11,7 +11,6 @@ directory. -v prints every step's output, not only a failed step's.
 """
 
 from pathlib import Path
-import tempfile
 
 import trio
 
@@ -38,8 +37,7 @@ def main(argv, server):
         scenario = load(args.scenario)
     except ScenarioError as e:
         return fail("run", str(e))
-    rundir = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix=f"rumpnet-{scenario.name}-"[:40]))
-    run = Run(scenario, rundir)
+    run = Run(scenario, Path(args.dir) if args.dir else scenario.new_rundir())
     print(f"*** {scenario.name}: {scenario.description}" if scenario.description else f"*** {scenario.name}")
     print(f"*** run directory {run.dir}", flush=True)
     kept = False
@@ -80,7 +78,8 @@ async def session(run, verbose=False):
             fail("run", str(e))
             nursery.cancel_scope.cancel()
             return None
-        print(f"*** {len(run.scenario.nodes)} nodes started in {run.started:.2f} s, "
+        count = len(run.scenario.nodes)
+        print(f"*** {count} node{'s' if count != 1 else ''} started in {run.started:.2f} s, "
               f"configured in {run.configured:.2f} s, {run.resident() / 2 ** 20:.0f} MB resident each (median)",
               flush=True)
         results = []

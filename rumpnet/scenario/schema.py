@@ -97,10 +97,13 @@ class Scenario:
     steps: list
     rundir: Path | None = None  # where `with` runs it: None is a new temporary directory
 
+    def new_rundir(self):
+        """A new run directory in $TMPDIR, named after the scenario (short: sockets' paths are bounded)."""
+        return Path(tempfile.mkdtemp(prefix="rumpnet-" + re.sub(r"[^A-Za-z0-9_-]", "_", self.name)[:24] + "-"))
+
     def __enter__(self):
         from .runner import Run  # noqa: PLC0415 (the runner imports this module)
-        rundir = self.rundir or tempfile.mkdtemp(prefix=f"rumpnet-{self.name}-"[:40])
-        self._run = Run(self, rundir)
+        self._run = Run(self, self.rundir or self.new_rundir())
         return self._run.__enter__()
 
     def __exit__(self, *exc):
