@@ -228,8 +228,12 @@ class Run:
             status, output = await pingall_text(self.nodes_urls(), *map(float, step.run[2:3]))
         elif step.background:
             env = {**os.environ, "RUMP_SERVER": self.url(step.node)}
-            process = await trio.lowlevel.open_process(command_argv(step.run), env=env, stdin=subprocess.DEVNULL,
-                                                       stdout=self._log(step.node), stderr=subprocess.STDOUT)
+            with self._log(step.node) as log:  # the child keeps its own copy of the descriptor
+                log.write(f"$ rumpnet {shlex.join(step.run)} &\n".encode())
+                log.flush()
+                process = await trio.lowlevel.open_process(command_argv(step.run), env=env,
+                                                           stdin=subprocess.DEVNULL, stdout=log,
+                                                           stderr=subprocess.STDOUT)
             self.background.append((step, process))
             await trio.sleep(step.wait)
             if process.returncode is None:
