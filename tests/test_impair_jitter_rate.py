@@ -2,7 +2,6 @@
 
 from pathlib import Path
 import re
-import statistics
 
 import pytest
 import trio
@@ -85,10 +84,10 @@ def test_loss_and_delay_as_a_user_sees_them():
         received = int(re.search(r"200 packets transmitted, (\d+) packets received", done.stdout).group(1))
         assert 200 - 3 * 6 <= received + 40 <= 200 + 3 * 6  # 40 expected lost, three standard deviations
         run.run("a", "ifconfig shmif0 impair none")
-        before = statistics.median(round_trips(run))
+        before = min(round_trips(run))  # the least of each: a loaded machine only ever adds time
         run.run("a", "ifconfig shmif0 impair delay 50ms")
-        grown = statistics.median(round_trips(run)) - before
+        grown = min(round_trips(run)) - before
         assert 45 <= grown <= 55
         run.run("a", "ifconfig shmif0 impair none")
-        assert statistics.median(round_trips(run)) < before + 25
+        assert min(round_trips(run)) < before + 25
         assert any(frame.type == 0x0806 for frame in run.frames("lan"))  # ARP, as dpkt reads it

@@ -35,6 +35,8 @@ from .schema import ScenarioError
 RUN_FILE = "run.json"
 RUN_FILE_MAX = 4 * 1024 * 1024  # bytes of run.json read at most
 HALT_WAIT = 5.0  # seconds a node has to halt before it is killed
+RUNNING = "running"  # what a background step got when it started as expected
+BACKGROUND_POLL = 0.05  # seconds between looks at a background step's output
 OUTPUT_KEPT = 64 * 1024  # bytes of a step's output kept for its expectation and the log
 
 
@@ -227,22 +229,41 @@ class Run:
             from .pingall import pingall_text  # noqa: PLC0415 (pingall imports this module)
             status, output = await pingall_text(self.nodes_urls(), *map(float, step.run[2:3]))
         elif step.background:
-            env = {**os.environ, "RUMP_SERVER": self.url(step.node)}
-            with self._log(step.node) as log:  # the child keeps its own copy of the descriptor
-                log.write(f"$ rumpnet {shlex.join(step.run)} &\n".encode())
-                log.flush()
-                process = await trio.lowlevel.open_process(command_argv(step.run), env=env,
-                                                           stdin=subprocess.DEVNULL, stdout=log,
-                                                           stderr=subprocess.STDOUT)
-            self.background.append((step, process))
-            await trio.sleep(step.wait)
-            if process.returncode is None:
-                return Result(step, "running", True, trio.current_time() - begin)
-            status, output = process.returncode, ""
+            status, output = await self._background(step)
+            if status == RUNNING:
+                return Result(step, RUNNING, True, trio.current_time() - begin, output)
         else:
             status, output = await self._command(step)
         await trio.sleep(0 if step.background else step.wait)
         return self.judge(step, status, output, trio.current_time() - begin)
+
+    async def _background(self, step):
+        """Start a background step: (RUNNING, output) once it runs and printed its pattern, if it has one.
+
+        With a pattern, the step waits until the command has printed it (a
+        server saying it listens), so the next step does not race its start.
+        """
+        env = {**os.environ, "RUMP_SERVER": self.url(step.node)}
+        with self._log(step.node) as log:  # the child keeps its own copy of the descriptor
+            log.write(f"$ rumpnet {shlex.join(step.run)} &\n".encode())
+            log.flush()
+            start = log.tell()
+            process = await trio.lowlevel.open_process(command_argv(step.run), env=env, stdin=subprocess.DEVNULL,
+                                                       stdout=log, stderr=subprocess.STDOUT)
+        self.background.append((step, process))
+        output = ""
+        with trio.move_on_after(step.timeout):
+            while process.returncode is None:
+                with open(self.dir / f"{step.node}.log", "rb") as log:
+                    log.seek(start)
+                    output = log.read(OUTPUT_KEPT).decode(errors="replace")
+                if step.output is None or step.output.search(output):
+                    await trio.sleep(step.wait)
+                    break
+                await trio.sleep(BACKGROUND_POLL)
+        if process.returncode is None and (step.output is None or step.output.search(output)):
+            return RUNNING, output
+        return process.returncode, output  # ended, or None: no pattern before the timeout
 
     async def _command(self, step):
         env = {**os.environ, "RUMP_SERVER": self.url(step.node)}
