@@ -77,9 +77,11 @@ def round_trips(run, count=10):
     return [float(t) for t in re.findall(r"time=([0-9.]+) ms", done.stdout)]
 
 
-def test_loss_and_delay_as_a_user_sees_them():
+def test_loss_and_delay_as_a_user_sees_them(tmp_path):
     """loss 20% on 200 pings loses about a fifth; delay 50ms adds 50 ms ± 10%; impair none restores."""
-    with load(SCENARIOS / "impairments.toml") as run:
+    scenario = load(SCENARIOS / "impairments.toml")
+    scenario.rundir = tmp_path / "run"
+    with scenario as run:
         done = run.run("a", "ping -q -c 200 -i 0.01 -w 20 10.0.0.2")
         received = int(re.search(r"200 packets transmitted, (\d+) packets received", done.stdout).group(1))
         assert 200 - 3 * 6 <= received + 40 <= 200 + 3 * 6  # 40 expected lost, three standard deviations
