@@ -31,6 +31,10 @@ COMMANDS = {
     "xenstore-write": ("xenstore:write_main", "set XenStore values"),
     "xenstore-watch": ("xenstore:watch_main", "print XenStore keys as they change"),
     "xl": ("xl", "network-attach, network-detach: give a Xen guest node a vif, or take it away"),
+    "run": ("run", "start a scenario's nodes, run its steps and print a summary"),
+    "down": ("down", "stop the nodes of a run left running by rumpnet run --keep"),
+    "pingall": ("pingall", "ping every node's addresses from every node, as Mininet's pingall"),
+    "graph": ("graph", "draw a scenario's topology as SVG, PNG or DOT"),
 }
 
 

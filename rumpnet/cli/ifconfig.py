@@ -6,7 +6,8 @@
     ifconfig shmif0 inet 10.0.0.1 netmask 255.255.255.0     (or 10.0.0.1/24)
     ifconfig shmif0 up | down | destroy | delete | ip4csum | -udp4csum ...
     ifconfig shmif0 pcap FILE | -pcap
-    ifconfig shmif0 impair loss 5% delay 20ms duplicate 1% reorder 1% corrupt 1% seed 7 | impair none
+    ifconfig shmif0 impair loss 5% delay 20ms jitter 5ms duplicate 1% reorder 1% corrupt 1% rate 1mbit seed 7
+    ifconfig shmif0 impair none
     ifconfig -a [-v] | ifconfig shmif0 [-v] | ifconfig -l
 
 Every word of a command line is checked before the first one is applied.
@@ -18,7 +19,7 @@ import re
 
 from ..kern import numbers
 from ..net import offload
-from ..net.if_impair import MAX_DELAY, Impairment
+from ..net.if_impair import MAX_DELAY, MAX_RATE, RATE_UNITS, Impairment
 from ..net.ifnet import flag_names, netmask_prefixlen, parse_address
 from .common import Usage, fail, run_client, take_server
 
@@ -34,20 +35,27 @@ def parse_netmask(text):
     return str(ipaddress.IPv4Network(f"0.0.0.0/{prefixlen}").netmask)
 
 
-IMPAIR_KEYS = ("loss", "delay", "duplicate", "reorder", "corrupt", "seed")
+IMPAIR_KEYS = ("loss", "delay", "jitter", "duplicate", "reorder", "corrupt", "rate", "seed")
 _TIME = re.compile(r"([0-9]+(?:\.[0-9]+)?)(us|ms|s)")
 _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
+_RATE = re.compile(r"([0-9]+)(" + "|".join(RATE_UNITS) + ")")
 
 
 def parse_impair_value(key, text):
-    """One impairment's value as ifconfig takes it: 5% (probabilities), 20ms (delay), 7 (seed)."""
+    """One impairment's value as ifconfig takes it: 5% (probabilities), 20ms (delay, jitter), 1mbit (rate), 7 (seed)."""
     try:
         if key == "seed":
             return numbers.integer(text, 0, 2 ** 32 - 1)
-        if key == "delay":
+        if key == "rate":
+            match = _RATE.fullmatch(text)
+            if not match:
+                raise Usage(f"impair rate {numbers.shown(text)} is not a rate (1mbit, 512kbit, 10gbit or 9600bit)")
+            unit = RATE_UNITS[match.group(2)]
+            return numbers.integer(match.group(1), 1, MAX_RATE // unit) * unit
+        if key in ("delay", "jitter"):
             match = _TIME.fullmatch(text)
             if not match:
-                raise Usage(f"impair delay {numbers.shown(text)} is not a time (20ms, 1.5s or 500us)")
+                raise Usage(f"impair {key} {numbers.shown(text)} is not a time (20ms, 1.5s or 500us)")
             return numbers.decimal(match.group(1), 0, MAX_DELAY / _UNITS[match.group(2)]) * _UNITS[match.group(2)]
         if not text.endswith("%"):
             raise Usage(f"impair {key} {numbers.shown(text)} is not a percentage (5% or 0.5%)")

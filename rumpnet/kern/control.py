@@ -232,10 +232,11 @@ class Connection:
     async def call_if_pcap(self, name: str, path: str | None = None):
         self.node.set_pcap(name, path)
 
-    async def call_if_impair(self, name: str, loss: float = 0.0, delay: float = 0.0, duplicate: float = 0.0,
-                             reorder: float = 0.0, corrupt: float = 0.0, seed: int = 0):
-        self.node.set_impairment(name, {"loss": loss, "delay": delay, "duplicate": duplicate,
-                                        "reorder": reorder, "corrupt": corrupt, "seed": seed})
+    async def call_if_impair(self, name: str, loss: float = 0.0, delay: float = 0.0, jitter: float = 0.0,
+                             duplicate: float = 0.0, reorder: float = 0.0, corrupt: float = 0.0, rate: int = 0,
+                             seed: int = 0):
+        self.node.set_impairment(name, {"loss": loss, "delay": delay, "jitter": jitter, "duplicate": duplicate,
+                                        "reorder": reorder, "corrupt": corrupt, "rate": rate, "seed": seed})
 
     async def call_bridge_list(self):
         """Every bridge, as brconfig -a shows them."""

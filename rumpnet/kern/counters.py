@@ -158,8 +158,18 @@ DESCRIPTIONS = {
         ("table_full", "new flows refused: the translation table was full (dropped)"),
         ("expired", "translations expired"),
     ],
+    "impair": [
+        ("dropped", "frames dropped by loss"),
+        ("duplicated", "frames duplicated"),
+        ("reordered", "frames reordered"),
+        ("corrupted", "frames corrupted"),
+        ("delayed", "frames delayed"),
+        ("rate_limited", "frames that waited for the rate limit"),
+        ("overflow", "frames dropped: too many held back"),
+        ("discarded", "frames held back when the impairment ended (dropped)"),
+    ],
 }
-DRIVER_KINDS = ("shmif", "bridge", "virt")  # the blocks drivers keep, not the stack
+DRIVER_KINDS = ("shmif", "bridge", "virt", "impair")  # the blocks drivers and layers keep, not the stack
 
 
 class Counters:

@@ -195,6 +195,7 @@ class Node:
         ifp = self.interface(name)
         ifp.detach()
         self.stats.remove_driver(ifp.driver)
+        self._forget_injectors([layer for layer in ifp.layers if isinstance(layer, FaultInjector)])
         self.routes.delete_interface(name)
         self.arp.purge(name)
         self.nat.purge(name)
@@ -281,7 +282,17 @@ class Node:
             except (TypeError, ValueError) as e:
                 raise InterfaceError(errno.EINVAL, f"{name}: impair: {e}") from None
         off = impairment is None or impairment.none
-        ifp.set_layer(FaultInjector, None if off else FaultInjector(impairment, self.nursery))
+        injector = None if off else FaultInjector(impairment, self.nursery)
+        old = [layer for layer in ifp.layers if isinstance(layer, FaultInjector)]
+        ifp.set_layer(FaultInjector, injector)  # closing the old one counts what it held
+        self._forget_injectors(old)
+        if injector:
+            self.stats.add_driver(injector)
+
+    def _forget_injectors(self, injectors):
+        """Fault injectors that left an interface: netstat -s keeps what they counted."""
+        for injector in injectors:
+            self.stats.remove_driver(injector)
 
     # -- bridges (brconfig) ----------------------------------------------------------------
 

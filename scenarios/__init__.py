@@ -1,0 +1,1 @@
+"""Lessons: ready-to-run scenario files (rumpnet run FILE)."""
