@@ -128,9 +128,9 @@ def test_ctrl_c_stops_every_node_and_leaves_the_run_directory(workdir):
     argv = rumpnet_command("run", "--dir", rundir, scenario(workdir, PAIR.format(steps="[[steps]]\nwait = 60\n")))
     runner = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        for line in runner.stdout:
-            if line.startswith("[1/1]"):
-                break
+        seen = ""
+        while "\n[1/1]" not in seen:  # the step's line ends only when the step does: read it as it comes
+            seen += runner.stdout.read(1) or pytest.fail(f"the run ended before its step began: {seen}")
         pids = [node["pid"] for node in json.loads((rundir / "run.json").read_text())["nodes"].values()]
         runner.send_signal(signal.SIGINT)
         out = runner.stdout.read()
