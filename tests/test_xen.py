@@ -5,6 +5,7 @@ XenStore directory; the diagnostics are read from dom0's standard error.
 """
 
 import os
+import re
 import pwd
 import time
 
@@ -237,3 +238,32 @@ def test_an_xvif_destroyed_by_hand_closes_the_backend(xen):
     done = xen.xen("xl", "network-detach", 1, 0)
     assert done.returncode == 0, done.stderr
     wait_until(lambda: interfaces(guest) == [], "xennet0 removed")
+
+
+def test_dom0_bridges_two_guests_onto_a_bus(xen):
+    """dom0's recipe: a bridge joining both xvifs and shmif0, so the guests share a bus with a third node."""
+    bus = str(xen.workdir / "bus")
+    dom0, guest1, guest2 = xen.domain(0), xen.domain(1), xen.domain(2)
+    third = NodeProcess(xen.workdir / "third.sock", user=xen.user)
+    xen.nodes.append(third)
+    third.attach(bus, "10.0.0.3/24")
+    attach(xen, 1, "mac=00:16:3e:00:01:01")
+    attach(xen, 2, "mac=00:16:3e:00:02:01")
+    wait_until(lambda: connected(xen, 1) and connected(xen, 2), "both vifs Connected")
+    dom0.ifconfig("shmif0", "create", "linkstr", bus, "up")
+    dom0.ifconfig("xvif1i0", "up")
+    dom0.ifconfig("xvif2i0", "up")
+    dom0.ifconfig("bridge0", "create")
+    done = dom0.run("brconfig", "bridge0", "add", "xvif1i0", "add", "xvif2i0", "add", "shmif0", "up")
+    assert done.returncode == 0, done.stderr
+    guest1.ifconfig("xennet0", "inet", "10.0.0.1/24")
+    guest2.ifconfig("xennet0", "inet", "10.0.0.2/24")
+    for guest, peer in ((guest1, "10.0.0.3"), (guest2, "10.0.0.3"), (guest1, "10.0.0.2"), (guest2, "10.0.0.1")):
+        done = guest.run("ping", "-c", "2", "-i", "0.2", "-w", "5", peer)
+        assert done.returncode == 0, done.stdout + done.stderr
+    shown = dom0.run("brconfig", "bridge0").stdout
+    for member in ("xvif1i0", "xvif2i0", "shmif0"):
+        assert f"\t\t{member} flags=3<LEARNING,DISCOVER>\n" in shown
+    learned = dict(re.findall(r"^\t\t([0-9a-f:]{17}) (\S+) \d+ flags=0<>$", shown, re.M))
+    third_mac = re.search(r"address: (\S+)", third.ifconfig("shmif0")).group(1)
+    assert learned == {"00:16:3e:00:01:01": "xvif1i0", "00:16:3e:00:02:01": "xvif2i0", third_mac: "shmif0"}
