@@ -65,19 +65,31 @@ def daemon(path, stack="host", xen=None):
         null = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(null, fd)
+    except BaseException as e:
+        report_and_exit(writable, e)
+    serve_in_child(writable, path, stack, xen)
 
-        def ready():
-            os.write(writable, b"ready")
-            os.close(writable)
 
+def serve_in_child(writable, path, stack="host", xen=None):
+    """Run the node in this forked child, writing "ready" or what stopped it to the parent's pipe; never return."""
+
+    def ready():
+        os.write(writable, b"ready")
+        os.close(writable)
+
+    try:
         trio.run(serve_node, path, ready, stack, xen)
     except BaseException as e:  # report whatever stopped the node to the waiting parent
-        try:
-            os.write(writable, describe(e).encode())
-        except OSError:
-            pass
-        os._exit(1)
+        report_and_exit(writable, e)
     os._exit(0)
+
+
+def report_and_exit(writable, error):
+    try:
+        os.write(writable, describe(error).encode())
+    except OSError:
+        pass
+    os._exit(1)
 
 
 def describe(error):

@@ -28,7 +28,7 @@ import dpkt
 import trio
 
 from ..client import connect
-from ..kern.server import describe, serve_node
+from ..kern.server import report_and_exit, serve_in_child
 from ..net.bus import Bus, create
 from .schema import ScenarioError
 
@@ -118,19 +118,9 @@ class Run:
             os.dup2(log, 1)
             os.dup2(log, 2)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-            def ready():
-                os.write(writable, b"ready")
-                os.close(writable)
-
-            trio.run(serve_node, str(self.socket(node.name)), ready, node.stack)
         except BaseException as e:
-            try:
-                os.write(writable, describe(e).encode())
-            except OSError:
-                pass
-            os._exit(1)
-        os._exit(0)
+            report_and_exit(writable, e)
+        serve_in_child(writable, str(self.socket(node.name)), node.stack)
 
     def _write_run_file(self):
         nodes = {name: {"url": self.url(name), "pid": pid, "addresses": self.scenario.nodes[name].addresses()}
