@@ -300,9 +300,10 @@ async def test_sendmmsg_sends_a_burst_in_order(two):
 
 
 async def test_sendmmsg_stops_at_the_first_failure_and_counts(two):
-    _, b, _ = two
-    sock = b.socket(SOCK_DGRAM)
-    await sock.connect(("10.0.0.1", 9000))
+    a, b, _ = two
+    # A bound receiver: an unbound port would answer "ok" with port unreachable, and that
+    # error, reported on the connected socket, could race the second call's EMSGSIZE.
+    server, sock = await server_and_client(a, b)
     assert await sock.sendmmsg([b"ok", bytes(2000), b"not sent"]) == 1
     with pytest.raises(OSError) as caught:
         await sock.sendmmsg([bytes(2000), b"ok"])
