@@ -121,3 +121,26 @@ async def test_perf_and_echo_run_unchanged_on_kernel_sockets():
 def test_kernel_figures_need_root(monkeypatch):
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     assert "root" in bench.linux_unavailable()
+
+
+def test_forwarding_rows(report):
+    forwarded, skipped = report["forwarding"], report["skipped"]
+    expected = {"rumpnet"} | {name for name in ("rumpnet_tap", "linux") if f"forwarding_{name.split('_')[-1]}" not in skipped}
+    assert set(forwarded) == expected
+    for name, figures in forwarded.items():
+        assert set(figures["round_trip"]) == TRIP_FIELDS, name
+        assert figures["round_trip"]["count"] + figures["round_trip"]["lost"] == report["settings"]["pings"]
+        assert set(figures["udp_64"]) == ONE_WAY_FIELDS, name
+        assert positive(figures["udp_64"]["received_per_s"]), name
+    if os.geteuid() != 0:
+        assert skipped["forwarding_tap"] == "needs root to make a tap"
+
+
+def test_added_per_hop_is_routed_minus_direct(report):
+    added, trips, forwarded = report["added_per_hop_us"], report["round_trip"], report["forwarding"]
+    assert added["rumpnet"] == pytest.approx(forwarded["rumpnet"]["round_trip"]["median_us"] - trips["stack"]["median_us"])
+    assert report["ratios"]["rumpnet hop added/a"] == pytest.approx(added["rumpnet"] / trips["bus"]["median_us"])
+    if "linux" in forwarded:
+        assert added["linux"] == pytest.approx(forwarded["linux"]["round_trip"]["median_us"] - trips["linux"]["median_us"])
+    text = bench.format_report(report)
+    assert any(line.startswith("(d) node -> router -> node, two buses") for line in text.splitlines())

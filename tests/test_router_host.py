@@ -179,9 +179,9 @@ def test_with_nat_an_icmp_error_is_translated_back_to_the_sender(nat_net):
     assert stat(nat_net.router, "nat", "quoted header rewritten)") == 1
 
 
-def test_two_routers_carry_traffic_end_to_end_until_a_route_is_deleted(workdir, user):
-    """a --bus1-- r1 --bus2-- r2 --tap-- Linux: static routes both ways; without r2's route back,
-    Linux's echo requests to a are answered by r2 with net unreachable."""
+def test_two_routers_three_buses_and_the_tap_until_a_route_is_deleted(workdir, user):
+    """a --bus1-- r1 --bus2-- r2 --bus3-- b, and r2 --tap-- Linux: static routes carry traffic end to end;
+    once r2 forgets the way back to bus 1, replies to a become net unreachable errors from r2."""
     host = HostTap(user).make()
     nodes = []
 
@@ -191,25 +191,32 @@ def test_two_routers_carry_traffic_end_to_end_until_a_route_is_deleted(workdir, 
         return made
 
     try:
-        a, r1, r2 = node("a"), node("r1", "router"), node("r2", "router", tun=True)
+        a, b, r1, r2 = node("a"), node("b"), node("r1", "router"), node("r2", "router", tun=True)
         a.ifconfig("shmif0", "create", "linkstr", workdir / "bus1", "inet", "10.0.1.2/24")
         r1.ifconfig("shmif0", "create", "linkstr", workdir / "bus1", "inet", "10.0.1.1/24")
         r1.ifconfig("shmif1", "create", "linkstr", workdir / "bus2", "inet", "10.0.2.1/24")
         r2.ifconfig("shmif0", "create", "linkstr", workdir / "bus2", "inet", "10.0.2.2/24")
+        r2.ifconfig("shmif1", "create", "linkstr", workdir / "bus3", "inet", "10.0.3.1/24")
         r2.ifconfig("virt0", "create", "linkstr", host.tap, "inet", "192.168.77.1/24")
+        b.ifconfig("shmif0", "create", "linkstr", workdir / "bus3", "inet", "10.0.3.2/24")
         for who, args in ((a, ("default", "10.0.1.1")), (r1, ("default", "10.0.2.2")),
-                          (r2, ("10.0.1.0/24", "10.0.2.1"))):
+                          (r2, ("10.0.1.0/24", "10.0.2.1")), (b, ("default", "10.0.3.1"))):
             assert who.run("route", "add", *args).returncode == 0
         host.to_namespace()
         host.sh("ip", "route", "add", "10.0.0.0/8", "via", "192.168.77.1", check=True)
+        done = a.run("ping", "-c", "1", "-w", "5", "10.0.3.2")
+        assert done.returncode == 0 and "ttl=253" in done.stdout, done.stdout  # bus 1 to bus 3: two routers
         done = host.sh("ping", "-c", "1", "-W", "5", "10.0.1.2")
         assert done.returncode == 0 and "ttl=253" in done.stdout, done.stdout  # two routers took one each
         assert a.run("ping", "-c", "1", "-w", "5", LINUX).returncode == 0
         assert r2.run("route", "delete", "10.0.1.0/24").returncode == 0
         done = host.sh("ping", "-c", "1", "-W", "3", "10.0.1.2")
         assert "From 192.168.77.1" in done.stdout and "Destination Net Unreachable" in done.stdout, done.stdout
-        assert a.run("ping", "-c", "1", "-w", "3", LINUX).returncode != 0  # the replies meet the same hole
-        assert stat(r2, "ip", "packets with no route (dropped)") >= 2
+        done = b.run("ping", "-c", "1", "-w", "3", "10.0.1.2")
+        assert done.returncode != 0
+        assert "10.0.3.1" in done.stdout and "Destination Net Unreachable" in done.stdout, done.stdout
+        assert a.run("ping", "-c", "1", "-w", "3", "10.0.3.2").returncode != 0  # the replies meet the same hole
+        assert stat(r2, "ip", "packets with no route (dropped)") >= 3
     finally:
         for made in nodes:
             made.stop()

@@ -59,6 +59,7 @@ from ..kern.tasks import open_service_nursery
 from ..net.bus import Bus, Cursor, new_sender
 from ..net.inotify import ModifyWatch
 from ..netinet.ip import IPPROTO_ICMP
+from ..testing import HostTap
 from .ping import ping
 
 PING_FRAME = 98  # a 56-byte ping on the wire: Ethernet 14 + IPv4 20 + ICMP 8 + 56
@@ -169,10 +170,10 @@ async def helper(role, spec, netns=None):
 
 
 @asynccontextmanager
-async def node_process(url):
+async def node_process(url, stack="host"):
     """A `rumpnet server -f` node; yields a control-socket client and the process id once it answers."""
     path = parse_url(url)
-    command = [sys.executable, "-m", "rumpnet", "server", "-f", url]
+    command = [sys.executable, "-m", "rumpnet", "server", "-f", "-s", stack, url]
     async with _process(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
         with _within(15, f"starting the node at {url}"):
             while not await _answers(path):
@@ -192,10 +193,10 @@ async def _answers(path):
     return True
 
 
-async def _configure(remote, bus, address):
-    await remote.call("if_create", name="shmif0")
-    await remote.call("if_linkstr", name="shmif0", path=bus)
-    await remote.call("if_address", name="shmif0", address=f"{address}/24")
+async def _configure(remote, bus, address, name="shmif0"):
+    await remote.call("if_create", name=name)
+    await remote.call("if_linkstr", name=name, path=bus)
+    await remote.call("if_address", name=name, address=f"{address}/24")
 
 
 # -- (a) the bus alone ---------------------------------------------------------------------
@@ -460,7 +461,7 @@ _PING_TIME = re.compile(rb"time=([\d.]+) ms")
 _PING_SENT = re.compile(rb"(\d+) packets transmitted")
 
 
-async def linux_ping(settings):
+async def linux_ping(settings, netns=NETNS[0], address=LINUX_ADDRESSES[1]):
     """(c): ping(8) from one namespace to the other; its per-reply times, to the microsecond.
 
     ping(8) paces itself more slowly than asked here (about 17 ms for 10), so
@@ -470,8 +471,8 @@ async def linux_ping(settings):
     limit = 3 * count * settings.interval + 10
     with _within(limit + 10, "ping(8)"):
         done = await trio.run_process(
-            ["ip", "netns", "exec", NETNS[0], "ping", "-n", "-c", str(count), "-i", str(settings.interval),
-             "-w", str(math.ceil(limit)), LINUX_ADDRESSES[1]],
+            ["ip", "netns", "exec", netns, "ping", "-n", "-c", str(count), "-i", str(settings.interval),
+             "-w", str(math.ceil(limit)), address],
             capture_stdout=True, capture_stderr=True, check=False)
     rtts = [float(t) / 1000 for t in _PING_TIME.findall(done.stdout)]
     sent = _PING_SENT.search(done.stdout)
@@ -561,6 +562,8 @@ async def _stack(spec):
     if "bus" in spec:
         async with open_node() as node:
             node.add_address(node.create_shmif(spec["bus"]), f"{spec['address']}/24")
+            if "gateway" in spec:
+                node.add_route("default", spec["gateway"])
             yield node
     else:
         async with open_service_nursery() as nursery:
@@ -628,31 +631,162 @@ async def udp_pair(ends, listener, talker, seconds, **options):
                 return await talking.next()
 
 
+async def one_way(ends, seconds, size, rate=0.0):
+    """Datagrams a second sent and received, from perf's reports; rate in datagrams a second, 0 flat out."""
+    report = perf.ClientReport.from_dict(await udp_pair(ends, "sink", "source", seconds, size=size,
+                                                        bits_per_second=rate * size * 8))
+    if report.server is None:
+        raise BenchError(f"no report from the UDP receiver ({size}-byte datagrams)")
+    # Both over the sender's window: every datagram received has a sequence number below the count sent.
+    received = min(report.server.received, report.sent)
+    return {"sent_per_s": perf.rate(report.sent, report.duration),
+            "received_per_s": perf.rate(received, report.duration),
+            "loss_pct": report.server.loss_percent}
+
+
 async def udp_figures(settings, ends):
     """One-way rates at each size, flat out and paced below the rate received, and request/response."""
     seconds = settings.udp_seconds
     results = {}
-
-    async def one_way(size, rate=0.0):
-        """Datagrams a second sent and received, from perf's reports; rate in datagrams a second, 0 flat out."""
-        report = perf.ClientReport.from_dict(await udp_pair(ends, "sink", "source", seconds, size=size,
-                                                            bits_per_second=rate * size * 8))
-        if report.server is None:
-            raise BenchError(f"no report from the UDP receiver ({size}-byte datagrams)")
-        # Both over the sender's window: every datagram received has a sequence number below the count sent.
-        received = min(report.server.received, report.sent)
-        return {"sent_per_s": perf.rate(report.sent, report.duration),
-                "received_per_s": perf.rate(received, report.duration),
-                "loss_pct": report.server.loss_percent}
-
     for size in UDP_SIZES:
-        results[f"one_way_{size}"] = await one_way(size)
+        results[f"one_way_{size}"] = await one_way(ends, seconds, size)
         rate = settings.paced_fraction * results[f"one_way_{size}"]["received_per_s"]
         if ends.paced and rate >= 1:
-            results[f"paced_{size}"] = {**await one_way(size, rate), "rate": rate}
+            results[f"paced_{size}"] = {**await one_way(ends, seconds, size, rate), "rate": rate}
     client = await udp_pair(ends, "echo", "client", seconds)
     results["request_response"] = {"round_trips_per_s": perf.rate(client["round_trips"], client["seconds"])}
     return results
+
+
+# -- (d) forwarding: a router node between two buses and to Linux; (e) Linux between three namespaces --
+
+# bus 1, the router's side of bus 2 and the far node, the router's side of the tap and Linux behind it
+ROUTED_BUS1 = ("10.0.1.1", "10.0.1.2", "10.0.1.3", "10.0.1.4", "10.0.1.5")  # router; to a node: UDP, ping; to Linux
+ROUTED_BUS2 = ("10.0.2.1", "10.0.2.2", "10.0.2.3")  # router, ping target, UDP receiver
+ROUTED_TAP = ("10.78.0.1", "10.78.0.2/24")  # router, Linux in its namespace
+FORWARD_NETNS = tuple(f"rumpnet-bench-{os.getpid()}-{end}" for end in ("x", "m", "y"))
+FORWARD_VETH = tuple(f"rnf{os.getpid()}{end}" for end in ("xm", "mx", "my", "ym"))
+FORWARD_ADDRESSES = ("10.79.1.2", "10.79.1.1", "10.79.2.1", "10.79.2.2")  # x, m's two sides, y
+
+
+class RoutedEnds:
+    """A UDP sender on bus 1 and a receiver beyond the router: a node on bus 2, or Linux behind the tap."""
+
+    paced = False
+
+    def __init__(self, workdir, source, pinger, receiver=None, netns=None):
+        self.bus1, self.bus2 = (os.path.join(workdir, f"routed-bus-{n}") for n in (1, 2))
+        self.source, self.pinger = source, pinger  # each end a new node: its own address, no stale ARP entry
+        self.receiver = receiver
+        self.netns = (None, netns)
+
+    def pair(self, listener, talker):
+        listen = {"role": listener}
+        if self.netns[1] is None:
+            listen.update(bus=self.bus2, address=ROUTED_BUS2[2], gateway=ROUTED_BUS2[0])
+        talk = {"role": talker, "bus": self.bus1, "address": self.source, "gateway": ROUTED_BUS1[0],
+                "peer": self.receiver or ROUTED_BUS2[2]}
+        return listen, talk
+
+
+async def _routed_ping(ends, host, settings):
+    """Ping host from a node in this process on bus 1, through the router."""
+    async with open_node() as node:
+        node.add_address(node.create_shmif(ends.bus1), f"{ends.pinger}/24")
+        node.add_route("default", ROUTED_BUS1[0])
+        with node.socket(SOCK_RAW, IPPROTO_ICMP) as sock:
+            return await _ping_figures(sock, host, settings)
+
+
+async def _router_to_tap(router, host):
+    """The router's virt0 on host's tap, opened before the tap moves into host's namespace with Linux's route back."""
+    await router.call("if_create", name="virt0")
+    await router.call("if_linkstr", name="virt0", path=host.tap)
+    await router.call("if_address", name="virt0", address=f"{ROUTED_TAP[0]}/24")
+    await trio.to_thread.run_sync(host.to_namespace)
+    await trio.to_thread.run_sync(lambda: host.sh("ip", "route", "add", "10.0.1.0/24", "via", ROUTED_TAP[0],
+                                                   check=True))
+
+
+async def forwarding(workdir, settings, report):
+    """(d): a router node between bus 1 and bus 2 (and, as root, a tap to Linux in a namespace);
+    a node on bus 1 pings and sends UDP beyond it."""
+    figures, skipped = report["forwarding"], report["skipped"]
+    seconds = settings.udp_seconds
+    to_node = RoutedEnds(workdir, *ROUTED_BUS1[1:3])
+    host = HostTap("root", address=ROUTED_TAP[1]) if os.geteuid() == 0 and shutil.which("ip") else None
+    if host is None:
+        skipped["forwarding_tap"] = "needs root to make a tap"
+    async with node_process(f"unix://{workdir}/router.sock", stack="router") as (router, _):
+        await _configure(router, to_node.bus1, ROUTED_BUS1[0])
+        await _configure(router, to_node.bus2, ROUTED_BUS2[0], name="shmif1")
+        async with node_process(f"unix://{workdir}/far.sock") as (far, _):
+            await _configure(far, to_node.bus2, ROUTED_BUS2[1])
+            await far.call("route_add", destination="default", gateway=ROUTED_BUS2[0])
+            figures["rumpnet"] = {"round_trip": await _routed_ping(to_node, ROUTED_BUS2[1], settings),
+                                  "udp_64": await one_way(to_node, seconds, 64)}
+        if host is not None:
+            try:
+                await trio.to_thread.run_sync(host.make)
+                await _router_to_tap(router, host)
+                linux = ROUTED_TAP[1].split("/")[0]
+                to_linux = RoutedEnds(workdir, *ROUTED_BUS1[3:5], receiver=linux, netns=host.netns)
+                figures["rumpnet_tap"] = {"round_trip": await _routed_ping(to_linux, linux, settings),
+                                          "udp_64": await one_way(to_linux, seconds, 64)}
+            finally:
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(host.close)
+
+
+@asynccontextmanager
+async def forwarding_namespaces():
+    """x -- m -- y over two veth pairs, m forwarding, x and y routed through it; all deleted afterwards."""
+    x, m, y = FORWARD_NETNS
+    try:
+        for ns in FORWARD_NETNS:
+            await _ip("netns", "add", ns)
+            await _ip("-n", ns, "link", "set", "lo", "up")
+        for (left, right), (dev_l, dev_r), (addr_l, addr_r) in (
+                ((x, m), FORWARD_VETH[:2], FORWARD_ADDRESSES[:2]), ((m, y), FORWARD_VETH[2:], FORWARD_ADDRESSES[2:])):
+            await _ip("link", "add", dev_l, "netns", left, "type", "veth", "peer", "name", dev_r, "netns", right)
+            for ns, dev, address in ((left, dev_l, addr_l), (right, dev_r, addr_r)):
+                await _ip("-n", ns, "addr", "add", f"{address}/24", "dev", dev)
+                await _ip("-n", ns, "link", "set", dev, "up")
+        await _ip("netns", "exec", m, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+        await _ip("-n", x, "route", "add", "default", "via", FORWARD_ADDRESSES[1])
+        await _ip("-n", y, "route", "add", "default", "via", FORWARD_ADDRESSES[2])
+        yield
+    finally:
+        with trio.CancelScope(shield=True):
+            for ns in FORWARD_NETNS:
+                await trio.run_process(["ip", "netns", "delete", ns], capture_stderr=True, check=False)
+
+
+class LinuxForwardingEnds:
+    """A kernel UDP sender in x and a receiver in y, two veth links apart."""
+
+    netns = (FORWARD_NETNS[0], FORWARD_NETNS[2])
+    paced = False
+
+    def pair(self, listener, talker):
+        return {"role": listener}, {"role": talker, "peer": FORWARD_ADDRESSES[3]}
+
+
+async def linux_forwarding(settings):
+    """(e): ping(8) and the kernel's UDP from x to y through m."""
+    async with forwarding_namespaces():
+        return {"round_trip": await linux_ping(settings, FORWARD_NETNS[0], FORWARD_ADDRESSES[3]),
+                "udp_64": await one_way(LinuxForwardingEnds(), settings.udp_seconds, 64)}
+
+
+def added_per_hop(report):
+    """What one router adds to a round trip's median: routed minus direct, on each stack measured both ways."""
+    trips, forwarded = report["round_trip"], report["forwarding"]
+    out = {}
+    for stack, direct in (("rumpnet", "stack"), ("linux", "linux")):
+        if stack in forwarded and direct in trips:
+            out[stack] = forwarded[stack]["round_trip"]["median_us"] - trips[direct]["median_us"]
+    return out
 
 
 # -- the whole run -------------------------------------------------------------------------
@@ -662,7 +796,7 @@ async def run(settings, progress=lambda text: None):
     report = {"settings": vars(settings).copy(),
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "kernel": platform.release()},
-              "round_trip": {}, "udp": {}, "memory": {}, "skipped": {}}
+              "round_trip": {}, "udp": {}, "forwarding": {}, "memory": {}, "skipped": {}}
     trips, udp = report["round_trip"], report["udp"]
     with tempfile.TemporaryDirectory(prefix="rumpnet-bench-") as workdir:
         progress(f"(a) the bus alone: {settings.pings} round trips, without and with trio")
@@ -672,9 +806,11 @@ async def run(settings, progress=lambda text: None):
         trips.update(pings)
         progress("UDP between two node processes")
         udp["rumpnet"] = await udp_figures(settings, NodeEnds(workdir))
+        progress(f"(d) forwarding through a router node: {settings.pings} pings and UDP, across two buses and a tap")
+        await forwarding(workdir, settings, report)
     why_not = linux_unavailable()
     if why_not:
-        report["skipped"]["linux"] = why_not
+        report["skipped"]["linux"] = report["skipped"]["forwarding_linux"] = why_not
     else:
         try:
             async with veth_namespaces():
@@ -687,6 +823,12 @@ async def run(settings, progress=lambda text: None):
                 udp["linux"] = await udp_figures(settings, LinuxEnds())
         except BenchError as e:
             report["skipped"]["linux"] = str(e)
+        try:
+            progress(f"(e) Linux forwarding between three namespaces: {settings.pings} pings and UDP")
+            report["forwarding"]["linux"] = await linux_forwarding(settings)
+        except BenchError as e:
+            report["skipped"]["forwarding_linux"] = str(e)
+    report["added_per_hop_us"] = added_per_hop(report)
     report["ratios"] = ratios(report)
     return report
 
@@ -695,6 +837,8 @@ def ratios(report):
     trips, udp = report["round_trip"], report["udp"]
     median = {name: figures["median_us"] for name, figures in trips.items()}
     out = {f"{name}/a": ratio(median[name], median["bus"]) for name in ("bus_trio", "stack", "control", "cli")}
+    for stack, added in report["added_per_hop_us"].items():
+        out[f"{stack} hop added/a"] = ratio(added, median["bus"])
     if "linux" in median:
         out.update({f"{name}/c": ratio(median[name], median["linux"]) for name in ("stack", "cli")})
     if "linux" in udp:
@@ -713,6 +857,10 @@ def ratios(report):
 TRIP_LABELS = [("bus", "(a) the bus alone, no event loop"), ("bus_trio", "(a') the bus alone, awaited in trio"),
                ("stack", "(b) ping node to node, the stack"), ("control", "    a raw socket over a control socket"),
                ("cli", "    rumpnet ping, the command"), ("linux", "(c) Linux ping over veth")]
+
+
+FORWARD_LABELS = [("rumpnet", "(d) node -> router -> node, two buses"), ("rumpnet_tap", "    node -> router -> Linux, a tap"),
+                  ("linux", "(e) Linux forwarding, three namespaces")]
 
 
 def format_report(report):
@@ -735,6 +883,15 @@ def format_report(report):
                              f"{f['loss_pct']:7.2f}")
         rr = figures["request_response"]["round_trips_per_s"]
         lines.append(f"{stack + ' request/response, round trips/s':40} {rr:10.0f}")
+    lines += ["", f"{'forwarding through one router':40} {'min µs':>8} {'median µs':>10} {'p99 µs':>8} {'lost':>5} "
+                  f"{'64 B received/s':>16} {'hop adds µs':>12}"]
+    for key, label in FORWARD_LABELS:
+        f = report["forwarding"].get(key)
+        if f:
+            t, added = f["round_trip"], report["added_per_hop_us"].get(key)
+            row = (f"{label:40} {t['min_us']:8.0f} {t['median_us']:10.0f} {t['p99_us']:8.0f} {t['lost']:5} "
+                   f"{f['udp_64']['received_per_s']:16.0f}")
+            lines.append(row if added is None else f"{row} {added:12.0f}")
     rss = report["memory"].get("idle_node_rss_mb")
     if rss is not None:
         lines += ["", f"{'resident memory of an idle node, MB':40} {rss:10.1f}"]
