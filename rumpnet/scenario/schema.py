@@ -204,7 +204,7 @@ class _Checker:
         user = self.typed(table.get("user", pwd.getpwuid(os.getuid()).pw_name), str, (*where, "user"), "user")
         try:
             pwd.getpwnam(user)
-        except KeyError:
+        except (KeyError, ValueError):  # ValueError: a NUL in the name
             self.fail((*where, "user"), f"tap {name}: no user {user!r} on this machine")
         tap = Tap(name, user)
         if "inet" in table:
