@@ -1,6 +1,7 @@
 """Every lesson in scenarios/ runs as written, and every expectation in it holds; graph draws them."""
 
 import json
+import os
 from pathlib import Path
 import shutil
 import subprocess
@@ -77,6 +78,22 @@ def test_router_to_host_makes_its_tap_and_removes_it(workdir):
     assert host["taps"] == ["tap0"] and host["netns"].startswith("rumpnet-run-")
     namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert host["netns"] not in namespaces
+
+
+@pytest.mark.skipif(not can_make_taps(), reason="making a tap and a network namespace needs root")
+def test_down_removes_the_taps_of_a_kept_run(workdir):
+    """On the host itself, under a name of its own (tap0 may be someone else's there)."""
+    rundir, tap = workdir / "run", f"rnt{os.getpid()}"
+    lesson = workdir / "router-to-host.toml"
+    lesson.write_text((SCENARIOS / "router-to-host.toml").read_text().replace('"tap0"', f'"{tap}"'))
+    done = run("run", "--keep", "--taps-on-host", "--dir", rundir, lesson, server="", timeout=100)
+    try:
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert subprocess.run(["ip", "link", "show", tap], capture_output=True).returncode == 0
+    finally:
+        down = run("down", rundir, server="")
+    assert down.stdout == "3 of 3 nodes were running and are stopped\n"
+    assert subprocess.run(["ip", "link", "show", tap], capture_output=True).returncode != 0
 
 
 def test_taps_need_root(workdir, user):
