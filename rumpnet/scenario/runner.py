@@ -29,6 +29,7 @@ import trio
 
 from ..client import connect
 from ..kern.server import describe, serve_node
+from ..kern.tasks import only
 from ..net.bus import Bus, create
 from . import hostside
 from .schema import ScenarioError
@@ -202,9 +203,16 @@ class Run:
     async def configure(self):
         """Every node's interfaces, sysctls and routes, the nodes in parallel."""
         begin = trio.current_time()
-        async with trio.open_nursery() as nursery:
-            for node in self.scenario.nodes.values():
-                nursery.start_soon(self._configure, node)
+        try:
+            async with trio.open_nursery() as nursery:
+                for node in self.scenario.nodes.values():
+                    nursery.start_soon(self._configure, node)
+        except BaseExceptionGroup as group:  # trio's nurseries always raise groups: the first node's error
+            if not only(group, ScenarioError):
+                raise
+            while isinstance(group, BaseExceptionGroup):
+                group = group.exceptions[0]
+            raise group from None
         self.configured = trio.current_time() - begin
 
     async def _configure(self, node):

@@ -687,18 +687,23 @@ def _startup(spec):
 
     The nodes are forked from this helper, before any trio loop runs in it.
     """
-    from ..scenario import load  # noqa: PLC0415 (the scenario package imports the commands, this among them)
+    from ..scenario import ScenarioError, load  # noqa: PLC0415 (the scenario package imports the commands)
     from ..scenario.pingall import reachability  # noqa: PLC0415
+    from ..scenario.runner import Run  # noqa: PLC0415
     path = os.path.join(spec["workdir"], "four-buses.toml")
     with open(path, "w") as file:
         file.write(four_buses())
-    scenario = load(path)
-    scenario.rundir = os.path.join(spec["workdir"], "four-buses")
+    run = Run(load(path), os.path.join(spec["workdir"], "four-buses"))
     begin = time.monotonic()
-    with scenario as run:
+    try:
+        run.__enter__()
+    except ScenarioError as e:  # a node that could not start: out of descriptors or inotify instances
+        _emit({"error": str(e)})
+        return
+    with run:
         answered = trio.run(reachability, run.nodes_urls(), STARTUP_LIMIT / 2, ("r1",))["r1"]
         answering = time.monotonic() - begin
-        _emit({"nodes": len(scenario.nodes), "listening_s": run.started, "configured_s": run.configured,
+        _emit({"nodes": len(run.scenario.nodes), "listening_s": run.started, "configured_s": run.configured,
                "answering_s": answering, "answered": sum(answered.values()), "pinged": len(answered),
                "node_rss_mb": run.resident() / 2**20})
 
@@ -710,6 +715,8 @@ async def startup():
         async with _process(command, stderr=subprocess.DEVNULL) as proc:
             with _within(STARTUP_LIMIT, "starting the 32-node scenario"):
                 figures = await _Lines(proc.stdout, "the start-up helper").next()
+    if "error" in figures:
+        raise BenchError(f"32-node scenario: {figures['error']}")
     if figures["answered"] != figures["pinged"]:
         raise BenchError(f"32-node scenario: {figures['pinged'] - figures['answered']} of "
                          f"{figures['pinged']} addresses never answered r1")
