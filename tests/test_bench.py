@@ -82,6 +82,14 @@ def test_idle_node_memory_is_reported(report):
     assert positive(report["memory"]["idle_node_rss_mb"])
 
 
+def test_startup_of_the_32_node_scenario(report):
+    up = report["startup"]
+    assert up["nodes"] == bench.STARTUP_HOSTS + 2 == 32
+    assert up["answered"] == up["pinged"] == 32  # r1's own three addresses are not pinged, r2's two are
+    assert all(positive(up[key]) for key in ("listening_s", "configured_s", "answering_s", "node_rss_mb"))
+    assert up["listening_s"] + up["configured_s"] <= up["answering_s"]
+
+
 def test_text_report(report):
     text = bench.format_report(report)
     lines = text.splitlines()
@@ -92,6 +100,9 @@ def test_text_report(report):
     assert any(line.strip().startswith("rumpnet ping, the command") for line in lines)
     assert any(line.startswith("rumpnet 64 B flat out") for line in lines)
     assert any(line.startswith("resident memory of an idle node") for line in lines)
+    assert "start-up of 32 nodes on four buses, s" in lines
+    assert any(line.strip().startswith("every node answering a ping") for line in lines)
+    assert any(line.startswith("resident memory per node (median), MB") for line in lines)
     assert any(line.strip().startswith("stack/a") for line in lines)
     for what in report["skipped"]:
         assert any(line.startswith(f"skipped {what}: ") for line in lines)

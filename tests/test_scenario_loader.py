@@ -1,6 +1,8 @@
 """Scenario files are checked before anything starts: every mistake names its line and the fix."""
 
+import os
 from pathlib import Path
+import pwd
 
 from hypothesis import given, settings, strategies as st
 import pytest
@@ -62,6 +64,39 @@ def test_mistakes_name_the_line(old, new, line, message, tmp_path):
     assert message in str(caught.value)
 
 
+TAPS = """\
+[[taps]]
+name = "tap0"
+inet = "192.168.77.2/24"
+
+[nodes.r]
+interfaces.virt0 = { tap = "tap0", inet = "192.168.77.1/24" }
+"""
+
+
+def test_taps():
+    tap, = parse(TAPS).taps
+    assert (tap.name, tap.address, tap.user) == ("tap0", "192.168.77.2/24", pwd.getpwuid(os.getuid()).pw_name)
+    assert parse(TAPS.replace('inet = "192', 'user = "root"\ninet = "192', 1)).taps[0].user == "root"
+    assert parse(GOOD).taps == []
+
+
+@pytest.mark.parametrize("old, new, line, message", [
+    ('name = "tap0"', 'nmae = "tap0"', 2, "unknown key 'nmae' in tap 1 (did you mean 'name'?) (known: name, user, inet)"),
+    ('name = "tap0"', '', 1, 'tap 1 needs name = "tapN": the tap a virt interface names'),
+    ('name = "tap0"', 'name = "a-much-too-long-name"', 2, "'a-much-too-long-name' is not an interface name"),
+    ('inet = "192.168.77.2/24"', 'inet = "192.168.77.2"', 3, "tap tap0: inet '192.168.77.2' is not A.B.C.D/N"),
+    ('inet = "192.168.77.2/24"', 'user = "nosuchuser-rumpnet"', 3, "tap tap0: no user 'nosuchuser-rumpnet'"),
+    ('[[taps]]\nname = "tap0"\n', '[[taps]]\nname = "tap0"\n[[taps]]\nname = "tap0"\n', 1,
+     "a tap is named twice in [[taps]]"),
+], ids=["key typo", "no name", "long name", "no prefix", "no user", "twice"])
+def test_tap_mistakes_name_the_line(old, new, line, message):
+    with pytest.raises(ScenarioError) as caught:
+        parse(TAPS.replace(old, new, 1))
+    assert str(caught.value).startswith(f"scenario.toml:{line}: ")
+    assert message in str(caught.value)
+
+
 def test_every_lesson_loads():
     for path in SCENARIOS.glob("*.toml"):
         assert load(path).nodes, path
@@ -69,7 +104,8 @@ def test_every_lesson_loads():
 
 _TOKENS = list('[]{}=".,#\' \n0123456789/%') + [
     "nodes", "buses", "steps", "interfaces", "shmif0", "inet", "run", "node", "bus", "lan", "10.0.0.1/24",
-    "[[steps]]", "[nodes.a]", "wait", "impair", "loss", "routes", "default", "sysctl", "stack", "true", "a"]
+    "[[steps]]", "[nodes.a]", "wait", "impair", "loss", "routes", "default", "sysctl", "stack", "true", "a",
+    "[[taps]]", "taps", "name", "user", "tap0", "virt0", "tap", "root"]
 _TOMLISH = st.lists(st.sampled_from(_TOKENS), max_size=60).map("".join)
 
 

@@ -8,10 +8,12 @@ import subprocess
 import tempfile
 
 from hypothesis import given, settings, strategies as st
+import pytest
 
 from rumpnet.scenario.runner import read_run_file
 from rumpnet.scenario.schema import ScenarioError
 from rumpnet.testing import rumpnet_command, run
+from rumpnet.tools import bench
 from conftest import need_tool
 
 SCENARIOS = Path(__file__).parent.parent / "scenarios"
@@ -41,20 +43,8 @@ def alive(pid):
 
 
 def thirty_two():
-    """32 nodes on four buses: r1 joins b1, b2 and b3, r2 joins b3 and b4; 30 hosts spread over them."""
-    lines = ['buses = ["b1", "b2", "b3", "b4"]',
-             "[nodes.r1]", 'stack = "router"', 'interfaces.shmif0 = { bus = "b1", inet = "10.0.1.1/24" }',
-             'interfaces.shmif1 = { bus = "b2", inet = "10.0.2.1/24" }',
-             'interfaces.shmif2 = { bus = "b3", inet = "10.0.3.1/24" }', 'routes = { "10.0.4.0/24" = "10.0.3.2" }',
-             "[nodes.r2]", 'stack = "router"', 'interfaces.shmif0 = { bus = "b3", inet = "10.0.3.2/24" }',
-             'interfaces.shmif1 = { bus = "b4", inet = "10.0.4.1/24" }', 'routes = { default = "10.0.3.1" }']
-    for n in range(30):
-        bus = n % 4 + 1
-        routes = {4: '"10.0.4.1"', 3: '"10.0.3.1", "10.0.4.0/24" = "10.0.3.2"'}.get(bus, f'"10.0.{bus}.1"')
-        lines += [f"[nodes.h{n}]", f'interfaces.shmif0 = {{ bus = "b{bus}", inet = "10.0.{bus}.{10 + n}/24" }}',
-                  f"routes = {{ default = {routes} }}"]
-    lines += ["[[steps]]", 'run = "pingall -w 20"', 'output = "Results: 0% dropped"']
-    return "\n".join(lines) + "\n"
+    """32 nodes on four buses (the benchmark's), with an all-pairs ping step."""
+    return bench.four_buses() + "[[steps]]\nrun = \"pingall -w 20\"\noutput = \"Results: 0% dropped\"\n"
 
 
 def test_quickstart_unprivileged_leaves_pcaps_tcpdump_reads(workdir, user):

@@ -2,13 +2,15 @@
 
     rumpnet down RUNDIR
 
-Each node still answering is halted through its control socket; the run
-directory and what it holds (pcaps, logs) stay.
+Each node still answering is halted through its control socket, and the
+taps the run made are removed; the run directory and what it holds (pcaps,
+logs) stay.
 """
 
 import trio
 
 from ..client import NodeUnreachable, connect
+from ..scenario import hostside
 from ..scenario.runner import read_run_file
 from ..scenario.schema import ScenarioError
 from .common import Parser, fail
@@ -26,6 +28,9 @@ def main(argv, server):
         return fail("down", str(e))
     halted = trio.run(halt_all, [node["url"] for node in run["nodes"].values()])
     print(f"{halted} of {len(run['nodes'])} nodes were running and are stopped")
+    host = run.get("host") or {}
+    if host.get("taps"):
+        hostside.remove(host.get("netns"), host["taps"])
     return 0
 
 

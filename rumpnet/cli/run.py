@@ -1,6 +1,6 @@
 """rumpnet run: start a scenario's nodes, run its steps, and say which expectations held.
 
-    rumpnet run [-v] [--keep] [--dir RUNDIR] SCENARIO
+    rumpnet run [-v] [--keep] [--taps-on-host] [--dir RUNDIR] SCENARIO
 
 The nodes start in a run directory (a new one in the temporary directory
 unless --dir names one), with a pcap of every bus and a log per node. The
@@ -31,6 +31,8 @@ def main(argv, server):
     parser.add_argument("--keep", action="store_true", help="leave the nodes running (stop them with rumpnet down)")
     parser.add_argument("-v", dest="verbose", action="store_true", help="print every step's output")
     parser.add_argument("--dir", metavar="RUNDIR", help="the run directory (default: a new one in $TMPDIR)")
+    parser.add_argument("--taps-on-host", action="store_true",
+                        help="make the scenario's [[taps]] on this host, not in a network namespace of the run")
     parser.add_argument("scenario")
     args = parser.parse_args(argv)
     try:
@@ -38,6 +40,7 @@ def main(argv, server):
     except ScenarioError as e:
         return fail("run", str(e))
     run = Run(scenario, Path(args.dir) if args.dir else scenario.new_rundir())
+    run.taps_on_host = args.taps_on_host
     print(f"*** {scenario.name}: {scenario.description}" if scenario.description else f"*** {scenario.name}")
     print(f"*** run directory {run.dir}", flush=True)
     kept = False

@@ -21,11 +21,12 @@ RESEND = 0.5  # seconds between tries of an unanswered request
 DEADLINE = 3.0  # seconds a node waits for all its replies
 
 
-async def reachability(nodes, deadline=DEADLINE):
-    """{source: {(target, address): answered}} for nodes {name: (url, [addresses])}."""
+async def reachability(nodes, deadline=DEADLINE, sources=None):
+    """{source: {(target, address): answered}} for nodes {name: (url, [addresses])}, from sources (default all)."""
     results = {}
     async with trio.open_nursery() as nursery:
-        for name, (url, _) in nodes.items():
+        for name in sources or nodes:
+            url = nodes[name][0]
             targets = [(other, address) for other, (_, addresses) in nodes.items() if other != name
                        for address in addresses]
             nursery.start_soon(_from_node, name, url, targets, deadline, results)

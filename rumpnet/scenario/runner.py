@@ -29,7 +29,9 @@ import trio
 
 from ..client import connect
 from ..kern.server import report_and_exit, serve_in_child
+from ..kern.tasks import only
 from ..net.bus import Bus, create
+from . import hostside
 from .schema import ScenarioError
 
 RUN_FILE = "run.json"
@@ -65,6 +67,9 @@ class Run:
         self.deaths = {}  # node -> how its process ended, when it did before the run stopped it
         self.started = self.configured = 0.0  # seconds each took
         self.background = []  # (step, process) of background steps
+        self.taps_on_host = False  # make the scenario's taps on the host, not in a namespace of the run
+        self.netns = None  # the namespace of the run's taps, while it exists
+        self.made_taps = False
 
     def socket(self, node):
         return self.dir / f"{node}.sock"
@@ -86,6 +91,9 @@ class Run:
         if any(self.dir.glob("*.sock")):
             raise ScenarioError(f"{self.dir}: nodes of another run are here (rumpnet down {self.dir} first)")
         (self.dir / "scenario.toml").write_bytes(self.scenario.path.read_bytes())
+        if self.scenario.taps:
+            self.netns = hostside.make(self.scenario, self.taps_on_host)
+            self.made_taps = True
         for name in self.scenario.buses:
             create(self.bus(name)).close()
         begin = time.monotonic()
@@ -125,7 +133,8 @@ class Run:
     def _write_run_file(self):
         nodes = {name: {"url": self.url(name), "pid": pid, "addresses": self.scenario.nodes[name].addresses()}
                  for name, pid in self.pids.items()}
-        text = json.dumps({"scenario": self.scenario.name, "nodes": nodes,
+        host = {"netns": self.netns, "taps": [tap.name for tap in self.scenario.taps]}
+        text = json.dumps({"scenario": self.scenario.name, "nodes": nodes, "host": host,
                            "buses": {name: str(self.bus(name)) for name in self.scenario.buses}}, indent=1)
         (self.dir / RUN_FILE).write_text(text + "\n")
 
@@ -159,6 +168,9 @@ class Run:
         self.pids.clear()
         for name in self.scenario.nodes:
             self.socket(name).unlink(missing_ok=True)
+        if self.made_taps:
+            hostside.remove(self.netns, [tap.name for tap in self.scenario.taps])
+            self.made_taps = False
 
     def resident(self):
         """The median resident memory of the running nodes, in bytes (Linux's VmRSS); 0 when unknown."""
@@ -172,17 +184,25 @@ class Run:
         return statistics.median(sizes) if sizes else 0
 
     def keep(self):
-        """Leave the nodes running when this process exits: `rumpnet down` stops them."""
+        """Leave the nodes (and the taps) when this process exits: `rumpnet down` removes them."""
         self.pids.clear()
+        self.made_taps = False
 
     # -- configuring ----------------------------------------------------------------------------
 
     async def configure(self):
         """Every node's interfaces, sysctls and routes, the nodes in parallel."""
         begin = trio.current_time()
-        async with trio.open_nursery() as nursery:
-            for node in self.scenario.nodes.values():
-                nursery.start_soon(self._configure, node)
+        try:
+            async with trio.open_nursery() as nursery:
+                for node in self.scenario.nodes.values():
+                    nursery.start_soon(self._configure, node)
+        except BaseExceptionGroup as group:  # trio's nurseries always raise groups: the first node's error
+            if not only(group, ScenarioError):
+                raise
+            while isinstance(group, BaseExceptionGroup):
+                group = group.exceptions[0]
+            raise group from None
         self.configured = trio.current_time() - begin
 
     async def _configure(self, node):

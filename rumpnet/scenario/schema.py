@@ -10,7 +10,9 @@ of a key is found by scanning the text for it (Locator).
 from dataclasses import dataclass, field
 import difflib
 import ipaddress
+import os
 from pathlib import Path
+import pwd
 import re
 import shlex
 import tempfile
@@ -32,9 +34,11 @@ MAX_WAIT = 3600.0  # seconds a step may wait or run
 DEFAULT_TIMEOUT = 60.0
 MAX_NODES = 256
 MAX_STEPS = 1024
-TOP_KEYS = ("name", "description", "buses", "nodes", "steps")
+TOP_KEYS = ("name", "description", "buses", "taps", "nodes", "steps")
 NODE_KEYS = ("stack", "interfaces", "routes", "sysctl")
 INTERFACE_KEYS = ("bus", "tap", "inet", "impair")
+TAP_KEYS = ("name", "user", "inet")
+TAP_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,14}")  # a Linux interface name: at most 15 characters
 STEP_KEYS = ("node", "run", "input", "background", "wait", "expect", "output", "timeout")
 
 
@@ -53,6 +57,15 @@ class Interface:
     @property
     def network(self):
         return ipaddress.IPv4Interface(self.address).network if self.address else None
+
+
+@dataclass
+class Tap:
+    """A tap the run makes on the host's side (as root) for a virt interface."""
+
+    name: str
+    user: str  # who may open it: the nodes' user
+    address: str | None = None  # the host side's A.B.C.D/N
 
 
 @dataclass
@@ -95,6 +108,7 @@ class Scenario:
     buses: list
     nodes: dict  # name -> Node, in the file's order
     steps: list
+    taps: list = field(default_factory=list)
     rundir: Path | None = None  # where `with` runs it: None is a new temporary directory
 
     def new_rundir(self):
@@ -167,13 +181,45 @@ class _Checker:
             self.fail(("nodes",), "no nodes: add a [nodes.NAME] table for each node")
         if len(nodes_table) > MAX_NODES:
             self.fail(("nodes",), f"more than {MAX_NODES} nodes")
+        taps = [self.tap(i, table) for i, table in enumerate(self.typed(data.get("taps", []), list, ("taps",), "taps"))]
+        if len({tap.name for tap in taps}) != len(taps):
+            self.fail(("taps",), "a tap is named twice in [[taps]]")
         nodes = {name: self.node(name, table, buses) for name, table in nodes_table.items()}
         self.unique_addresses(nodes)
         steps = self.typed(data.get("steps", []), list, ("steps",), "steps")
         if len(steps) > MAX_STEPS:
             self.fail(("steps",), f"more than {MAX_STEPS} steps")
         return Scenario(self.path, name, description, buses, nodes,
-                        [self.step(i, table, nodes) for i, table in enumerate(steps)])
+                        [self.step(i, table, nodes) for i, table in enumerate(steps)], taps)
+
+    def tap(self, index, table):
+        where = ("taps", index)
+        self.keys(table, TAP_KEYS, where, f"tap {index + 1}")
+        if "name" not in table:
+            self.fail(where, f"tap {index + 1} needs name = \"tapN\": the tap a virt interface names")
+        name = self.typed(table["name"], str, (*where, "name"), "a tap's name")
+        if not TAP_NAME.fullmatch(name):
+            self.fail((*where, "name"), f"{name!r} is not an interface name: a letter, then up to 14 letters, "
+                                        f"digits, - or _")
+        user = self.typed(table.get("user", pwd.getpwuid(os.getuid()).pw_name), str, (*where, "user"), "user")
+        try:
+            pwd.getpwnam(user)
+        except (KeyError, ValueError):  # ValueError: a NUL in the name
+            self.fail((*where, "user"), f"tap {name}: no user {user!r} on this machine")
+        tap = Tap(name, user)
+        if "inet" in table:
+            tap.address = self.inet(table["inet"], (*where, "inet"), f"tap {name}")
+        return tap
+
+    def inet(self, value, where, what):
+        address = self.typed(value, str, where, "inet")
+        try:
+            _, prefixlen = parse_address(address)
+        except ValueError:
+            prefixlen = None
+        if prefixlen is None:
+            self.fail(where, f"{what}: inet {address!r} is not A.B.C.D/N")
+        return address
 
     def named(self, name, where, what):
         if not isinstance(name, str) or not NAME.fullmatch(name):
@@ -229,14 +275,7 @@ class _Checker:
                 self.fail((*where, "bus"), f"{node}'s {ifname}: a virt interface has tap = \"tapN\", not a bus")
             interface.tap = self.typed(spec.get("tap", f"tap{ifname[4:]}"), str, (*where, "tap"), "tap")
         if "inet" in spec:
-            address = self.typed(spec["inet"], str, (*where, "inet"), "inet")
-            try:
-                _, prefixlen = parse_address(address)
-            except ValueError:
-                prefixlen = None
-            if prefixlen is None:
-                self.fail((*where, "inet"), f"{node}'s {ifname}: inet {address!r} is not A.B.C.D/N")
-            interface.address = address
+            interface.address = self.inet(spec["inet"], (*where, "inet"), f"{node}'s {ifname}")
         if "impair" in spec:
             text = self.typed(spec["impair"], str, (*where, "impair"), "impair")
             words = text.split()

@@ -15,6 +15,10 @@ Round trips, each `pings` exchanges `interval` apart (min, median, p99):
 Every ratio of round trips is to (a). The resident memory of an idle node
 process (configured, nothing to do) is read from /proc.
 
+Start-up: the 32 nodes of a scenario of four buses joined by two routers,
+started as `rumpnet run` starts them, timed until every node listens, is
+configured, and answers a ping from a router; and their median resident memory.
+
 UDP, each figure for `udp_seconds`: datagrams per second one way at 64 and
 1400 bytes (sent and received both over the sender's timed window, so
 received/s never exceeds sent/s), flat out and (on the nodes) paced below the rate received, and
@@ -27,7 +31,8 @@ through sendmmsg on a node's socket, one send each on a kernel socket
 (Python has no sendmmsg).
 
 Helper processes are this module run as `python -m rumpnet.tools.bench ROLE SPEC`;
-each prints JSON lines: {"ready": true} once it listens, then (a talker) its result.
+each prints JSON lines: {"ready": true} once it listens, then (a talker) its result;
+the start-up helper prints only its result.
 """
 
 from contextlib import asynccontextmanager, contextmanager
@@ -789,6 +794,69 @@ def added_per_hop(report):
     return out
 
 
+# -- start-up of a scenario ----------------------------------------------------------------
+
+STARTUP_HOSTS = 30  # with the two routers, the 32 nodes the start-up figure is for
+STARTUP_LIMIT = 120  # seconds the start-up helper may take before the measurement fails
+
+
+def four_buses(hosts=STARTUP_HOSTS):
+    """A scenario's text: four buses, r1 joining b1, b2 and b3, r2 joining b3 and b4, hosts spread over them."""
+    lines = ['buses = ["b1", "b2", "b3", "b4"]',
+             "[nodes.r1]", 'stack = "router"', 'interfaces.shmif0 = { bus = "b1", inet = "10.0.1.1/24" }',
+             'interfaces.shmif1 = { bus = "b2", inet = "10.0.2.1/24" }',
+             'interfaces.shmif2 = { bus = "b3", inet = "10.0.3.1/24" }', 'routes = { "10.0.4.0/24" = "10.0.3.2" }',
+             "[nodes.r2]", 'stack = "router"', 'interfaces.shmif0 = { bus = "b3", inet = "10.0.3.2/24" }',
+             'interfaces.shmif1 = { bus = "b4", inet = "10.0.4.1/24" }', 'routes = { default = "10.0.3.1" }']
+    for n in range(hosts):
+        bus = n % 4 + 1
+        routes = {4: '"10.0.4.1"', 3: '"10.0.3.1", "10.0.4.0/24" = "10.0.3.2"'}.get(bus, f'"10.0.{bus}.1"')
+        lines += [f"[nodes.h{n}]", f'interfaces.shmif0 = {{ bus = "b{bus}", inet = "10.0.{bus}.{10 + n}/24" }}',
+                  f"routes = {{ default = {routes} }}"]
+    return "\n".join(lines) + "\n"
+
+
+def _startup(spec):
+    """Run the four-bus scenario as `rumpnet run` starts it; report when every node answered a ping from r1.
+
+    The nodes are forked from this helper, before any trio loop runs in it.
+    """
+    from ..scenario import ScenarioError, load  # noqa: PLC0415 (the scenario package imports the commands)
+    from ..scenario.pingall import reachability  # noqa: PLC0415
+    from ..scenario.runner import Run  # noqa: PLC0415
+    path = os.path.join(spec["workdir"], "four-buses.toml")
+    with open(path, "w") as file:
+        file.write(four_buses())
+    run = Run(load(path), os.path.join(spec["workdir"], "four-buses"))
+    begin = time.monotonic()
+    try:
+        run.__enter__()
+    except ScenarioError as e:  # a node that could not start: out of descriptors or inotify instances
+        _emit({"error": str(e)})
+        return
+    with run:
+        answered = trio.run(reachability, run.nodes_urls(), STARTUP_LIMIT / 2, ("r1",))["r1"]
+        answering = time.monotonic() - begin
+        _emit({"nodes": len(run.scenario.nodes), "listening_s": run.started, "configured_s": run.configured,
+               "answering_s": answering, "answered": sum(answered.values()), "pinged": len(answered),
+               "node_rss_mb": run.resident() / 2**20})
+
+
+async def startup():
+    """The start-up figures of the 32-node scenario, from a helper process of its own."""
+    with tempfile.TemporaryDirectory(prefix="rumpnet-bench-") as workdir:
+        command = [sys.executable, "-m", "rumpnet.tools.bench", "startup", json.dumps({"workdir": workdir})]
+        async with _process(command, stderr=subprocess.DEVNULL) as proc:
+            with _within(STARTUP_LIMIT, "starting the 32-node scenario"):
+                figures = await _Lines(proc.stdout, "the start-up helper").next()
+    if "error" in figures:
+        raise BenchError(f"32-node scenario: {figures['error']}")
+    if figures["answered"] != figures["pinged"]:
+        raise BenchError(f"32-node scenario: {figures['pinged'] - figures['answered']} of "
+                         f"{figures['pinged']} addresses never answered r1")
+    return figures
+
+
 # -- the whole run -------------------------------------------------------------------------
 
 async def run(settings, progress=lambda text: None):
@@ -808,6 +876,8 @@ async def run(settings, progress=lambda text: None):
         udp["rumpnet"] = await udp_figures(settings, NodeEnds(workdir))
         progress(f"(d) forwarding through a router node: {settings.pings} pings and UDP, across two buses and a tap")
         await forwarding(workdir, settings, report)
+    progress(f"start-up of {STARTUP_HOSTS + 2} nodes on four buses joined by two routers")
+    report["startup"] = await startup()
     why_not = linux_unavailable()
     if why_not:
         report["skipped"]["linux"] = report["skipped"]["forwarding_linux"] = why_not
@@ -895,6 +965,11 @@ def format_report(report):
     rss = report["memory"].get("idle_node_rss_mb")
     if rss is not None:
         lines += ["", f"{'resident memory of an idle node, MB':40} {rss:10.1f}"]
+    up = report["startup"]
+    lines += ["", f"start-up of {up['nodes']} nodes on four buses, s", f"{'    every node listening':40} "
+              f"{up['listening_s']:10.2f}", f"{'    every node configured':40} {up['configured_s']:10.2f}",
+              f"{'    every node answering a ping':40} {up['answering_s']:10.2f}",
+              f"{'resident memory per node (median), MB':40} {up['node_rss_mb']:10.1f}"]
     lines += ["", "ratios (medians for round trips; a is the bus alone, no event loop):"]
     lines += [f"  {name:40} {value:8.2f}" for name, value in report["ratios"].items() if value is not None]
     for what, why in report["skipped"].items():
@@ -904,7 +979,8 @@ def format_report(report):
 
 # -- helper processes' entry point ---------------------------------------------------------
 
-HELPERS = {"bounce": _bounce, "bounce_pinger": _bounce_pinger, "udp": lambda spec: trio.run(_udp_helper, spec)}
+HELPERS = {"bounce": _bounce, "bounce_pinger": _bounce_pinger, "udp": lambda spec: trio.run(_udp_helper, spec),
+           "startup": _startup}
 
 if __name__ == "__main__":
     HELPERS[sys.argv[1]](json.loads(sys.argv[2]))
