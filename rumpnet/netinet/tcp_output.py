@@ -12,7 +12,8 @@ from contextlib import nullcontext
 from .ip import ip_output, route_to
 from .tcp import IPPROTO_TCP, TH_ACK, TH_FIN, TH_PUSH, TH_SYN, syn_options, tcp_build
 from .tcp_seq import seq_add, seq_diff, seq_gt, seq_lt
-from .tcp_var import CLOSED, CLOSING, FIN_WAIT_1, LAST_ACK, LISTEN, SYN_RECEIVED, SYN_SENT, TCP_MAXWIN
+from .tcp_var import (CLOSED, CLOSING, FIN_WAIT_1, LAST_ACK, LISTEN, SYN_RECEIVED, SYN_SENT, TCP_MAXWIN,
+                      can_receive_data)
 from . import tcp_timer
 
 # The flags a state sends with (BSD's tcp_outflags).
@@ -62,7 +63,7 @@ def _output_one(tp):
         send = True  # a full segment, a probe, a retransmission, or the tail when Nagle allows it
     if flags & TH_FIN and (not tp.fin_sent or tp.snd_nxt == tp.snd_una):
         send = True
-    if not send and tp.state != SYN_SENT:
+    if not send and can_receive_data(tp.state):  # after the peer's FIN no data comes: no window to tell of
         opening = _window_to_advertise(tp) - max(0, seq_diff(tp.rcv_adv, tp.rcv_nxt))
         if opening >= 2 * tp.maxseg or opening > 0 and 2 * opening >= sock.rcv.hiwat:
             send = True  # a window update worth telling

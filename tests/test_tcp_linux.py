@@ -1,0 +1,290 @@
+"""TCP between rumpnet and the Linux kernel's own TCP, through the router and a tap.
+
+    node a 10.0.0.2 --bus-- 10.0.0.1 router 192.168.77.1 (virt0) --tap-- 192.168.77.2 Linux (a namespace)
+
+One router, one node and one namespace serve every check of this file (it is
+the slow part); the nodes run unprivileged. Linux's side is curl, OpenBSD's
+nc, a Python socket and `ss -ti`, whose figures for a 10 MiB transfer each
+way are checked: the window Linux saw, its scale, and few retransmissions.
+"""
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+from rumpnet.testing import HostTap, NodeProcess, as_user, can_make_taps, rumpnet_command
+
+from conftest import UNPRIVILEGED, make_workdir, need_tool
+
+pytestmark = pytest.mark.skipif(not can_make_taps(), reason="making a tap and a network namespace needs root")
+
+LINUX, NODE = "192.168.77.2", "10.0.0.2"
+SIZE = 10 * 1024 * 1024
+
+# A trio HTTP/1.0 server of one file on a stream socket of the node (RUMP_SERVER), through SocketStream.
+HTTP_SERVER = """
+import sys, trio, rumpnet
+
+async def main(path, port):
+    body = open(path, "rb").read()
+    async with rumpnet.connect() as node:
+        listener = await node.socket(rumpnet.SOCK_STREAM)
+        await listener.bind(("0.0.0.0", port))
+        await listener.listen()
+        print("listening", flush=True)
+        sock, peer = await listener.accept()
+        stream = rumpnet.SocketStream(sock)
+        request = b""
+        while b"\\r\\n\\r\\n" not in request:
+            request += await stream.receive_some(4096)
+        head = b"HTTP/1.0 200 OK\\r\\nContent-Length: %d\\r\\n\\r\\n" % len(body)
+        await stream.send_all(head + body)
+        await stream.send_eof()
+        while await stream.receive_some(4096):
+            pass
+        await stream.aclose()
+        await listener.aclose()
+
+trio.run(main, sys.argv[1], int(sys.argv[2]))
+"""
+
+
+class Net:
+    def __init__(self, workdir, user):
+        self.workdir, self.user = workdir, user
+        self.host = HostTap(user).make()
+        self.nodes = []
+        try:
+            self.router = self._node("r", "router", tun=True)
+            self.a = self._node("a")
+            self.router.ifconfig("shmif0", "create", "linkstr", workdir / "bus", "inet", "10.0.0.1/24")
+            self.router.ifconfig("virt0", "create", "linkstr", self.host.tap, "inet", "192.168.77.1/24")
+            self.a.ifconfig("shmif0", "create", "linkstr", workdir / "bus", "inet", NODE + "/24")
+            assert self.a.run("route", "add", "default", "10.0.0.1").returncode == 0
+            self.host.to_namespace()
+            self.host.sh("ip", "route", "add", "10.0.0.0/8", "via", "192.168.77.1", check=True)
+        except BaseException:
+            self.close()
+            raise
+
+    def _node(self, name, stack=None, tun=False):
+        node = NodeProcess(self.workdir / f"{name}.sock", user=self.user, stack=stack, tun=tun)
+        self.nodes.append(node)
+        return node
+
+    def in_linux(self, *argv, **kwargs):
+        """A process in the namespace, not waited for."""
+        return subprocess.Popen(["ip", "netns", "exec", self.host.netns, *map(str, argv)], **kwargs)
+
+    def in_node(self, *argv, **kwargs):
+        """A process talking to node a as the unprivileged user, not waited for."""
+        return subprocess.Popen(as_user(argv, self.user) if self.user else argv,
+                                env={**os.environ, "RUMP_SERVER": self.a.url}, **kwargs)
+
+    def close(self):
+        for node in self.nodes:
+            node.stop()
+        self.host.close()
+
+
+@pytest.fixture(scope="module")
+def net():
+    workdir = make_workdir()
+    made = Net(workdir, UNPRIVILEGED)
+    payload = workdir / "payload"
+    payload.write_bytes(os.urandom(SIZE))
+    os.chmod(payload, 0o644)
+    made.payload = payload
+    yield made
+    made.close()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def digest(path):
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def finish(*procs, timeout=90):
+    """Wait for every process; the stderr of any that failed."""
+    errors = []
+    for proc in procs:
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.returncode:
+            errors.append(f"{proc.args[-3:]}: {proc.returncode} {proc.stderr.read() if proc.stderr else ''}")
+    return errors
+
+
+def wait_listening(node, port, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(f".{port} " in line and "LISTEN" in line for line in node.run("netstat", "-an").stdout.splitlines()):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on TCP port {port}")
+
+
+class Watch:
+    """`ss -tin` in the namespace, every tenth of a second while a transfer runs: the last sample with figures kept."""
+
+    def __init__(self, net, peer):
+        self.net, self.peer = net, peer
+        self.last = None
+
+    def sample(self):
+        done = self.net.host.sh("ss", "-tinH", "dst", self.peer)
+        if "data_segs_" in done.stdout:
+            self.last = done.stdout
+
+    def during(self, *procs):
+        while any(proc.poll() is None for proc in procs):
+            self.sample()
+            time.sleep(0.1)
+
+
+def ss_fields(text):
+    """The figures of one `ss -ti` connection: wscale as a pair, retrans as its total, the rest as numbers."""
+    fields = {}
+    for name, value in re.findall(r"\b([a-z_]+):(\S+)", text):
+        if name == "wscale":
+            fields[name] = tuple(int(v) for v in value.split(","))
+        elif name == "retrans":
+            fields[name] = int(value.split("/")[1])
+        elif re.fullmatch(r"\d+(\.\d+)?", value):
+            fields[name] = float(value)
+    return fields
+
+
+def node_count(node, text):
+    """A number from `netstat -s -p tcp`, found by its description."""
+    for line in node.run("netstat", "-s", "-p", "tcp").stdout.splitlines():
+        count, _, description = line.strip().partition(" ")
+        if description == text:
+            return int(count)
+    raise LookupError(text)
+
+
+def sane_window(fields, offered_shift):
+    """What Linux saw of our side: the shift we offered, full-sized segments, a window far from closed."""
+    assert fields["wscale"][0] == offered_shift, fields  # the shift our SYN offered, as Linux took it
+    assert 0 < fields["wscale"][1] <= 14, fields
+    assert fields["mss"] == 1460, fields  # our MSS option: the tap's MTU less 40
+
+
+def test_linux_nc_sends_ten_mebibytes_to_rumpnet_nc(net):
+    out = net.workdir / "from-linux"
+    sent_before = node_count(net.a, "ack-only packets sent")
+    resets = linux_count(net, "TcpOutRsts")
+    with open(out, "wb") as sink, open(net.payload, "rb") as source:
+        listener = net.in_node(*rumpnet_command("nc", "-l", "-p", "7000"), stdout=sink, stderr=subprocess.PIPE,
+                               text=True)
+        wait_listening(net.a, 7000)
+        sender = net.in_linux("nc", "-N", NODE, "7000", stdin=source, stderr=subprocess.PIPE, text=True)
+        watch = Watch(net, NODE)
+        watch.during(sender, listener)
+    assert not finish(sender, listener)
+    assert digest(out) == digest(net.payload)
+    assert watch.last, "ss never showed the connection"
+    fields = ss_fields(watch.last)
+    sane_window(fields, 3)  # 256 KiB of receive buffer needs a shift of 3
+    assert fields["snd_wnd"] >= 65536, fields  # Linux may send far beyond 64 KiB: the scale works
+    segments = fields["data_segs_out"]
+    assert segments > 1000, fields
+    assert fields.get("retrans", 0) < segments / 100, fields
+    assert node_count(net.a, "ack-only packets sent") - sent_before < segments  # delayed: one ACK for two
+    assert linux_count(net, "TcpOutRsts") == resets  # a clean close: nothing Linux had to reset
+
+
+def test_curl_fetches_ten_mebibytes_from_a_trio_http_server_on_the_node(net):
+    out = net.workdir / "from-node"
+    retransmitted_before = node_count(net.a, "data packets retransmitted")
+    resets = linux_count(net, "TcpOutRsts")
+    server = net.in_node(sys.executable, "-c", HTTP_SERVER, net.payload, "8080", stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    assert server.stdout.readline() == "listening\n", server.stderr.read()
+    fetch = net.in_linux("curl", "-sS", "-o", out, f"http://{NODE}:8080/payload", stderr=subprocess.PIPE, text=True)
+    watch = Watch(net, NODE)
+    watch.during(fetch)
+    assert not finish(fetch, server)
+    assert digest(out) == digest(net.payload)
+    assert watch.last, "ss never showed the connection"
+    fields = ss_fields(watch.last)
+    sane_window(fields, 3)
+    assert fields["rcvmss"] == 1460, fields  # our segments were full-sized
+    segments = SIZE // 1460
+    assert node_count(net.a, "data packets retransmitted") - retransmitted_before < segments / 100
+    assert linux_count(net, "TcpOutRsts") == resets
+
+
+def test_linux_nc_and_a_python_socket_talk_to_rumpnet_nc(net):
+    for port, client in ((7001, ["nc", "-N", NODE, "7001"]), (7002, [sys.executable, "-c", PY_CLIENT, NODE, "7002"])):
+        listener = net.in_node(*rumpnet_command("nc", "-N", "-l", "-p", str(port)), stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_listening(net.a, port)
+        linux = net.in_linux(*client, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+        linux.stdin.write("linux says hi\n")
+        linux.stdin.close()
+        node_got, _ = listener.communicate("node says hi\n", timeout=30)
+        linux_got = linux.stdout.read()
+        assert not finish(listener, linux)
+        assert (node_got, linux_got) == ("linux says hi\n", "node says hi\n"), client
+
+
+PY_CLIENT = """
+import socket, sys
+with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=20) as s:
+    s.sendall(sys.stdin.buffer.read())
+    s.shutdown(socket.SHUT_WR)
+    got = b""
+    while chunk := s.recv(4096):
+        got += chunk
+sys.stdout.buffer.write(got)
+"""
+
+
+def test_rumpnet_nc_fetches_ten_mebibytes_from_a_linux_http_server(net):
+    out = net.workdir / "fetched"
+    resets = linux_count(net, "TcpOutRsts")
+    server = net.in_linux(sys.executable, "-m", "http.server", "-b", LINUX, "-d", net.workdir, "8000",
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while ":8000" not in net.host.sh("ss", "-tlnH").stdout and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with open(out, "wb") as sink:
+            client = net.in_node(*rumpnet_command("nc", "-N", LINUX, "8000"), stdin=subprocess.PIPE, stdout=sink,
+                                 stderr=subprocess.PIPE)
+            client.stdin.write(b"GET /payload HTTP/1.0\r\n\r\n")
+            client.stdin.close()
+            watch = Watch(net, NODE)
+            watch.during(client)
+        assert not finish(client)
+    finally:
+        server.terminate()
+        server.wait()
+    head, _, body = out.read_bytes().partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 200"), head
+    assert hashlib.sha256(body).hexdigest() == digest(net.payload)
+    fields = ss_fields(watch.last)
+    sane_window(fields, 3)
+    assert fields.get("retrans", 0) < fields["data_segs_out"] / 100, fields
+    assert linux_count(net, "TcpOutRsts") == resets
+
+
+def linux_count(net, name):
+    """One of the namespace's TCP counters (nstat's names, as in /proc/net/snmp)."""
+    for line in net.host.sh("nstat", "-asz", name).stdout.splitlines():
+        if line.startswith(name + " "):
+            return int(line.split()[1])
+    raise LookupError(name)
