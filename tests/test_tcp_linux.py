@@ -27,31 +27,46 @@ pytestmark = pytest.mark.skipif(not can_make_taps(), reason="making a tap and a 
 LINUX, NODE = "192.168.77.2", "10.0.0.2"
 SIZE = 10 * 1024 * 1024
 
-# A trio HTTP/1.0 server of one file on a stream socket of the node (RUMP_SERVER), through SocketStream.
+# A trio HTTP/1.0 server of one file on a stream socket of the node (RUMP_SERVER), through SocketStream:
+# it answers COUNT requests, one after the other, and ends.
 HTTP_SERVER = """
 import sys, trio, rumpnet
 
-async def main(path, port):
+async def serve(stream, body):
+    request = b""
+    while b"\\r\\n\\r\\n" not in request:
+        request += await stream.receive_some(4096)
+    await stream.send_all(b"HTTP/1.0 200 OK\\r\\nContent-Length: %d\\r\\n\\r\\n" % len(body) + body)
+    await stream.send_eof()
+    while await stream.receive_some(4096):
+        pass
+    await stream.aclose()
+
+async def main(path, port, count):
     body = open(path, "rb").read()
     async with rumpnet.connect() as node:
         listener = await node.socket(rumpnet.SOCK_STREAM)
         await listener.bind(("0.0.0.0", port))
         await listener.listen()
         print("listening", flush=True)
-        sock, peer = await listener.accept()
-        stream = rumpnet.SocketStream(sock)
-        request = b""
-        while b"\\r\\n\\r\\n" not in request:
-            request += await stream.receive_some(4096)
-        head = b"HTTP/1.0 200 OK\\r\\nContent-Length: %d\\r\\n\\r\\n" % len(body)
-        await stream.send_all(head + body)
-        await stream.send_eof()
-        while await stream.receive_some(4096):
-            pass
-        await stream.aclose()
+        for _ in range(count):
+            sock, peer = await listener.accept()
+            await serve(rumpnet.SocketStream(sock), body)
         await listener.aclose()
 
-trio.run(main, sys.argv[1], int(sys.argv[2]))
+trio.run(main, sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
+"""
+
+# A Python socket's HTTP request: what comes back goes to standard output.
+PY_CLIENT = """
+import socket, sys
+with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=20) as s:
+    s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+    s.shutdown(socket.SHUT_WR)
+    got = b""
+    while chunk := s.recv(65536):
+        got += chunk
+sys.stdout.buffer.write(got)
 """
 
 
@@ -182,6 +197,7 @@ def sane_window(fields, offered_shift):
 
 
 def test_linux_nc_sends_ten_mebibytes_to_rumpnet_nc(net):
+    need_tool("nc")
     out = net.workdir / "from-linux"
     sent_before = node_count(net.a, "ack-only packets sent")
     resets = linux_count(net, "TcpOutRsts")
@@ -205,52 +221,40 @@ def test_linux_nc_sends_ten_mebibytes_to_rumpnet_nc(net):
     assert linux_count(net, "TcpOutRsts") == resets  # a clean close: nothing Linux had to reset
 
 
-def test_curl_fetches_ten_mebibytes_from_a_trio_http_server_on_the_node(net):
+def test_curl_nc_and_a_python_socket_fetch_from_a_trio_http_server_on_the_node(net):
+    """curl takes the 10 MiB file (ss watching), then Linux's nc and a Python socket each take it again."""
+    need_tool("curl")
+    need_tool("nc")
     out = net.workdir / "from-node"
     retransmitted_before = node_count(net.a, "data packets retransmitted")
     resets = linux_count(net, "TcpOutRsts")
-    server = net.in_node(sys.executable, "-c", HTTP_SERVER, net.payload, "8080", stdout=subprocess.PIPE,
+    server = net.in_node(sys.executable, "-c", HTTP_SERVER, net.payload, "8080", "3", stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
-    assert server.stdout.readline() == "listening\n", server.stderr.read()
-    fetch = net.in_linux("curl", "-sS", "-o", out, f"http://{NODE}:8080/payload", stderr=subprocess.PIPE, text=True)
-    watch = Watch(net, NODE)
-    watch.during(fetch)
-    assert not finish(fetch, server)
-    assert digest(out) == digest(net.payload)
+    try:
+        assert server.stdout.readline() == "listening\n", server.stderr.read()
+        fetch = net.in_linux("curl", "-sS", "-o", out, f"http://{NODE}:8080/payload", stderr=subprocess.PIPE,
+                             text=True)
+        watch = Watch(net, NODE)
+        watch.during(fetch)
+        assert not finish(fetch)
+        assert digest(out) == digest(net.payload)
+        request = b"GET / HTTP/1.0\r\n\r\n"
+        for client in (["nc", "-N", NODE, "8080"], [sys.executable, "-c", PY_CLIENT, NODE, "8080"]):
+            proc = net.in_linux(*client, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            got, err = proc.communicate(request, timeout=60)
+            assert proc.returncode == 0, err
+            head, _, body = got.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.0 200") and hashlib.sha256(body).hexdigest() == digest(net.payload)
+        assert not finish(server)
+    finally:
+        finish(server, timeout=1)
     assert watch.last, "ss never showed the connection"
     fields = ss_fields(watch.last)
     sane_window(fields, 3)
     assert fields["rcvmss"] == 1460, fields  # our segments were full-sized
-    segments = SIZE // 1460
+    segments = 3 * SIZE // 1460
     assert node_count(net.a, "data packets retransmitted") - retransmitted_before < segments / 100
     assert linux_count(net, "TcpOutRsts") == resets
-
-
-def test_linux_nc_and_a_python_socket_talk_to_rumpnet_nc(net):
-    for port, client in ((7001, ["nc", "-N", NODE, "7001"]), (7002, [sys.executable, "-c", PY_CLIENT, NODE, "7002"])):
-        listener = net.in_node(*rumpnet_command("nc", "-N", "-l", "-p", str(port)), stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        wait_listening(net.a, port)
-        linux = net.in_linux(*client, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
-        linux.stdin.write("linux says hi\n")
-        linux.stdin.close()
-        node_got, _ = listener.communicate("node says hi\n", timeout=30)
-        linux_got = linux.stdout.read()
-        assert not finish(listener, linux)
-        assert (node_got, linux_got) == ("linux says hi\n", "node says hi\n"), client
-
-
-PY_CLIENT = """
-import socket, sys
-with socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=20) as s:
-    s.sendall(sys.stdin.buffer.read())
-    s.shutdown(socket.SHUT_WR)
-    got = b""
-    while chunk := s.recv(4096):
-        got += chunk
-sys.stdout.buffer.write(got)
-"""
 
 
 def test_rumpnet_nc_fetches_ten_mebibytes_from_a_linux_http_server(net):
