@@ -99,6 +99,47 @@ def test_udp_out_and_back_keeps_every_sum_right(sport, dport, data, checksum):
     with_nat(body)
 
 
+def tcp_packet(src, dst, sport, dport, data):
+    segment = dpkt.tcp.TCP(sport=sport, dport=dport, seq=1000, ack=2000, flags=dpkt.tcp.TH_ACK, data=data)
+    return ip_packet(src, dst, segment, dpkt.ip.IP_PROTO_TCP)
+
+
+@settings(max_examples=100, deadline=None)
+@given(sport=st.integers(1, 65535), dport=st.integers(1, 65535), data=st.binary(max_size=64))
+def test_tcp_out_and_back_keeps_every_sum_right(sport, dport, data):
+    def body(node, ifp):
+        out = tcp_packet(INSIDE, LINUX, sport, dport, data)
+        assert node.nat.output(ifp, out, 20)
+        sent = dpkt.ip.IP(bytes(out))
+        assert sent.src == packed(OUTSIDE) and sent.data.sport != sport and sent.data.data == data
+        assert sums_right(out)
+        back = tcp_packet(LINUX, OUTSIDE, dport, sent.data.sport, b"re:" + data)
+        assert node.nat.input(ifp, back, 20)
+        got = dpkt.ip.IP(bytes(back))
+        assert (got.dst, got.data.dport) == (packed(INSIDE), sport)
+        assert sums_right(back)
+        assert node.nat.output(ifp, tcp_packet(INSIDE, LINUX, sport, dport, b""), 20)
+        assert len(node.nat.outward) == 1  # the connection's next segment takes the same mapping
+        stray = tcp_packet(LINUX, OUTSIDE, dport, sent.data.sport + 1, b"")
+        assert not node.nat.input(ifp, stray, 20)  # no mapping: the router's own TCP answers it
+    with_nat(body)
+
+
+def test_a_quoted_tcp_segment_is_rewritten_for_the_sender_and_its_cut_sum_left_alone():
+    def body(node, ifp):
+        out = tcp_packet(INSIDE, LINUX, 5000, 80, b"GET /")
+        assert node.nat.output(ifp, out, 20)
+        quote = bytes(out[:28])  # the IP header and the first 8 bytes: the ports and the sequence number
+        error = ip_packet(LINUX, OUTSIDE, dpkt.icmp.ICMP(type=3, code=1, data=dpkt.icmp.ICMP.Unreach(data=quote)),
+                          dpkt.ip.IP_PROTO_ICMP)
+        assert node.nat.input(ifp, error, 20)
+        assert dpkt.ip.IP(bytes(error)).dst == packed(INSIDE) and sums_right(error)
+        inner = bytes(error[28:])
+        assert inner[12:16] == packed(INSIDE) and int.from_bytes(inner[20:22], "big") == 5000
+        assert inner[24:28] == quote[24:28]
+    with_nat(body)
+
+
 def test_echo_is_mapped_by_id_and_the_reply_comes_back():
     def body(node, ifp):
         request = ip_packet(INSIDE, LINUX, dpkt.icmp.ICMP(type=8, data=dpkt.icmp.ICMP.Echo(id=77, seq=1, data=b"x")),

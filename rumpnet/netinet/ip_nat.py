@@ -3,11 +3,14 @@
 With net.inet.ip.nat = 1 (and forwarding on), a packet the node forwards out
 of a virt interface leaves with that interface's address as its source, so
 the host needs no route back to the nodes behind the router. What is mapped:
-UDP by source port, ICMP echo by identifier; other packets out of that
-interface are dropped and counted. On the way in, a UDP datagram or echo
-reply to a mapped port or identifier is translated back and forwarded, and
-an ICMP error quoting a translated packet has its quote rewritten too, so
-the node that sent it learns of the error as if nothing stood between.
+TCP and UDP by source port, ICMP echo by identifier; other packets out of
+that interface are dropped and counted. On the way in, a segment, datagram
+or echo reply to a mapped port or identifier is translated back and
+forwarded, and an ICMP error quoting a translated packet has its quote
+rewritten too, so the node that sent it learns of the error as if nothing
+stood between. A TCP mapping is kept while the connection is used, not
+followed through its states: a connection idle longer than its time-out
+loses it, as with a home router.
 
 The table is bounded (MAX_MAPPINGS; new flows beyond it are dropped and
 counted) and a mapping unused for its protocol's time-out is removed by a
@@ -18,9 +21,12 @@ import struct
 
 from .checksum import in_cksum
 from .ip import IP_HEADER, IPPROTO_ICMP, IPPROTO_UDP
+from .tcp import IPPROTO_TCP
 
 MAX_MAPPINGS = 1024
-TIMEOUT = {IPPROTO_UDP: 60.0, IPPROTO_ICMP: 30.0}  # seconds a mapping lives unused
+TIMEOUT = {IPPROTO_TCP: 600.0, IPPROTO_UDP: 60.0, IPPROTO_ICMP: 30.0}  # seconds a mapping lives unused
+CHECKSUM_AT = {IPPROTO_TCP: 16, IPPROTO_UDP: 6, IPPROTO_ICMP: 2}  # in the transport header
+PSEUDO_HEADER = (IPPROTO_TCP, IPPROTO_UDP)  # their checksum covers the addresses too
 OUTSIDE_IDS = range(32768, 49152)  # outside ports and echo ids: below the node's own ephemeral ports
 ICMP_ECHO, ICMP_ECHOREPLY = 8, 0
 ICMP_ERRORS = {3, 4, 5, 11, 12}
@@ -48,10 +54,10 @@ def adjust(checksum, old, new):
 
 
 def _id_offset(proto, message):
-    """Where the mapped port or id lies in a transport message (0: UDP source port, 4: echo id), or None."""
+    """Where the mapped port or id lies in a transport message (0: TCP or UDP source port, 4: echo id), or None."""
     if len(message) < 8:
         return None
-    if proto == IPPROTO_UDP:
+    if proto in PSEUDO_HEADER:
         return 0
     if proto == IPPROTO_ICMP and message[0] in (ICMP_ECHO, ICMP_ECHOREPLY):
         return 4
@@ -59,18 +65,25 @@ def _id_offset(proto, message):
 
 
 def _rewrite(packet, hlen, address_at, address, id_at, new_id):
-    """Put address at address_at in the IP header and new_id at hlen + id_at, mending the transport checksum."""
+    """Put address at address_at in the IP header and new_id at hlen + id_at, mending the transport checksum.
+
+    A TCP segment quoted in an ICMP error is cut after 8 bytes, before its
+    checksum: that one is left as it is.
+    """
     proto = packet[9]
     old_id = bytes(packet[hlen + id_at:hlen + id_at + 2])
     new_id = PORT.pack(new_id)
-    if proto == IPPROTO_UDP:
+    covered_old, covered_new = old_id, new_id
+    if proto in PSEUDO_HEADER:
         covered_old = bytes(packet[address_at:address_at + 4]) + old_id  # the pseudo-header holds the address
         covered_new = address + new_id
-        old_sum = PORT.unpack_from(packet, hlen + 6)[0]
-        if old_sum:  # 0: sent without a checksum, stays so
-            PORT.pack_into(packet, hlen + 6, adjust(old_sum, covered_old, covered_new) or 0xFFFF)
-    else:
-        PORT.pack_into(packet, hlen + 2, adjust(PORT.unpack_from(packet, hlen + 2)[0], old_id, new_id))
+    checksum_at = hlen + CHECKSUM_AT[proto]
+    if checksum_at + 2 <= len(packet):
+        old_sum = PORT.unpack_from(packet, checksum_at)[0]
+        if proto != IPPROTO_UDP:
+            PORT.pack_into(packet, checksum_at, adjust(old_sum, covered_old, covered_new))
+        elif old_sum:  # a datagram sent without a checksum (0) stays so; a sum of 0 is sent as 0xFFFF
+            PORT.pack_into(packet, checksum_at, adjust(old_sum, covered_old, covered_new) or 0xFFFF)
     packet[address_at:address_at + 4] = address
     packet[hlen + id_at:hlen + id_at + 2] = new_id
 
@@ -125,13 +138,13 @@ class NatTable:
         return mapping
 
     def _free_id(self, proto, ifname):
-        """The next outside port or id in use by no mapping and, for UDP, by no socket of the node."""
+        """The next outside port or id in use by no mapping and, for TCP and UDP, by no socket of the node."""
         for _ in range(len(OUTSIDE_IDS)):
             candidate = self._next
             self._next = candidate + 1 if candidate + 1 < OUTSIDE_IDS.stop else OUTSIDE_IDS.start
             if (proto, ifname, candidate) in self.inward:
                 continue
-            if proto == IPPROTO_UDP and candidate in self.node.udp.by_port:
+            if proto in PSEUDO_HEADER and candidate in self.node.pcb_table(proto).by_port:
                 continue
             return candidate
         return None
@@ -165,7 +178,7 @@ class NatTable:
         at = _id_offset(proto, message)
         if at is None or (proto == IPPROTO_ICMP and message[0] != ICMP_ECHOREPLY):
             return False
-        if proto == IPPROTO_UDP:
+        if proto in PSEUDO_HEADER:
             at = 2  # the destination port, on the way in
         mapping = self.inward.get((proto, ifp.name, PORT.unpack_from(packet, hlen + at)[0]))
         if mapping is None:
