@@ -236,3 +236,22 @@ async def test_nagle_holds_a_small_segment_until_tcp_nodelay(tmp_path):
         while len(got) < 3:
             got += await conn.recv()
         assert got == b"abc"
+
+
+async def test_no_window_update_once_the_peer_has_sent_its_fin(tmp_path):
+    """The data and the FIN are in, unread; reading them opens the window, but no more data can come: a stays
+    quiet (a window update in CLOSE_WAIT is answered by Linux with a reset once it has closed)."""
+    async with open_pair(str(tmp_path / "bus")) as (a, b):
+        server = await listener(a)
+        client = b.socket(SOCK_STREAM)
+        await client.connect(("10.0.0.1", 7000))
+        conn, _ = await server.accept()
+        data = os.urandom(64 * 1024)
+        await client.send(data)
+        await client.shutdown(SHUT_WR)
+        await eventually(lambda: state(conn) == "CLOSE_WAIT" and conn.rcv.cc == len(data))
+        await trio.sleep(0.3)  # the delayed ACK of the FIN has long gone
+        sent = a.stats.tcp["output"]
+        assert await receive_all(conn) == data
+        await trio.sleep(0.3)
+        assert a.stats.tcp["output"] == sent
