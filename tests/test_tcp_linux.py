@@ -20,9 +20,11 @@ import time
 
 import pytest
 
-from rumpnet.testing import HostTap, NodeProcess, as_user, can_make_taps, rumpnet_command
+from rumpnet.testing import as_user, can_make_taps, rumpnet_command
 
 from conftest import UNPRIVILEGED, make_workdir, need_tool
+from test_router_host import Net as RouterNet
+from test_tcp_nc import digest, tcp_count, wait_listening
 
 pytestmark = pytest.mark.skipif(not can_make_taps(), reason="making a tap and a network namespace needs root")
 
@@ -74,28 +76,12 @@ sys.stdout.buffer.write(got)
 """
 
 
-class Net:
+class Net(RouterNet):
+    """The router's picture of test_router_host.py, with a way to start programs on either side."""
+
     def __init__(self, workdir, user):
         self.workdir, self.user = workdir, user
-        self.host = HostTap(user).make()
-        self.nodes = []
-        try:
-            self.router = self._node("r", "router", tun=True)
-            self.a = self._node("a")
-            self.router.ifconfig("shmif0", "create", "linkstr", workdir / "bus", "inet", "10.0.0.1/24")
-            self.router.ifconfig("virt0", "create", "linkstr", self.host.tap, "inet", "192.168.77.1/24")
-            self.a.ifconfig("shmif0", "create", "linkstr", workdir / "bus", "inet", NODE + "/24")
-            assert self.a.run("route", "add", "default", "10.0.0.1").returncode == 0
-            self.host.to_namespace()
-            self.host.sh("ip", "route", "add", "10.0.0.0/8", "via", "192.168.77.1", check=True)
-        except BaseException:
-            self.close()
-            raise
-
-    def _node(self, name, stack=None, tun=False):
-        node = NodeProcess(self.workdir / f"{name}.sock", user=self.user, stack=stack, tun=tun)
-        self.nodes.append(node)
-        return node
+        super().__init__(workdir, user)
 
     def in_linux(self, *argv, **kwargs):
         """A process in the namespace, not waited for."""
@@ -105,11 +91,6 @@ class Net:
         """A process talking to node a as the unprivileged user, not waited for."""
         return subprocess.Popen(as_user(argv, self.user) if self.user else argv,
                                 env={**os.environ, "RUMP_SERVER": self.a.url}, **kwargs)
-
-    def close(self):
-        for node in self.nodes:
-            node.stop()
-        self.host.close()
 
 
 @pytest.fixture(scope="module")
@@ -127,11 +108,6 @@ def net():
     shutil.rmtree(workdir, ignore_errors=True)
 
 
-def digest(path):
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def finish(*procs, timeout=90):
     """Wait for every process; the stderr of any that failed."""
     errors = []
@@ -144,15 +120,6 @@ def finish(*procs, timeout=90):
         if proc.returncode:
             errors.append(f"{proc.args[-3:]}: {proc.returncode} {proc.stderr.read() if proc.stderr else ''}")
     return errors
-
-
-def wait_listening(node, port, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if any(f".{port} " in line and "LISTEN" in line for line in node.run("netstat", "-an").stdout.splitlines()):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on TCP port {port}")
 
 
 class Watch:
@@ -186,15 +153,6 @@ def ss_fields(text):
     return fields
 
 
-def node_count(node, text):
-    """A number from `netstat -s -p tcp`, found by its description."""
-    for line in node.run("netstat", "-s", "-p", "tcp").stdout.splitlines():
-        count, _, description = line.strip().partition(" ")
-        if description == text:
-            return int(count)
-    raise LookupError(text)
-
-
 def sane_window(fields, offered_shift):
     """What Linux saw of our side: the shift we offered, full-sized segments, a window far from closed."""
     assert fields["wscale"][0] == offered_shift, fields  # the shift our SYN offered, as Linux took it
@@ -205,7 +163,7 @@ def sane_window(fields, offered_shift):
 def test_linux_nc_sends_ten_mebibytes_to_rumpnet_nc(net):
     need_tool("nc")
     out = net.workdir / "from-linux"
-    sent_before = node_count(net.a, "ack-only packets sent")
+    sent_before = tcp_count(net.a, "ack-only packets sent")
     resets = linux_count(net, "TcpOutRsts")
     with open(out, "wb") as sink, open(net.payload, "rb") as source:
         listener = net.in_node(*rumpnet_command("nc", "-l", "-p", "7000"), stdout=sink, stderr=subprocess.PIPE,
@@ -223,7 +181,7 @@ def test_linux_nc_sends_ten_mebibytes_to_rumpnet_nc(net):
     segments = fields["data_segs_out"]
     assert segments > 1000, fields
     assert fields.get("retrans", 0) < segments / 100, fields
-    assert node_count(net.a, "ack-only packets sent") - sent_before < segments  # delayed: one ACK for two
+    assert tcp_count(net.a, "ack-only packets sent") - sent_before < segments  # delayed: one ACK for two
     assert linux_count(net, "TcpOutRsts") == resets  # a clean close: nothing Linux had to reset
 
 
@@ -232,7 +190,7 @@ def test_curl_nc_and_a_python_socket_fetch_from_a_trio_http_server_on_the_node(n
     need_tool("curl")
     need_tool("nc")
     out = net.workdir / "from-node"
-    retransmitted_before = node_count(net.a, "data packets retransmitted")
+    retransmitted_before = tcp_count(net.a, "data packets retransmitted")
     resets = linux_count(net, "TcpOutRsts")
     server = net.in_node(sys.executable, "-c", HTTP_SERVER, net.workdir, "8080", "3", stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
@@ -259,7 +217,7 @@ def test_curl_nc_and_a_python_socket_fetch_from_a_trio_http_server_on_the_node(n
     sane_window(fields, 3)
     assert fields["rcvmss"] == 1460, fields  # our segments were full-sized
     segments = SIZE // 1460
-    assert node_count(net.a, "data packets retransmitted") - retransmitted_before < segments / 100
+    assert tcp_count(net.a, "data packets retransmitted") - retransmitted_before < segments / 100
     assert linux_count(net, "TcpOutRsts") == resets
 
 
