@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import xml.etree.ElementTree as ET
 
+import dpkt
 import pytest
 
 from rumpnet.scenario import load
@@ -15,16 +16,36 @@ from rumpnet.testing import can_make_taps, run
 SCENARIOS = Path(__file__).parent.parent / "scenarios"
 LESSONS = sorted(p.stem for p in SCENARIOS.glob("*.toml"))
 ROOT_ONLY = {"router-to-host"}  # it makes its own tap
+OWN_TEST = {"tcp"}  # run once by a test that reads its pcap too
 
 
-@pytest.mark.parametrize("lesson", sorted(set(LESSONS) - ROOT_ONLY))
+@pytest.mark.parametrize("lesson", sorted(set(LESSONS) - ROOT_ONLY - OWN_TEST))
 def test_lesson_runs_and_holds(lesson, workdir, user):
-    rundir = workdir / "run"
+    run_lesson(lesson, workdir / "run", user)
+
+
+def run_lesson(lesson, rundir, user):
     done = run("run", "--dir", rundir, SCENARIOS / f"{lesson}.toml", user=user, server="", timeout=100)
     assert done.returncode == 0, done.stdout + done.stderr
     steps = len(load(SCENARIOS / f"{lesson}.toml").steps)
     assert f"*** {steps} of {steps} steps held\n" in done.stdout
     assert not list(rundir.glob("*.sock"))
+
+
+def test_the_tcp_lesson_holds_and_its_pcap_shows_the_handshake_the_data_and_the_close(workdir, user):
+    rundir = workdir / "run"
+    run_lesson("tcp", rundir, user)
+    with open(rundir / "lan.pcap", "rb") as f:
+        frames = [dpkt.ethernet.Ethernet(frame) for _, frame in dpkt.pcap.Reader(f)]
+    segments = [(f.data.src, f.data.data) for f in frames if isinstance(getattr(f.data, "data", None), dpkt.tcp.TCP)]
+    a = bytes([10, 0, 0, 1])
+    syn, synack, ack = (tcp for _, tcp in segments[:3])
+    assert (syn.flags, synack.flags, ack.flags) == (dpkt.tcp.TH_SYN, dpkt.tcp.TH_SYN | dpkt.tcp.TH_ACK, dpkt.tcp.TH_ACK)
+    assert dict(dpkt.tcp.parse_opts(syn.opts))[dpkt.tcp.TCP_OPT_MSS] == (1460).to_bytes(2, "big")
+    assert synack.ack == syn.seq + 1 and ack.ack == synack.seq + 1
+    assert sum(len(tcp.data) for src, tcp in segments if src == a) == 4096  # the lost segment never reached the bus
+    fins = [src for src, tcp in segments if tcp.flags & dpkt.tcp.TH_FIN]
+    assert fins == [a, bytes([10, 0, 0, 2])]  # a closes first
 
 
 def test_every_lesson_says_what_it_teaches():
