@@ -851,6 +851,8 @@ async def startup():
         async with _process(command, stderr=subprocess.DEVNULL) as proc:
             with _within(STARTUP_LIMIT, "starting the 32-node scenario"):
                 figures = await _Lines(proc.stdout, "the start-up helper").next()
+            with _within(STARTUP_LIMIT, "stopping the 32-node scenario"):
+                await proc.wait()  # it stops its nodes: ended early, it would leave them running
     if "error" in figures:
         raise BenchError(f"32-node scenario: {figures['error']}")
     if figures["answered"] != figures["pinged"]:
