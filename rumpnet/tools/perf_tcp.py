@@ -157,6 +157,7 @@ async def run_client(node, host, port=DEFAULT_PORT, *, length=DEFAULT_LENGTH, du
     chunk = bytes(length)
     with node.socket(SOCK_STREAM) as sock:
         await sock.connect((host, port))
+        ends = sock.getsockname(), sock.getpeername()
         start = trio.current_time()
         end = start + duration
         rexmt_start = stats["retransmitted"]
@@ -173,7 +174,7 @@ async def run_client(node, host, port=DEFAULT_PORT, *, length=DEFAULT_LENGTH, du
                 mark, mark_bytes, mark_rexmt = now, sent, stats["retransmitted"]
         await sock.shutdown(SHUT_WR)
         server = await _server_report(sock)
-        return TcpClientReport(sock.getsockname(), sock.getpeername(), sent, trio.current_time() - start,
+        return TcpClientReport(*ends, sent, trio.current_time() - start,
                                stats["retransmitted"] - rexmt_start, intervals, server)
 
 
