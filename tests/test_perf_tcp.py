@@ -6,7 +6,7 @@ import pytest
 import trio
 
 from rumpnet import Impairment
-from rumpnet.testing import open_pair
+from rumpnet.testing import open_pair, run
 from rumpnet.tools import perf, perf_tcp
 
 from test_nc import one_line_error, read_until, wait_bound
@@ -44,6 +44,9 @@ def test_tcp_perf_between_two_node_processes(pair, background):
     receiver.terminate()
     receiver.wait(timeout=10)
     assert f".{perf.DEFAULT_PORT} " not in a.run("netstat", "-an").stdout  # the receiver went with its command
+    refused = b.run("perf", "-c", "10.0.0.1", "-t", "1", timeout=30)
+    assert refused.returncode == 1
+    assert refused.stderr == "rumpnet perf: 10.0.0.1 port 5001: Connection refused\n"
 
 
 @pytest.mark.parametrize("args, message", [
@@ -51,16 +54,8 @@ def test_tcp_perf_between_two_node_processes(pair, background):
     (["-c", "10.0.0.1", "-u", "-i", "1"], "-i: interval reports are for TCP"),
     (["-c", "10.0.0.1", "-i", "0"], "invalid"),
 ], ids=["rate-for-tcp", "interval-for-udp", "zero-interval"])
-def test_bad_tcp_command_lines(pair, args, message):
-    a, _ = pair
-    one_line_error(a.run("perf", *args), "perf", message)
-
-
-def test_tcp_perf_without_a_receiver_is_refused(pair):
-    _, b = pair
-    done = b.run("perf", "-c", "10.0.0.1", "-t", "1", timeout=30)
-    assert done.returncode == 1
-    assert done.stderr == "rumpnet perf: 10.0.0.1 port 5001: Connection refused\n"
+def test_bad_tcp_command_lines(args, message):
+    one_line_error(run("perf", *args, server=""), "perf", message)  # refused before any node is asked
 
 
 async def test_losses_show_as_the_senders_retransmissions(tmp_path):
