@@ -11,7 +11,7 @@ import subprocess
 import pytest
 import trio
 
-from rumpnet.tools import bench, echo, perf
+from rumpnet.tools import bench, echo, perf, perf_tcp
 from rumpnet.testing import run
 
 TRIP_FIELDS = {"count", "lost", "min_us", "median_us", "p99_us"}
@@ -61,6 +61,26 @@ def test_udp(report):
         assert set(paced) == ONE_WAY_FIELDS | {"rate"}
         assert positive(paced["rate"]) and positive(paced["received_per_s"])
         assert paced["received_per_s"] <= paced["sent_per_s"]
+
+
+def test_tcp(report):
+    tcp, skipped = report["tcp"], report["skipped"]
+    assert "rumpnet" in tcp
+    assert ("linux" in tcp) != ("linux" in skipped)
+    assert ("rumpnet_tap" in tcp) == ("rumpnet_tap" in report["forwarding"])  # the tap's router carries both
+    for name, figures in tcp.items():
+        assert set(figures) == {"mbit_per_s", "bytes", "seconds", "retransmits"}, name
+        assert positive(figures["bytes"]) and positive(figures["seconds"]), name
+        assert figures["mbit_per_s"] == pytest.approx(figures["bytes"] * 8 / figures["seconds"] / 1e6), name
+        assert isinstance(figures["retransmits"], int) and figures["retransmits"] >= 0, name
+    for name in ("rumpnet", "rumpnet_tap"):
+        if "linux" in tcp and name in tcp:
+            assert report["ratios"][f"linux/{name} tcp Mbit/s"] == pytest.approx(
+                tcp["linux"]["mbit_per_s"] / tcp[name]["mbit_per_s"])
+    lines = bench.format_report(report).splitlines()
+    assert any(line.startswith("TCP bulk, one connection") for line in lines)
+    for name, label in bench.TCP_LABELS:
+        assert any(line.startswith(label) for line in lines) == (name in tcp), name
 
 
 def test_ratios_are_computed_from_the_rows_shown(report):
@@ -126,6 +146,18 @@ async def test_perf_and_echo_run_unchanged_on_kernel_sockets():
         service = await echo.start(kernel, 0, address="127.0.0.1")
         done, _ = await echo.round_trips(kernel, "127.0.0.1", service.getsockname()[1], seconds=0.2)
         assert done > 0
+        nursery.cancel_scope.cancel()
+
+
+async def test_perf_tcp_runs_unchanged_on_kernel_sockets():
+    """The kernel's TCP ends are the nodes' code too, the retransmission count read from /proc/net/snmp."""
+    async with trio.open_nursery() as nursery:
+        kernel = bench.KernelStack(nursery)
+        server = await perf_tcp.start_server(kernel, 0, address="127.0.0.1")
+        port = server.sock.getsockname()[1]
+        report = await perf_tcp.run_client(kernel, "127.0.0.1", port, duration=0.3, interval=0.1)
+        assert report.bytes > 0 and report.server.bytes == report.bytes and report.retransmits >= 0
+        assert sum(i.bytes for i in report.intervals) == report.bytes and len(report.intervals) >= 2
         nursery.cancel_scope.cancel()
 
 

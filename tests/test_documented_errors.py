@@ -132,6 +132,8 @@ SETUP = {
     ("pcapin", "rumpnet pcapin ping.pcap passwd"): ["file ping.pcap", "file passwd"],
     ("perf", "rumpnet perf -c 10.0.0.1 -u -t 1"):
         ["ifconfig shmif0 create linkstr /tmp/lesson/bus inet 10.0.0.2/24", "peer 10.0.0.1/24"],
+    ("perf", "rumpnet perf -c 10.0.0.1 -t 1"):
+        ["ifconfig shmif0 create linkstr /tmp/lesson/bus inet 10.0.0.2/24", "peer 10.0.0.1/24"],
     ("perf", "rumpnet perf -s -u"): ["echo -u 5001"],
     ("route", "rumpnet route add default 10.0.1.1"):
         ["ifconfig shmif0 create linkstr /tmp/lesson/bus inet 10.0.1.2/24", "route add default 10.0.1.1"],

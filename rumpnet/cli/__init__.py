@@ -21,7 +21,7 @@ COMMANDS = {
     "netstat": ("netstat", "show interfaces, routes, sockets and protocol counters"),
     "nc": ("nc", "send and receive UDP datagrams, as netcat -u"),
     "echo": ("echo", "run a UDP echo service in the node"),
-    "perf": ("perf", "measure UDP throughput between two nodes, as iperf -u"),
+    "perf": ("perf", "measure TCP or UDP throughput between two nodes, as iperf"),
     "dumpbus": ("dumpbus", "print or save the frames on a bus file, as shmif_dumpbus"),
     "pcapin": ("pcapin", "write a pcap file's frames onto a bus, as shmif_pcapin"),
     "bench": ("bench", "measure the bus, the stack and the Linux kernel, as ratios"),

@@ -1,10 +1,12 @@
-"""rumpnet perf: UDP throughput, loss and jitter between two nodes, with iperf's flags and report.
+"""rumpnet perf: TCP or UDP throughput between two nodes, with iperf's flags and report.
 
-    rumpnet perf -s -u [-p PORT] [-w BYTES]                       receiver, until interrupted
-    rumpnet perf -c HOST -u [-p PORT] [-l LEN] [-t SECS] [-b RATE]  sender
+    rumpnet perf -s [-u] [-p PORT] [-w BYTES]                             receiver, until interrupted
+    rumpnet perf -c HOST [-p PORT] [-l LEN] [-t SECS] [-i SECS]            TCP sender
+    rumpnet perf -c HOST -u [-p PORT] [-l LEN] [-t SECS] [-b RATE]         UDP sender
 
-Both ends run inside their nodes (rumpnet.tools.perf); this command starts them
-through the control socket and prints what they report.
+Both ends run inside their nodes (rumpnet.tools.perf for UDP, perf_tcp for
+TCP); this command starts them through the control socket and prints what
+they report.
 """
 
 import ipaddress
@@ -12,7 +14,7 @@ import re
 
 from ..kern import numbers
 from ..kern.sockets import SB_MAX
-from ..tools import perf
+from ..tools import perf, perf_tcp
 from .common import Parser, Usage, ranged, run_client
 from .nc import PORT
 
@@ -53,9 +55,9 @@ def format_bits(bits_per_second):
     return f"{bits_per_second:6.0f} bits/sec"
 
 
-def transfer(ident, seconds, count):
-    return (f"[{ident:3d}] {0.0:4.1f}-{seconds:4.1f} sec  {format_bytes(count)}  "
-            f"{format_bits(perf.rate(count * 8, seconds))}")
+def transfer(ident, seconds, count, start=0.0):
+    return (f"[{ident:3d}] {start:4.1f}-{seconds:4.1f} sec  {format_bytes(count)}  "
+            f"{format_bits(perf.rate(count * 8, seconds - start))}")
 
 
 def server_line(ident, report):
@@ -66,53 +68,90 @@ def server_line(ident, report):
 
 
 def main(argv, server):
-    parser = Parser("perf", "Measure UDP between two nodes as iperf -u does: a receiver (-s) in one node, "
-                            "a sender (-c HOST) in another, both running inside the nodes.")
+    parser = Parser("perf", "Measure TCP (or UDP with -u) between two nodes as iperf does: a receiver (-s) "
+                            "in one node, a sender (-c HOST) in another, both running inside the nodes.")
     parser.add_argument("-s", dest="listen", action="store_true", help="run the receiver until interrupted")
     parser.add_argument("-c", dest="host", metavar="HOST", help="run the sender towards HOST")
-    parser.add_argument("-u", dest="udp", action="store_true", help="UDP (required: perf measures UDP only)")
+    parser.add_argument("-u", dest="udp", action="store_true", help="UDP instead of TCP")
     parser.add_argument("-p", dest="port", type=PORT, default=perf.DEFAULT_PORT,
                         help=f"port (default {perf.DEFAULT_PORT})")
-    parser.add_argument("-l", dest="length", metavar="LEN", type=ranged(int, perf.HEADER.size, 65507),
-                        default=perf.DEFAULT_LENGTH,
-                        help=f"datagram payload bytes (default {perf.DEFAULT_LENGTH}; 1472 fill the MTU)")
+    parser.add_argument("-l", dest="length", metavar="LEN", type=ranged(int, 1, SB_MAX),
+                        help=f"TCP: bytes a write (default {perf_tcp.DEFAULT_LENGTH}); UDP: datagram payload bytes, "
+                             f"{perf.HEADER.size} to 65507 (default {perf.DEFAULT_LENGTH}; 1472 fill the MTU)")
     parser.add_argument("-t", dest="time", metavar="SECS", type=ranged(float, 0.001, 86400),
                         default=perf.DEFAULT_DURATION, help=f"seconds to send (default {perf.DEFAULT_DURATION:g})")
-    parser.add_argument("-b", dest="rate", default="1M",
-                        help="target rate in bits/s with k, m or g, or datagrams/s with pps; 0: unlimited (default 1M)")
+    parser.add_argument("-i", dest="interval", metavar="SECS", type=ranged(float, 0.1, 86400),
+                        help=f"TCP: seconds between interval reports (default {perf_tcp.DEFAULT_INTERVAL:g})")
+    parser.add_argument("-b", dest="rate",
+                        help="UDP: target rate in bits/s with k, m or g, or datagrams/s with pps; 0: unlimited "
+                             "(default 1M)")
     parser.add_argument("-w", dest="window", metavar="BYTES", type=ranged(int, 1, SB_MAX),
                         default=perf.SERVER_RCVBUF,
                         help=f"receiver's socket buffer, bytes (default {perf.SERVER_RCVBUF})")
     args = parser.parse_args(argv)
     if args.listen == bool(args.host):
         raise Usage("give either -s (receiver) or -c HOST (sender)")
-    if not args.udp:
-        raise Usage("perf measures UDP only: use -u")
+    if args.udp and args.interval is not None:
+        raise Usage("-i: interval reports are for TCP (leave out -u)")
+    if not args.udp and args.rate is not None:
+        raise Usage("-b: TCP sends as fast as the window allows; a target rate is for UDP (-u)")
+    if args.udp and args.length is not None and not perf.HEADER.size <= args.length <= 65507:
+        raise Usage(f"-l {args.length}: a UDP datagram's payload is {perf.HEADER.size} to 65507 bytes")
     if args.host:
         try:
             ipaddress.IPv4Address(args.host)
         except ValueError:
             raise Usage(f"{args.host}: not an IPv4 address (names are not resolved)") from None
-        bits_per_second = parse_rate(args.rate, args.length)
+        if not args.udp:
+            return run_client("perf", args.server or server, lambda node: _send_tcp(node, args))
+        args.length = args.length or perf.DEFAULT_LENGTH
+        bits_per_second = parse_rate(args.rate or "1M", args.length)
         return run_client("perf", args.server or server, lambda node: _send(node, args, bits_per_second))
     return run_client("perf", args.server or server, lambda node: _receive(node, args))
 
 
 async def _receive(node, args):
+    kind = "UDP" if args.udp else "TCP"
     try:
-        fd = await node.call("perf_server", port=args.port, rcvbuf=args.window)
+        fd = await node.call("perf_server", port=args.port, rcvbuf=args.window, tcp=not args.udp)
     except OSError as e:
-        raise OSError(e.errno, f"UDP port {args.port}: {e.strerror}") from None
-    print(f"{RULE}\nServer listening on UDP port {args.port}\nUDP buffer size: {format_bytes(args.window)}\n{RULE}",
+        raise OSError(e.errno, f"{kind} port {args.port}: {e.strerror}") from None
+    buffer = "UDP buffer size" if args.udp else "TCP window size"
+    print(f"{RULE}\nServer listening on {kind} port {args.port}\n{buffer}: {format_bytes(args.window)}\n{RULE}",
           flush=True)
     ident = 0
     while True:
-        report = perf.ServerReport.from_dict(await node.call("perf_report", fd=fd))
+        values = await node.call("perf_report", fd=fd)
+        report = (perf.ServerReport if args.udp else perf_tcp.TcpServerReport).from_dict(values)
         ident += 1
         host, port = report.peer
         print(f"[{ident:3d}] local 0.0.0.0 port {args.port} connected with {host} port {port}")
-        print("[ ID] Interval       Transfer     Bandwidth        Jitter   Lost/Total Datagrams")
-        print(server_line(ident, report), flush=True)
+        if args.udp:
+            print("[ ID] Interval       Transfer     Bandwidth        Jitter   Lost/Total Datagrams")
+            print(server_line(ident, report), flush=True)
+        else:
+            print("[ ID] Interval       Transfer     Bandwidth")
+            print(transfer(ident, report.duration, report.bytes), flush=True)
+
+
+async def _send_tcp(node, args):
+    print(f"{RULE}\nClient connecting to {args.host}, TCP port {args.port}\n{RULE}", flush=True)
+    try:
+        values = await node.call("perf_tcp_client", host=args.host, port=args.port,
+                                 length=args.length or perf_tcp.DEFAULT_LENGTH, duration=args.time,
+                                 interval=args.interval or perf_tcp.DEFAULT_INTERVAL)
+    except OSError as e:
+        raise OSError(e.errno, f"{args.host} port {args.port}: {e.strerror}") from None
+    report = perf_tcp.TcpClientReport.from_dict(values)
+    print(f"[  1] local {report.local[0]} port {report.local[1]} connected with {args.host} port {args.port}")
+    print("[ ID] Interval       Transfer     Bandwidth       Retr")
+    for i in report.intervals:
+        print(f"{transfer(1, i.end, i.bytes, i.start)}  {i.retransmits:4d}")
+    print(f"{transfer(1, report.duration, report.bytes)}  {report.retransmits:4d}  sender")
+    if report.server is None:
+        print("[  1] WARNING: the receiver's report did not come")
+    else:
+        print(f"{transfer(1, report.server.duration, report.server.bytes)}        receiver")
 
 
 async def _send(node, args, bits_per_second):

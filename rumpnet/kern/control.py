@@ -18,7 +18,7 @@ import trio
 from ..net.if_bridge import parse_mac
 from ..net.ifnet import InterfaceError
 from ..netinet.ip import IPPROTO_ICMP, MAXTTL
-from ..tools import echo, perf
+from ..tools import echo, perf, perf_tcp
 from ..tools.ping import PingRun, check_options
 from .protocol import MAX_REPLY_DATA, MAX_REPLY_HEADER, PROTOCOL_VERSION, MessageStream, ProtocolError, encode
 from .sockets import SOCK_RAW, SOMAXCONN
@@ -33,7 +33,7 @@ MAX_PINGS = 8  # pings running at once for one connection
 
 # Calls that may wait for the network or a timer (data, room, a connection, a test's end).
 WAITING_CALLS = {"connect", "accept", "recvfrom", "wait_readable", "wait_writable", "perf_report", "perf_client",
-                 "ping_output"}
+                 "perf_tcp_client", "ping_output"}
 
 
 class WithData(typing.NamedTuple):
@@ -151,9 +151,11 @@ class Connection:
     async def call_echo_stop(self, port: int = echo.ECHO_PORT):
         echo.stop(self.node, port)
 
-    async def call_perf_server(self, port: int = perf.DEFAULT_PORT, rcvbuf: int = perf.SERVER_RCVBUF):
-        """Start a receiver whose socket is this connection's descriptor: it stops when the client goes."""
-        server = await perf.start_server(self.node, port, rcvbuf=rcvbuf)
+    async def call_perf_server(self, port: int = perf.DEFAULT_PORT, rcvbuf: int = perf.SERVER_RCVBUF,
+                               tcp: bool = False):
+        """Start a receiver (UDP, or TCP) whose socket is this connection's descriptor: it stops when the client goes."""
+        start = perf_tcp.start_server if tcp else perf.start_server
+        server = await start(self.node, port, rcvbuf=rcvbuf)
         fd = self._open(server.sock)
         self.perf_servers[fd] = server
         return fd
@@ -174,6 +176,15 @@ class Connection:
         """Run a sender in the node for the test's duration; the report."""
         report = await perf.run_client(self.node, host, port, length=length, duration=duration,
                                        bits_per_second=bits_per_second)
+        return asdict(report)
+
+    async def call_perf_tcp_client(self, host: str, port: int = perf.DEFAULT_PORT,
+                                   length: int = perf_tcp.DEFAULT_LENGTH,
+                                   duration: float = perf_tcp.DEFAULT_DURATION,
+                                   interval: float = perf_tcp.DEFAULT_INTERVAL):
+        """Run a TCP sender in the node for the test's duration; the report, with its intervals."""
+        report = await perf_tcp.run_client(self.node, host, port, length=length, duration=duration,
+                                           interval=interval)
         return asdict(report)
 
     async def call_ping_start(self, host: str, ident: int, count: int = 0, interval: float = 1.0, size: int = 56,

@@ -78,6 +78,7 @@ DESCRIPTIONS = {
         ("data_bytes_sent", "data bytes sent"),
         ("retransmitted", "data packets retransmitted"),
         ("retransmitted_bytes", "data bytes retransmitted"),
+        ("tso_output", "segments handed to the interface to cut (TSO)"),
         ("acks_sent", "ack-only packets sent"),
         ("delayed_acks", "delayed acks sent"),
         ("probes_sent", "window probes sent"),

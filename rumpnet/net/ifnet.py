@@ -237,9 +237,10 @@ class Interface:
         if not self.running:
             self.counters.oerrors += 1
             raise InterfaceError(errno.ENETDOWN, f"{self.name} is down")
-        if csum_flags:
-            frame = offload.finish_tx(frame, csum_flags)
-        self._outq.append(frame)
+        if csum_flags & offload.M_CSUM_TSOv4:
+            self._outq.extend(offload.tso_segments(frame, csum_flags))  # every sum is the cutting's
+        else:
+            self._outq.append(offload.finish_tx(frame, csum_flags) if csum_flags else frame)
         if not self._bursts or len(self._outq) >= OUTPUT_BATCH:
             self._flush()
 

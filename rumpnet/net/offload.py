@@ -48,9 +48,14 @@ KEYWORDS = {
 }
 
 # What the stack asks of the interface for one outgoing packet (BSD's
-# m_pkthdr.csum_flags, sys/mbuf.h): the sums it left zero.
+# m_pkthdr.csum_flags, sys/mbuf.h): the sums it left zero, or a TCP segment
+# to cut into frames, whose MSS rides in the bits above TSO_MSS_SHIFT
+# (BSD keeps it beside the flags, in m_pkthdr.segsz).
+M_CSUM_TSOv4 = 0x10
 M_CSUM_UDPv4 = 0x02
 M_CSUM_IPv4 = 0x40
+TSO_MSS_SHIFT = 16
+TSO_MAX = 65535  # the largest IP packet the stack hands down for cutting
 
 # Marks the interface puts on a received packet (BSD's M_CSUM_* flags).
 CSUM_IP_CHECKED = 0x1
@@ -59,7 +64,10 @@ CSUM_L4_CHECKED = 0x4
 CSUM_L4_BAD = 0x8
 
 _IPPROTO_UDP = 17
+_IPPROTO_TCP = 6
 _UDP_SUM = 6  # where the checksum lies in a UDP header
+_TCP_SUM = 16  # and in a TCP header
+_TH_FIN, _TH_PUSH = 0x01, 0x08
 
 
 def cap_names(bits):
@@ -125,6 +133,45 @@ def finish_tx(frame, csum_flags):
             datagram[_UDP_SUM:_UDP_SUM + 2] = b"\0\0"
             struct.pack_into("!H", out, 14 + hlen + _UDP_SUM, in_cksum(datagram, pseudo) or 0xFFFF)
     return bytes(out)
+
+
+def tso_segments(frame, csum_flags):
+    """Cut a large TCP segment into frames of MSS bytes of data (TSO, emulated as shmif(4) does).
+
+    Each frame is what the stack would have sent without TSO: the sequence
+    number advanced by the data before it, consecutive IP identifiers from the
+    packet's, PSH and FIN only on the last, every checksum filled in. The stack
+    hands down only segments it built; anything else is passed on whole.
+    """
+    mss = csum_flags >> TSO_MSS_SHIFT
+    parts = _ipv4_parts(frame)
+    if parts is None or parts[1] != _IPPROTO_TCP or mss <= 0:
+        return [frame]
+    hlen, _ = parts
+    start = 14 + hlen
+    total = struct.unpack_from("!H", frame, 16)[0]
+    if 14 + total < start + 20 or start + (frame[start + 12] >> 4) * 4 > 14 + total:
+        return [frame]
+    thlen = (frame[start + 12] >> 4) * 4
+    headers, data = frame[:start + thlen], frame[start + thlen:14 + total]
+    ip_id = struct.unpack_from("!H", frame, 18)[0]
+    seq = struct.unpack_from("!I", frame, start + 4)[0]
+    flags = frame[start + 13]
+    out = []
+    for n, offset in enumerate(range(0, max(len(data), 1), mss)):
+        chunk = data[offset:offset + mss]
+        last = offset + mss >= len(data)
+        piece = bytearray(headers) + chunk
+        struct.pack_into("!HH", piece, 16, hlen + thlen + len(chunk), (ip_id + n) & 0xFFFF)
+        piece[24:26] = b"\0\0"
+        struct.pack_into("!H", piece, 24, in_cksum(piece[14:start]))
+        struct.pack_into("!I", piece, start + 4, (seq + offset) & 0xFFFFFFFF)
+        piece[start + 13] = flags if last else flags & ~(_TH_FIN | _TH_PUSH)
+        piece[start + _TCP_SUM:start + _TCP_SUM + 2] = b"\0\0"
+        pseudo = pseudo_header_sum(frame[26:30], frame[30:34], _IPPROTO_TCP, thlen + len(chunk))
+        struct.pack_into("!H", piece, start + _TCP_SUM, in_cksum(piece[start:], pseudo))
+        out.append(bytes(piece))
+    return out
 
 
 def check_rx(frame, capenable):

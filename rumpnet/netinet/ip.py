@@ -10,7 +10,7 @@ import errno
 import struct
 from typing import NamedTuple
 
-from ..net.offload import IFCAP_CSUM_IPv4_Tx, M_CSUM_IPv4
+from ..net.offload import IFCAP_CSUM_IPv4_Tx, M_CSUM_IPv4, M_CSUM_TSOv4, TSO_MAX, TSO_MSS_SHIFT
 from .checksum import in_cksum
 
 IPPROTO_ICMP = 1
@@ -69,6 +69,14 @@ def source_for(ifp):
     return address.packed
 
 
+def _tso_count(segment, csum_flags):
+    """How many frames a TCP segment handed down for TSO becomes (0: not one for TSO)."""
+    if not csum_flags & M_CSUM_TSOv4:
+        return 0
+    data = len(segment) - (segment[12] >> 4) * 4
+    return max(1, -(-data // (csum_flags >> TSO_MSS_SHIFT)))
+
+
 def ip_output(node, proto, src, dst, payload, *, ttl=None, broadcast_ok=False, route=None, csum_flags=0):
     """Route, fill in and send one IPv4 packet (src may be None: the interface's address).
 
@@ -89,10 +97,13 @@ def ip_output(node, proto, src, dst, payload, *, ttl=None, broadcast_ok=False, r
     if broadcast and not broadcast_ok:
         raise OSError(errno.EACCES, "Permission denied")
     total = IP_HEADER.size + len(payload)
-    if total > ifp.mtu:
+    segments = _tso_count(payload, csum_flags)
+    if total > (TSO_MAX if segments else ifp.mtu):
         stats["too_big"] += 1
         raise OSError(errno.EMSGSIZE, "Message too long")
     header = bytearray(IP_HEADER.pack(0x45, 0, total, node.next_ip_id(), 0, ttl, proto, 0, src, dst))
+    for _ in range(segments - 1):
+        node.next_ip_id()  # the identifiers of the frames the interface cuts it into
     if ifp.capenable & IFCAP_CSUM_IPv4_Tx:
         csum_flags |= M_CSUM_IPv4
     else:

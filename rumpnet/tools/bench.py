@@ -30,6 +30,12 @@ ratio compares the stacks and not two programs. Senders send bursts of 32:
 through sendmmsg on a node's socket, one send each on a kernel socket
 (Python has no sendmmsg).
 
+TCP, for `udp_seconds` too: one connection's bulk throughput in Mbit/s,
+perf_tcp's sender and receiver, between two node processes on a bus, from a
+node through the router to Linux behind the tap (as root), and between the
+two namespaces over veth on kernel sockets (KernelStreamSocket), with the
+sender's retransmissions (the node's counter; the kernel's RetransSegs).
+
 Helper processes are this module run as `python -m rumpnet.tools.bench ROLE SPEC`;
 each prints JSON lines: {"ready": true} once it listens, then (a talker) its result;
 the start-up helper prints only its result.
@@ -52,14 +58,15 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 
 import trio
 
-from . import echo, perf
+from . import echo, perf, perf_tcp
 from ..client import connect
 from ..kern.node import open_node
 from ..kern.protocol import parse_url
-from ..kern.sockets import SOCK_DGRAM, SOCK_RAW
+from ..kern.sockets import SOCK_DGRAM, SOCK_RAW, SOCK_STREAM
 from ..kern.tasks import open_service_nursery
 from ..net.bus import Bus, Cursor, new_sender
 from ..net.inotify import ModifyWatch
@@ -549,15 +556,67 @@ class KernelSocket:
         self.close()
 
 
+class KernelStreamSocket(KernelSocket):
+    """A kernel TCP socket with the calls of a node's stream socket that perf_tcp makes."""
+
+    def __init__(self, sock=None):
+        self._raw = sock or pysocket.socket(pysocket.AF_INET, pysocket.SOCK_STREAM)
+        self._sock = trio.socket.from_stdlib_socket(self._raw)  # the raw socket is now non-blocking
+        self.service = None
+
+    async def listen(self, backlog):
+        self._sock.listen(backlog)
+
+    async def accept(self):
+        sock, peer = await self._sock.accept()
+        raw = pysocket.socket(fileno=sock.detach())
+        return KernelStreamSocket(raw), peer
+
+    async def wait_writable(self):
+        await self._sock.wait_writable()
+
+    def send_nowait(self, data):
+        try:
+            return self._raw.send(data)
+        except BlockingIOError:
+            return 0  # writable a moment ago, full again
+
+    async def send(self, data):
+        view = memoryview(data)
+        while view:
+            view = view[await self._sock.send(view):]
+        return len(data)
+
+    async def shutdown(self, how):
+        self._sock.shutdown(how)
+        await trio.lowlevel.checkpoint()
+
+
+class KernelTcpStats:
+    """The kernel's TCP counters as a node's stats.tcp, by rumpnet's names: RetransSegs of /proc/net/snmp
+    (the counters of the network namespace the process runs in)."""
+
+    def __getitem__(self, name):
+        if name != "retransmitted":
+            raise KeyError(name)
+        with open("/proc/net/snmp") as snmp:
+            names, values = [line.split() for line in snmp if line.startswith("Tcp:")]
+        return int(values[names.index("RetransSegs")])
+
+
 class KernelStack:
-    """The kernel's UDP with a node's `socket()` and `nursery`: perf and echo run on it unchanged."""
+    """The kernel's UDP and TCP with a node's `socket()`, `nursery` and TCP counters: perf, perf_tcp and echo
+    run on it unchanged."""
 
     def __init__(self, nursery):
         self.nursery = nursery
+        self.stats = types.SimpleNamespace(tcp=KernelTcpStats())
 
     def socket(self, kind):
+        if kind == SOCK_STREAM:
+            return KernelStreamSocket()
         if kind != SOCK_DGRAM:
-            raise OSError(errno.EPROTONOSUPPORT, "only UDP sockets are offered on the kernel's stack")
+            raise OSError(errno.EPROTONOSUPPORT, "only UDP and TCP sockets are offered on the kernel's stack")
         return KernelSocket()
 
 
@@ -590,12 +649,14 @@ async def _udp_helper(spec):
             report = await perf.run_client(stack, spec["peer"], UDP_PORT, length=spec["size"],
                                            duration=spec["seconds"], bits_per_second=spec["bits_per_second"])
             _emit(asdict(report))
+        elif role == "tcp_source":
+            _emit(asdict(await perf_tcp.run_client(stack, spec["peer"], UDP_PORT, duration=spec["seconds"])))
         else:
             done, seconds = await echo.round_trips(stack, spec["peer"], UDP_PORT, seconds=spec["seconds"])
             _emit({"round_trips": done, "seconds": seconds})
 
 
-LISTENERS = {"sink": perf.start_server, "echo": echo.start}
+LISTENERS = {"sink": perf.start_server, "echo": echo.start, "tcp_sink": perf_tcp.start_server}
 
 
 class NodeEnds:
@@ -661,6 +722,15 @@ async def udp_figures(settings, ends):
     client = await udp_pair(ends, "echo", "client", seconds)
     results["request_response"] = {"round_trips_per_s": perf.rate(client["round_trips"], client["seconds"])}
     return results
+
+
+async def tcp_bulk(ends, seconds):
+    """One TCP connection's bulk throughput, perf_tcp's sender to its receiver, for seconds."""
+    report = perf_tcp.TcpClientReport.from_dict(await udp_pair(ends, "tcp_sink", "tcp_source", seconds))
+    if report.server is None or report.server.bytes != report.bytes:
+        raise BenchError(f"TCP to {report.remote[0]}: the receiver's count never came or differs from the sender's")
+    return {"mbit_per_s": report.bits_per_second / 1e6, "bytes": report.bytes, "seconds": report.duration,
+            "retransmits": report.retransmits}
 
 
 # -- (d) forwarding: a router node between two buses and to Linux; (e) Linux between three namespaces --
@@ -738,6 +808,7 @@ async def forwarding(workdir, settings, report):
                 to_linux = RoutedEnds(workdir, *ROUTED_BUS1[3:5], receiver=linux, netns=host.netns)
                 figures["rumpnet_tap"] = {"round_trip": await _routed_ping(to_linux, linux, settings),
                                           "udp_64": await one_way(to_linux, seconds, 64)}
+                report["tcp"]["rumpnet_tap"] = await tcp_bulk(to_linux, seconds)
             finally:
                 with trio.CancelScope(shield=True):
                     await trio.to_thread.run_sync(host.close)
@@ -834,12 +905,14 @@ def _startup(spec):
     except ScenarioError as e:  # a node that could not start: out of descriptors or inotify instances
         _emit({"error": str(e)})
         return
-    with run:
+    try:  # entered above (not with `with`, which would start the nodes a second time)
         answered = trio.run(reachability, run.nodes_urls(), STARTUP_LIMIT / 2, ("r1",))["r1"]
         answering = time.monotonic() - begin
         _emit({"nodes": len(run.scenario.nodes), "listening_s": run.started, "configured_s": run.configured,
                "answering_s": answering, "answered": sum(answered.values()), "pinged": len(answered),
                "node_rss_mb": run.resident() / 2**20})
+    finally:
+        run.stop()
 
 
 async def startup():
@@ -849,6 +922,8 @@ async def startup():
         async with _process(command, stderr=subprocess.DEVNULL) as proc:
             with _within(STARTUP_LIMIT, "starting the 32-node scenario"):
                 figures = await _Lines(proc.stdout, "the start-up helper").next()
+            with _within(STARTUP_LIMIT, "stopping the 32-node scenario"):
+                await proc.wait()  # it stops its nodes: ended early, it would leave them running
     if "error" in figures:
         raise BenchError(f"32-node scenario: {figures['error']}")
     if figures["answered"] != figures["pinged"]:
@@ -864,7 +939,7 @@ async def run(settings, progress=lambda text: None):
     report = {"settings": vars(settings).copy(),
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "kernel": platform.release()},
-              "round_trip": {}, "udp": {}, "forwarding": {}, "memory": {}, "skipped": {}}
+              "round_trip": {}, "udp": {}, "tcp": {}, "forwarding": {}, "memory": {}, "skipped": {}}
     trips, udp = report["round_trip"], report["udp"]
     with tempfile.TemporaryDirectory(prefix="rumpnet-bench-") as workdir:
         progress(f"(a) the bus alone: {settings.pings} round trips, without and with trio")
@@ -874,6 +949,8 @@ async def run(settings, progress=lambda text: None):
         trips.update(pings)
         progress("UDP between two node processes")
         udp["rumpnet"] = await udp_figures(settings, NodeEnds(workdir))
+        progress("TCP between two node processes")
+        report["tcp"]["rumpnet"] = await tcp_bulk(NodeEnds(workdir), settings.udp_seconds)
         progress(f"(d) forwarding through a router node: {settings.pings} pings and UDP, across two buses and a tap")
         await forwarding(workdir, settings, report)
     progress(f"start-up of {STARTUP_HOSTS + 2} nodes on four buses joined by two routers")
@@ -891,6 +968,8 @@ async def run(settings, progress=lambda text: None):
                     trips["linux"] = await linux_ping(settings)
                 progress("UDP between the namespaces")
                 udp["linux"] = await udp_figures(settings, LinuxEnds())
+                progress("TCP between the namespaces")
+                report["tcp"]["linux"] = await tcp_bulk(LinuxEnds(), settings.udp_seconds)
         except BenchError as e:
             report["skipped"]["linux"] = str(e)
         try:
@@ -901,6 +980,14 @@ async def run(settings, progress=lambda text: None):
     report["added_per_hop_us"] = added_per_hop(report)
     report["ratios"] = ratios(report)
     return report
+
+
+def tcp_ratios(tcp):
+    """Linux's TCP throughput over each of ours (node to node, node to Linux through the router)."""
+    if "linux" not in tcp:
+        return {}
+    return {f"linux/{name} tcp Mbit/s": ratio(tcp["linux"]["mbit_per_s"], tcp[name]["mbit_per_s"])
+            for name in ("rumpnet", "rumpnet_tap") if name in tcp}
 
 
 def ratios(report):
@@ -919,6 +1006,7 @@ def ratios(report):
                                                                   ours[key]["received_per_s"])
         out["linux/rumpnet udp request/response/s"] = ratio(theirs["request_response"]["round_trips_per_s"],
                                                             ours["request_response"]["round_trips_per_s"])
+    out.update(tcp_ratios(report["tcp"]))
     return out
 
 
@@ -927,6 +1015,20 @@ def ratios(report):
 TRIP_LABELS = [("bus", "(a) the bus alone, no event loop"), ("bus_trio", "(a') the bus alone, awaited in trio"),
                ("stack", "(b) ping node to node, the stack"), ("control", "    a raw socket over a control socket"),
                ("cli", "    rumpnet ping, the command"), ("linux", "(c) Linux ping over veth")]
+
+
+TCP_LABELS = [("rumpnet", "node -> node, one bus"), ("rumpnet_tap", "node -> router -> Linux, a tap"),
+              ("linux", "Linux -> Linux, veth")]
+
+
+def format_tcp(tcp):
+    """The TCP rows: one connection's bulk throughput on each path measured."""
+    lines = ["", f"{'TCP bulk, one connection':40} {'Mbit/s':>10} {'MBytes':>8} {'retransmits':>12}"]
+    for key, label in TCP_LABELS:
+        f = tcp.get(key)
+        if f:
+            lines.append(f"{label:40} {f['mbit_per_s']:10.1f} {f['bytes'] / 2**20:8.1f} {f['retransmits']:12}")
+    return lines
 
 
 FORWARD_LABELS = [("rumpnet", "(d) node -> router -> node, two buses"), ("rumpnet_tap", "    node -> router -> Linux, a tap"),
@@ -953,6 +1055,7 @@ def format_report(report):
                              f"{f['loss_pct']:7.2f}")
         rr = figures["request_response"]["round_trips_per_s"]
         lines.append(f"{stack + ' request/response, round trips/s':40} {rr:10.0f}")
+    lines += format_tcp(report["tcp"])
     lines += ["", f"{'forwarding through one router':40} {'min µs':>8} {'median µs':>10} {'p99 µs':>8} {'lost':>5} "
                   f"{'64 B received/s':>16} {'hop adds µs':>12}"]
     for key, label in FORWARD_LABELS:

@@ -1,0 +1,72 @@
+"""`rumpnet perf` in TCP mode and rumpnet.tools.perf_tcp: bulk throughput, intervals and retransmissions."""
+
+import re
+
+import pytest
+import trio
+
+from rumpnet import Impairment
+from rumpnet.testing import open_pair, run
+from rumpnet.tools import perf, perf_tcp
+
+from test_nc import one_line_error, read_until, wait_bound
+
+LINE = r"^\[  1\] +([\d.]+)- *([\d.]+) sec +([\d.]+) (\w+) +[\d.]+ \w+/sec"
+INTERVAL = re.compile(LINE + r" +(\d+)$", re.M)
+SENDER = re.compile(LINE + r" +(\d+)  sender$", re.M)
+RECEIVER = re.compile(LINE + r" +receiver$", re.M)
+UNITS = {"Bytes": 1, "KBytes": 1 << 10, "MBytes": 1 << 20, "GBytes": 1 << 30}
+
+
+def amount(number, unit):
+    return float(number) * UNITS[unit]
+
+
+def test_tcp_perf_between_two_node_processes(pair, background):
+    a, b = pair
+    receiver = background(a, "perf", "-s")
+    wait_bound(a, perf.DEFAULT_PORT)
+    done = b.run("perf", "-c", "10.0.0.1", "-t", "1.5", "-i", "0.5", timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert "Client connecting to 10.0.0.1, TCP port 5001" in done.stdout
+    intervals = INTERVAL.findall(done.stdout)
+    assert len(intervals) >= 2  # a 1.5 s test in half-second intervals (the last may run short)
+    assert [float(start) for start, *_ in intervals] == sorted(float(start) for start, *_ in intervals)
+    start, end, number, unit, retransmits = SENDER.search(done.stdout).groups()
+    sent = amount(number, unit)
+    assert sent > 0 and int(retransmits) >= sum(int(i[4]) for i in intervals)
+    assert sum(amount(i[2], i[3]) for i in intervals) == pytest.approx(sent, rel=0.02)
+    _, _, number, unit = RECEIVER.search(done.stdout).groups()
+    assert amount(number, unit) == pytest.approx(sent, rel=0.01)  # every byte sent arrived
+    printed = read_until(receiver.stdout, b"/sec\n").decode()
+    assert "Server listening on TCP port 5001" in printed and "connected with 10.0.0.2 port" in printed
+    assert f"{number} {unit}" in printed
+    receiver.terminate()
+    receiver.wait(timeout=10)
+    assert f".{perf.DEFAULT_PORT} " not in a.run("netstat", "-an").stdout  # the receiver went with its command
+    refused = b.run("perf", "-c", "10.0.0.1", "-t", "1", timeout=30)
+    assert refused.returncode == 1
+    assert refused.stderr == "rumpnet perf: 10.0.0.1 port 5001: Connection refused\n"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-c", "10.0.0.1", "-b", "10M"], "-b: TCP sends as fast as the window allows"),
+    (["-c", "10.0.0.1", "-u", "-i", "1"], "-i: interval reports are for TCP"),
+    (["-c", "10.0.0.1", "-i", "0"], "invalid"),
+], ids=["rate-for-tcp", "interval-for-udp", "zero-interval"])
+def test_bad_tcp_command_lines(args, message):
+    one_line_error(run("perf", *args, server=""), "perf", message)  # refused before any node is asked
+
+
+async def test_losses_show_as_the_senders_retransmissions(tmp_path):
+    async with open_pair(str(tmp_path / "bus")) as (a, b):
+        b.set_impairment("shmif0", Impairment(loss=0.05, seed=7))  # the sender's frames
+        server = await perf_tcp.start_server(a)
+        report = await perf_tcp.run_client(b, "10.0.0.1", length=10000, duration=0.5, interval=0.25)
+        assert report.bytes > 0 and report.server.bytes == report.bytes  # intact despite the loss
+        assert report.retransmits >= sum(i.retransmits for i in report.intervals) > 0  # the total: till the last ACK
+        assert report.retransmits == b.stats.tcp["retransmitted"]
+        assert sum(i.bytes for i in report.intervals) == report.bytes
+        with trio.fail_after(5):
+            assert await server.reports.receive() == report.server
+        server.sock.close()
