@@ -894,12 +894,14 @@ def _startup(spec):
     except ScenarioError as e:  # a node that could not start: out of descriptors or inotify instances
         _emit({"error": str(e)})
         return
-    with run:
+    try:  # entered above: a second `with run` would start the nodes again
         answered = trio.run(reachability, run.nodes_urls(), STARTUP_LIMIT / 2, ("r1",))["r1"]
         answering = time.monotonic() - begin
         _emit({"nodes": len(run.scenario.nodes), "listening_s": run.started, "configured_s": run.configured,
                "answering_s": answering, "answered": sum(answered.values()), "pinged": len(answered),
                "node_rss_mb": run.resident() / 2**20})
+    finally:
+        run.__exit__(None, None, None)
 
 
 async def startup():
