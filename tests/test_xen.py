@@ -7,12 +7,13 @@ XenStore directory; the diagnostics are read from dom0's standard error.
 import os
 import re
 import pwd
+import subprocess
 import time
 
 import pytest
 
 from rumpnet.net import xenring
-from rumpnet.testing import NodeProcess, can_drop_privileges, run
+from rumpnet.testing import NodeProcess, as_user, can_drop_privileges, run, rumpnet_command
 
 from conftest import UNPRIVILEGED
 
@@ -89,6 +90,24 @@ def connected(xen, domid, handle=0):
         xen.read(f"/local/domain/{domid}/device/vif/{handle}/state") == "4"
 
 
+def udp_flat_out(xen, sender, receiver, address):
+    """A second of 64-byte datagrams from sender to receiver's perf -s, as fast as sender sends: (received, sent)."""
+    serve = rumpnet_command("perf", "-s", "-u", "--server", receiver.url)
+    server = subprocess.Popen(as_user(serve, xen.user) if xen.user else serve, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert "Server listening" in "".join(server.stdout.readline() for _ in range(2))
+        done = sender.run("perf", "-c", address, "-u", "-l", "64", "-t", "1", "-b", "0", timeout=30)
+    finally:
+        server.terminate()
+        server.wait()
+        server.stdout.close()
+    report = re.search(r" (\d+)/(\d+) \(", done.stdout)
+    assert done.returncode == 0 and report, done.stdout + done.stderr
+    lost, sent = map(int, report.groups())
+    return sent - lost, sent
+
+
 def test_two_guests_ping_dom0_each_over_its_own_vif_pair(xen):
     dom0, guest1, guest2 = xen.domain(0), xen.domain(1), xen.domain(2)
     attach(xen, 1, "mac=00:16:3e:12:34:56")
@@ -106,6 +125,9 @@ def test_two_guests_ping_dom0_each_over_its_own_vif_pair(xen):
     for guest, dom0_address in ((guest1, "10.0.1.1"), (guest2, "10.0.2.1")):
         done = guest.run("ping", "-c", "2", "-w", "5", dom0_address)
         assert done.returncode == 0, done.stdout + done.stderr
+    received, sent = udp_flat_out(xen, guest1, dom0, "10.0.1.1")
+    assert 0 < received <= sent
+    assert "link down" not in log_of(guest1) + log_of(dom0) and connected(xen, 1)
     lines = log_of(dom0).splitlines()
     assert "rumpnet: xvif1i0: Ethernet address 00:16:3e:13:34:56" in lines
     assert "rumpnet: xvif2i0: Ethernet address 00:16:3e:00:00:01" in lines
