@@ -12,8 +12,11 @@ import time
 
 import pytest
 
+from rumpnet.kern.node import open_node
 from rumpnet.net import xenring
 from rumpnet.testing import NodeProcess, as_user, can_drop_privileges, run, rumpnet_command
+from rumpnet.xen.store import XenStore
+from rumpnet.xen.xenbus import XenBus
 
 from conftest import UNPRIVILEGED
 
@@ -289,3 +292,28 @@ def test_dom0_bridges_two_guests_onto_a_bus(xen):
     learned = dict(re.findall(r"^\t\t([0-9a-f:]{17}) (\S+) \d+ flags=0<>$", shown, re.M))
     third_mac = re.search(r"address: (\S+)", third.ifconfig("shmif0")).group(1)
     assert learned == {"00:16:3e:00:01:01": "xvif1i0", "00:16:3e:00:02:01": "xvif2i0", third_mac: "shmif0"}
+
+
+async def test_a_guest_waits_for_the_toolstack_to_finish_its_entry(tmp_path, capfd):
+    """Until xl writes the frontend's state (its last key) the guest does nothing: no mac to complain of yet,
+    and no Initialised of its own for xl's Initialising to overwrite."""
+    store = XenStore(str(tmp_path / "xs"))
+    store.ensure()
+    front = "/local/domain/1/device/vif/0"
+    async with open_node(domid=1) as node:
+        bus = XenBus(node, store, 1)
+        try:
+            store.write(f"{front}/backend", f"{BACK}/1/0")
+            store.write(f"{front}/backend-id", "0")
+            bus.settle()
+            assert node.interfaces == {} and store.ls(front) == ["backend", "backend-id"]
+            store.write(f"{front}/mac", "00:16:3e:00:00:60")
+            store.write(f"{front}/handle", "0")
+            bus.settle()
+            assert node.interfaces == {} and store.get(f"{front}/state") is None
+            store.write(f"{front}/state", "1")
+            bus.settle()
+            assert list(node.interfaces) == ["xennet0"] and store.read(f"{front}/state") == "3"
+        finally:
+            bus.close()
+    assert "can't read" not in capfd.readouterr().err
