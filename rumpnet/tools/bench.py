@@ -911,6 +911,7 @@ async def startup():
         async with _process(command, stderr=subprocess.DEVNULL) as proc:
             with _within(STARTUP_LIMIT, "starting the 32-node scenario"):
                 figures = await _Lines(proc.stdout, "the start-up helper").next()
+                await proc.wait()  # it stops its 32 nodes before it exits: ended sooner, it would leave them running
     if "error" in figures:
         raise BenchError(f"32-node scenario: {figures['error']}")
     if figures["answered"] != figures["pinged"]:
