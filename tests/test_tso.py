@@ -5,7 +5,6 @@ import os
 import struct
 
 from hypothesis import given, settings, strategies as st
-import pytest
 import trio
 
 from rumpnet import SHUT_WR, SOCK_STREAM

@@ -7,12 +7,16 @@ XenStore directory; the diagnostics are read from dom0's standard error.
 import os
 import re
 import pwd
+import subprocess
 import time
 
 import pytest
 
+from rumpnet.kern.node import open_node
 from rumpnet.net import xenring
-from rumpnet.testing import NodeProcess, can_drop_privileges, run
+from rumpnet.testing import NodeProcess, as_user, can_drop_privileges, run, rumpnet_command
+from rumpnet.xen.store import XenStore
+from rumpnet.xen.xenbus import XenBus
 
 from conftest import UNPRIVILEGED
 
@@ -89,6 +93,24 @@ def connected(xen, domid, handle=0):
         xen.read(f"/local/domain/{domid}/device/vif/{handle}/state") == "4"
 
 
+def udp_flat_out(xen, sender, receiver, address):
+    """A second of 64-byte datagrams from sender to receiver's perf -s, as fast as sender sends: (received, sent)."""
+    serve = rumpnet_command("perf", "-s", "-u", "--server", receiver.url)
+    server = subprocess.Popen(as_user(serve, xen.user) if xen.user else serve, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert "Server listening" in "".join(server.stdout.readline() for _ in range(2))
+        done = sender.run("perf", "-c", address, "-u", "-l", "64", "-t", "1", "-b", "0", timeout=30)
+    finally:
+        server.terminate()
+        server.wait()
+        server.stdout.close()
+    report = re.search(r" (\d+)/(\d+) \(", done.stdout)
+    assert done.returncode == 0 and report, done.stdout + done.stderr
+    lost, sent = map(int, report.groups())
+    return sent - lost, sent
+
+
 def test_two_guests_ping_dom0_each_over_its_own_vif_pair(xen):
     dom0, guest1, guest2 = xen.domain(0), xen.domain(1), xen.domain(2)
     attach(xen, 1, "mac=00:16:3e:12:34:56")
@@ -106,6 +128,9 @@ def test_two_guests_ping_dom0_each_over_its_own_vif_pair(xen):
     for guest, dom0_address in ((guest1, "10.0.1.1"), (guest2, "10.0.2.1")):
         done = guest.run("ping", "-c", "2", "-w", "5", dom0_address)
         assert done.returncode == 0, done.stdout + done.stderr
+    received, sent = udp_flat_out(xen, guest1, dom0, "10.0.1.1")
+    assert 0 < received <= sent
+    assert "link down" not in log_of(guest1) + log_of(dom0) and connected(xen, 1)
     lines = log_of(dom0).splitlines()
     assert "rumpnet: xvif1i0: Ethernet address 00:16:3e:13:34:56" in lines
     assert "rumpnet: xvif2i0: Ethernet address 00:16:3e:00:00:01" in lines
@@ -267,3 +292,28 @@ def test_dom0_bridges_two_guests_onto_a_bus(xen):
     learned = dict(re.findall(r"^\t\t([0-9a-f:]{17}) (\S+) \d+ flags=0<>$", shown, re.M))
     third_mac = re.search(r"address: (\S+)", third.ifconfig("shmif0")).group(1)
     assert learned == {"00:16:3e:00:01:01": "xvif1i0", "00:16:3e:00:02:01": "xvif2i0", third_mac: "shmif0"}
+
+
+async def test_a_guest_waits_for_the_toolstack_to_finish_its_entry(tmp_path, capfd):
+    """Until xl writes the frontend's state (its last key) the guest does nothing: no mac to complain of yet,
+    and no Initialised of its own for xl's Initialising to overwrite."""
+    store = XenStore(str(tmp_path / "xs"))
+    store.ensure()
+    front = "/local/domain/1/device/vif/0"
+    async with open_node(domid=1) as node:
+        bus = XenBus(node, store, 1)
+        try:
+            store.write(f"{front}/backend", f"{BACK}/1/0")
+            store.write(f"{front}/backend-id", "0")
+            bus.settle()
+            assert node.interfaces == {} and store.ls(front) == ["backend", "backend-id"]
+            store.write(f"{front}/mac", "00:16:3e:00:00:60")
+            store.write(f"{front}/handle", "0")
+            bus.settle()
+            assert node.interfaces == {} and store.get(f"{front}/state") is None
+            store.write(f"{front}/state", "1")
+            bus.settle()
+            assert list(node.interfaces) == ["xennet0"] and store.read(f"{front}/state") == "3"
+        finally:
+            bus.close()
+    assert "can't read" not in capfd.readouterr().err

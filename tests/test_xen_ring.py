@@ -1,6 +1,8 @@
 """The xennet/xvif ring pair: frames through it, and whatever a hostile peer scribbles in it."""
 
 import struct
+import subprocess
+import sys
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -76,3 +78,69 @@ def test_a_ring_file_that_is_a_link_or_a_fifo_is_refused(tmp_path):
     os.mkfifo(tmp_path / "fifo")
     with pytest.raises(RingError, match="not a regular file"):
         RingFile.open(str(tmp_path / "fifo"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 0xFFFFFFFF),
+       st.lists(st.tuples(st.booleans(), st.integers(0, 2 * SLOTS)), max_size=30))
+def test_put_and_take_agree_with_a_queue_wherever_the_indices_start(start, steps):
+    """From any u32 starting index, across 2**32: a FIFO of at most SLOTS frames, indices never more than SLOTS apart."""
+    buf = bytearray(FILE_BYTES)
+    struct.pack_into("=II", buf, 0, start, start)
+    ring, queue, made = Ring(buf, xenring.TX), [], 0
+    for producing, count in steps:
+        if producing:
+            frames = [frame(made + n, 14 + (made + n) % 1500) for n in range(count)]
+            went = ring.put(frames)
+            assert went == min(count, SLOTS - len(queue))
+            queue += frames[:went]
+            made += count
+        else:
+            taken = ring.take(count)
+            assert taken == queue[:count]
+            del queue[:count]
+        prod, cons = struct.unpack_from("=II", buf, 0)
+        assert (prod - cons) & 0xFFFFFFFF == len(queue) <= SLOTS
+
+
+CONSUMER = """
+import sys
+from rumpnet.net.xenring import TX, RingError, RingFile
+ring, want, got = RingFile.open(sys.argv[1]).ring(TX), int(sys.argv[2]), 0
+try:
+    while got < want:
+        for frame in ring.take(1):
+            if int.from_bytes(frame[:4], "little") != got:
+                sys.exit(f"frame {int.from_bytes(frame[:4], 'little')} where {got} was due")
+            got += 1
+except RingError as e:
+    sys.exit(str(e))
+"""
+FRAMES = 30000
+
+
+def test_a_producer_and_a_consumer_in_two_processes_never_see_a_false_index(tmp_path):
+    """Each side reads the other's index while it is being written: it must read the old value or the new one.
+
+    One frame per index update, so that the two processes race on the
+    header as often as they can; every frame arrives, in order.
+    """
+    path = str(tmp_path / "ring")
+    ring_file = RingFile.create(path)
+    tx = ring_file.ring(xenring.TX)
+    consumer = subprocess.Popen([sys.executable, "-c", CONSUMER, path, str(FRAMES)], stderr=subprocess.PIPE, text=True)
+    sent, error = 0, None
+    try:
+        while sent < FRAMES and consumer.poll() is None:
+            try:
+                sent += tx.put([sent.to_bytes(4, "little") + bytes(56)])
+            except RingError as e:
+                error = str(e)
+                break
+    finally:
+        if error is not None:
+            consumer.kill()
+        _, consumer_error = consumer.communicate(timeout=60)
+        ring_file.close()
+    assert error is None, f"the producer, after {sent} frames: {error}"
+    assert consumer.returncode == 0, f"the consumer: {consumer_error}"

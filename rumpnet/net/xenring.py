@@ -17,6 +17,11 @@ Each ring (host byte order, as ring.h's shared pages):
 
 A single producer and a single consumer per ring, so no lock: the producer
 writes slots, then prod; the consumer reads slots up to prod, then cons.
+The other process reads an index while it is being written, so each is
+read and written as one aligned 32-bit word through a memoryview of the
+mapping (what ring.h's plain u32 stores are). struct.pack_into will not
+do: it zero-fills its field before writing the value, and a peer that
+looks in between sees an index of 0 and takes the ring for corrupt.
 The peer writes these words, so a consumer checks every one before use:
 more than SLOTS slots outstanding, or a length outside 14..1514, is a
 corrupt ring (RingError) and the link goes down; it is never read past.
@@ -60,7 +65,14 @@ class Ring:
         self.name = "tx" if which == TX else "rx"
 
     def _indices(self):
-        return HEADER.unpack_from(self.buf, self.base)
+        """(prod, cons), each read in one load."""
+        with memoryview(self.buf) as view, view[self.base:self.base + 8].cast("I") as words:
+            return words[0], words[1]
+
+    def _publish(self, word, value):
+        """Store prod (word 0) or cons (word 1) in one store, never passing through another value."""
+        with memoryview(self.buf) as view, view[self.base:self.base + 8].cast("I") as words:
+            words[word] = value & MASK
 
     def reset(self):
         HEADER.pack_into(self.buf, self.base, 0, 0)
@@ -81,7 +93,7 @@ class Ring:
             LENGTH.pack_into(self.buf, at, len(frame))
             self.buf[at + LENGTH.size:at + LENGTH.size + len(frame)] = frame
         if count:
-            struct.pack_into("=I", self.buf, self.base, (prod + count) & MASK)
+            self._publish(0, prod + count)
         return count
 
     def take(self, limit):
@@ -100,7 +112,7 @@ class Ring:
                                 f"(a frame is {MIN_FRAME} to {MAX_FRAME})")
             frames.append(bytes(self.buf[at + LENGTH.size:at + LENGTH.size + length]))
         if frames:
-            struct.pack_into("=I", self.buf, self.base + 4, (cons + len(frames)) & MASK)
+            self._publish(1, cons + len(frames))
         return frames
 
 

@@ -72,6 +72,7 @@ from ..net.bus import Bus, Cursor, new_sender
 from ..net.inotify import ModifyWatch
 from ..netinet.ip import IPPROTO_ICMP
 from ..testing import HostTap
+from ..xen.toolstack import network_attach
 from .ping import ping
 
 PING_FRAME = 98  # a 56-byte ping on the wire: Ethernet 14 + IPv4 20 + ICMP 8 + 56
@@ -82,6 +83,7 @@ NETNS = (f"rumpnet-bench-{os.getpid()}-a", f"rumpnet-bench-{os.getpid()}-b")
 VETH = (f"rnb{os.getpid()}a", f"rnb{os.getpid()}b")
 LINUX_ADDRESSES = ("10.77.0.1", "10.77.0.2")
 NODE_ADDRESSES = ("10.0.0.1", "10.0.0.2", "10.0.0.3")
+XVIF_MAC = "00:16:3e:00:00:01"
 
 
 class BenchError(Exception):
@@ -122,6 +124,43 @@ def round_trip_figures(rtts, sent):
 
 def ratio(numerator, denominator):
     return numerator / denominator if numerator and denominator else None
+
+
+# -- the links two nodes are joined by ----------------------------------------------------
+
+def shmif_pair(workdir, name):
+    """Two ends on a bus of their own: (the talker's end, the listener's)."""
+    bus = os.path.join(workdir, name)
+    return {"bus": bus}, {"bus": bus}
+
+
+def xvif_pair(workdir, name):
+    """A guest's xennet0 (domid 1, the talker) and dom0's xvif1i0 (the listener), made by xl network-attach
+    in a XenStore of their own."""
+    root = os.path.join(workdir, name)
+    network_attach(root, 1, mac=XVIF_MAC)
+    return ({"xenstore": root, "domid": 1, "ifname": "xennet0"},
+            {"xenstore": root, "domid": 0, "ifname": "xvif1i0"})
+
+
+def _server_options(end):
+    return ["--domid", str(end["domid"]), "--xenstore", end["xenstore"]] if "xenstore" in end else []
+
+
+@asynccontextmanager
+async def _end_node(end, address):
+    """A node in this process at one end of a link, its interface given address (a guest's once Connected)."""
+    options = {"xenstore": end["xenstore"], "domid": end["domid"]} if "xenstore" in end else {}
+    async with open_node(**options) as node:
+        if "bus" in end:
+            name = node.create_shmif(end["bus"])
+        else:
+            name = end["ifname"]
+            with _within(15, f"{name} coming up"):
+                while name not in node.interfaces or end["domid"] and node.interfaces[name].driver.ring_file is None:
+                    await trio.sleep(0.01)
+        node.add_address(name, f"{address}/24")
+        yield node
 
 
 # -- helper processes ----------------------------------------------------------------------
@@ -174,7 +213,8 @@ async def helper(role, spec, netns=None):
     if netns:
         command = ["ip", "netns", "exec", netns, *command]
     what = f"the {spec.get('role', role)} helper"
-    async with _process(command) as proc:
+    # dom0's "Ethernet address" line is a node's log, not a figure: it stays out of the report.
+    async with _process(command, stderr=subprocess.DEVNULL if spec.get("domid") == 0 else None) as proc:
         lines = _Lines(proc.stdout, what)
         with _within(15, f"starting {what}"):
             await lines.next()
@@ -182,10 +222,11 @@ async def helper(role, spec, netns=None):
 
 
 @asynccontextmanager
-async def node_process(url, stack="host"):
-    """A `rumpnet server -f` node; yields a control-socket client and the process id once it answers."""
+async def node_process(url, end=None, stack="host"):
+    """A `rumpnet server -f` node with stack's profile (in end's domain, if it names one); yields a
+    control-socket client and the process id once it answers."""
     path = parse_url(url)
-    command = [sys.executable, "-m", "rumpnet", "server", "-f", "-s", stack, url]
+    command = [sys.executable, "-m", "rumpnet", "server", "-f", "-s", stack, *_server_options(end or {}), url]
     async with _process(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
         with _within(15, f"starting the node at {url}"):
             while not await _answers(path):
@@ -205,9 +246,16 @@ async def _answers(path):
     return True
 
 
-async def _configure(remote, bus, address, name="shmif0"):
-    await remote.call("if_create", name=name)
-    await remote.call("if_linkstr", name=name, path=bus)
+async def _configure(remote, end, address, name="shmif0"):
+    """Give a node process's end of a link address: a new shmif `name` on the bus, or the vif once xenbus made it."""
+    if "bus" in end:
+        await remote.call("if_create", name=name)
+        await remote.call("if_linkstr", name=name, path=end["bus"])
+    else:
+        name = end["ifname"]
+        with _within(15, f"{name} appearing"):
+            while name not in {ifp["name"] for ifp in await remote.call("if_list")}:
+                await trio.sleep(0.02)
     await remote.call("if_address", name=name, address=f"{address}/24")
 
 
@@ -411,24 +459,36 @@ async def cli_ping(url, host, settings):
     return round_trip_figures(rtts, int(sent.group(1)))
 
 
+async def _stack_ping(end, settings):
+    """A node in this process at end pings the node process at the other end of the link: the stack alone."""
+    async with _end_node(end, NODE_ADDRESSES[0]) as node:
+        with node.socket(SOCK_RAW, IPPROTO_ICMP) as sock:
+            return await _ping_figures(sock, NODE_ADDRESSES[1], settings)
+
+
 async def node_ping(workdir, settings):
     """(b): the stack alone (a node in this process pings a node process), through a control socket,
     and the `rumpnet ping` command; and the resident memory of the idle node process."""
-    bus = os.path.join(workdir, "ping-bus")
+    mine, target_end = shmif_pair(workdir, "ping-bus")
     async with node_process(f"unix://{workdir}/b.sock") as (target, target_pid):
-        await _configure(target, bus, NODE_ADDRESSES[1])
+        await _configure(target, target_end, NODE_ADDRESSES[1])
         memory = resident_mb(target_pid)
-        async with open_node() as node:
-            node.add_address(node.create_shmif(bus), f"{NODE_ADDRESSES[0]}/24")
-            with node.socket(SOCK_RAW, IPPROTO_ICMP) as sock:
-                stack = await _ping_figures(sock, NODE_ADDRESSES[1], settings)
+        stack = await _stack_ping(mine, settings)
         url = f"unix://{workdir}/a.sock"
         async with node_process(url) as (pinger, _):
-            await _configure(pinger, bus, NODE_ADDRESSES[2])
+            await _configure(pinger, mine, NODE_ADDRESSES[2])
             sock = await pinger.socket(SOCK_RAW, IPPROTO_ICMP)
             control = await _ping_figures(sock, NODE_ADDRESSES[1], settings)
             cli = await cli_ping(url, NODE_ADDRESSES[1], settings)
     return {"stack": stack, "control": control, "cli": cli}, memory
+
+
+async def xvif_ping(workdir, settings):
+    """(b) over an xvif pair: a guest node in this process pings dom0's node process."""
+    guest, dom0 = xvif_pair(workdir, "ping-xenstore")
+    async with node_process(f"unix://{workdir}/dom0.sock", dom0) as (target, _):
+        await _configure(target, dom0, NODE_ADDRESSES[1])
+        return await _stack_ping(guest, settings)
 
 
 # -- (c) and the kernel's UDP: two network namespaces over veth -----------------------------
@@ -622,10 +682,9 @@ class KernelStack:
 
 @asynccontextmanager
 async def _stack(spec):
-    """A node on spec's bus when it names one, else the kernel's stack; their tasks end with the block."""
-    if "bus" in spec:
-        async with open_node() as node:
-            node.add_address(node.create_shmif(spec["bus"]), f"{spec['address']}/24")
+    """A node at spec's end of a link when it names one, else the kernel's stack; their tasks end with the block."""
+    if "bus" in spec or "xenstore" in spec:
+        async with _end_node(spec, spec["address"]) as node:
             if "gateway" in spec:
                 node.add_route("default", spec["gateway"])
             yield node
@@ -660,20 +719,21 @@ LISTENERS = {"sink": perf.start_server, "echo": echo.start, "tcp_sink": perf_tcp
 
 
 class NodeEnds:
-    """Both ends in node processes, on a fresh bus for each measurement (no frames left from the last)."""
+    """Both ends in node processes, on a fresh link of setup's for each measurement (no frames left from the last)."""
 
     netns = (None, None)
     paced = True  # whether loss at a rate the receiver sustains is measured too
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, setup=shmif_pair):
         self.workdir = workdir
+        self.setup = setup
         self.runs = 0
 
     def pair(self, listener, talker):
         self.runs += 1
-        bus = os.path.join(self.workdir, f"udp-bus-{self.runs}")
-        return ({"role": listener, "bus": bus, "address": NODE_ADDRESSES[1]},
-                {"role": talker, "bus": bus, "address": NODE_ADDRESSES[0], "peer": NODE_ADDRESSES[1]})
+        talk_end, listen_end = self.setup(self.workdir, f"udp-{self.setup.__name__}-{self.runs}")
+        return ({"role": listener, **listen_end, "address": NODE_ADDRESSES[1]},
+                {"role": talker, **talk_end, "address": NODE_ADDRESSES[0], "peer": NODE_ADDRESSES[1]})
 
 
 class LinuxEnds:
@@ -793,10 +853,10 @@ async def forwarding(workdir, settings, report):
     if host is None:
         skipped["forwarding_tap"] = "needs root to make a tap"
     async with node_process(f"unix://{workdir}/router.sock", stack="router") as (router, _):
-        await _configure(router, to_node.bus1, ROUTED_BUS1[0])
-        await _configure(router, to_node.bus2, ROUTED_BUS2[0], name="shmif1")
+        await _configure(router, {"bus": to_node.bus1}, ROUTED_BUS1[0])
+        await _configure(router, {"bus": to_node.bus2}, ROUTED_BUS2[0], name="shmif1")
         async with node_process(f"unix://{workdir}/far.sock") as (far, _):
-            await _configure(far, to_node.bus2, ROUTED_BUS2[1])
+            await _configure(far, {"bus": to_node.bus2}, ROUTED_BUS2[1])
             await far.call("route_add", destination="default", gateway=ROUTED_BUS2[0])
             figures["rumpnet"] = {"round_trip": await _routed_ping(to_node, ROUTED_BUS2[1], settings),
                                   "udp_64": await one_way(to_node, seconds, 64)}
@@ -951,6 +1011,9 @@ async def run(settings, progress=lambda text: None):
         udp["rumpnet"] = await udp_figures(settings, NodeEnds(workdir))
         progress("TCP between two node processes")
         report["tcp"]["rumpnet"] = await tcp_bulk(NodeEnds(workdir), settings.udp_seconds)
+        progress(f"ping and UDP over an xvif pair (dom0 and a guest): {settings.pings} pings")
+        trips["xvif"] = await xvif_ping(workdir, settings)
+        udp["xvif"] = await udp_figures(settings, NodeEnds(workdir, xvif_pair))
         progress(f"(d) forwarding through a router node: {settings.pings} pings and UDP, across two buses and a tap")
         await forwarding(workdir, settings, report)
     progress(f"start-up of {STARTUP_HOSTS + 2} nodes on four buses joined by two routers")
@@ -993,7 +1056,7 @@ def tcp_ratios(tcp):
 def ratios(report):
     trips, udp = report["round_trip"], report["udp"]
     median = {name: figures["median_us"] for name, figures in trips.items()}
-    out = {f"{name}/a": ratio(median[name], median["bus"]) for name in ("bus_trio", "stack", "control", "cli")}
+    out = {f"{name}/a": ratio(median[name], median["bus"]) for name in ("bus_trio", "stack", "control", "cli", "xvif")}
     for stack, added in report["added_per_hop_us"].items():
         out[f"{stack} hop added/a"] = ratio(added, median["bus"])
     if "linux" in median:
@@ -1014,7 +1077,8 @@ def ratios(report):
 
 TRIP_LABELS = [("bus", "(a) the bus alone, no event loop"), ("bus_trio", "(a') the bus alone, awaited in trio"),
                ("stack", "(b) ping node to node, the stack"), ("control", "    a raw socket over a control socket"),
-               ("cli", "    rumpnet ping, the command"), ("linux", "(c) Linux ping over veth")]
+               ("cli", "    rumpnet ping, the command"),
+               ("xvif", "(b') ping over an xvif pair, the stack"), ("linux", "(c) Linux ping over veth")]
 
 
 TCP_LABELS = [("rumpnet", "node -> node, one bus"), ("rumpnet_tap", "node -> router -> Linux, a tap"),

@@ -35,6 +35,8 @@ def network_attach(root, domid, mac=None, handle=None):
 
     mac is written as given: the backend is the one that checks it (and
     reports a bad one as xvif(4) says). handle defaults to the lowest free.
+    Each entry's state is written last: the nodes act on an entry only once
+    it has one, so they never see it half made.
     """
     store = XenStore(root)
     store.ensure()

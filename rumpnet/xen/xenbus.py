@@ -223,7 +223,10 @@ class XenBus:
         backend = self.store.get(join(path, "backend"))
         bstate = self._state(backend) if backend and backend.startswith("/") else None
         if device is None:
-            if exists and bstate != CLOSING and len(self.fronts) < MAX_DEVICES:
+            # xl writes the entry's state last: before it, the entry is half made (no mac yet), and a
+            # guest that went Initialised then would have it overwritten with xl's Initialising.
+            complete = self.store.get(join(path, "state")) is not None
+            if exists and complete and bstate != CLOSING and len(self.fronts) < MAX_DEVICES:
                 self._probe_front(handle, path)
             return
         if not exists or bstate == CLOSING:
