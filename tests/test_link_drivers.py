@@ -1,7 +1,6 @@
 """The link-driver contract: a driver written here carries ping and UDP, and the pcap tap and the fault
 injector wrap it and shmif (real bus, real node processes) alike; the interface naming rules."""
 
-from collections import Counter
 import errno
 from contextlib import asynccontextmanager
 
@@ -14,8 +13,7 @@ from rumpnet.net.if_bridge import BridgeDriver
 from rumpnet.net.if_clone import lookup
 from rumpnet.net.if_shmif import ShmifDriver
 from rumpnet.net.if_virt import VirtDriver
-from rumpnet.net.inotify import ModifyWatch
-from rumpnet.testing import open_pair, ping_once
+from rumpnet.testing import ping_once
 from test_counters import netstat_s
 
 WIRES = {}  # linkstr -> the drivers attached to that wire
@@ -162,30 +160,6 @@ def test_impairments_are_checked():
 
 
 # -- shmif, real bus, real node processes ----------------------------------------------------------
-
-async def test_a_shmif_writer_is_not_woken_by_its_own_frames(tmp_path, monkeypatch):
-    """inotify wakes every watcher of the bus, the writer too; one with nothing else to read takes its wake-up back."""
-    woken = Counter()
-    wait = ModifyWatch.wait
-
-    async def counted(watch):
-        await wait(watch)
-        woken[watch.fd] += 1
-
-    monkeypatch.setattr(ModifyWatch, "wait", counted)
-    async with open_pair(tmp_path / "bus") as (a, b):
-        assert await ping_once(a, "10.0.0.2")  # ARP done: from now on only a writes
-        watch_a, watch_b = (node.interfaces["shmif0"].driver.watch.fd for node in (a, b))
-        with b.socket(SOCK_DGRAM) as server, a.socket(SOCK_DGRAM) as client:
-            await server.bind(("0.0.0.0", 9000))
-            woken.clear()
-            for n in range(20):
-                await client.sendto(b"%d" % n, ("10.0.0.2", 9000))
-                assert (await server.recvfrom(100))[0] == b"%d" % n
-            await trio.sleep(0.05)
-    assert woken[watch_b] >= 1
-    assert woken[watch_a] == 0, woken
-
 
 def test_pcap_and_impair_from_ifconfig_on_shmif(pair, workdir):
     a, b = pair

@@ -314,24 +314,6 @@ class ShmifDriver(Driver):
             self.bus.unlock()
         self.ifp.counters.count_output(frames)
         self.bus.wakeup()
-        self._ignore_own_wakeup()
-
-    def _ignore_own_wakeup(self):
-        """Take back the wake-up our own write gave our reader, when it has nothing else to read.
-
-        inotify tells every watcher of the bus, the writer too: a router
-        forwarding onto a bus would wake up again for each frame it sent, only
-        to find that the cursor stepped over it (Cursor.append), and it would
-        take a processor from the peer that must answer. A peer's wake-up that
-        this drain takes too is given back: its record, stored before its
-        wake-up, shows in the second look, and one more wake-up reaches us.
-        """
-        if not self.cursor.caught_up():
-            return
-        self.watch.drain()
-        self._note_unlinked()
-        if not self.cursor.caught_up():
-            self.bus.wakeup()
 
     def _drop(self, count):
         self.stats["send_dropped"] += count
