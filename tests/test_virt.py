@@ -9,6 +9,7 @@ sent with an AF_PACKET socket inside the tap's network namespace.
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -91,6 +92,41 @@ def test_the_host_side_down_counts_output_errors_and_keeps_the_node(tap, tun_nod
     assert "host's side of the tap is down" in node.run("netstat", "-s", "-p", "virt").stdout
     assert "0 frames not written: the host's" not in node.run("netstat", "-s", "-p", "virt").stdout
     assert node.is_alive()
+
+
+def status_of(node, wanted):
+    """virt0's ifconfig once its status line reads wanted (the node looks every LINK_POLL seconds)."""
+    deadline = time.monotonic() + 10
+    shown = node.ifconfig("virt0")
+    while f"status: {wanted}" not in shown and time.monotonic() < deadline:
+        time.sleep(0.1)
+        shown = node.ifconfig("virt0")
+    assert f"status: {wanted}" in shown, shown
+    return shown
+
+
+def test_the_link_state_follows_the_host_side_of_the_tap(tap, tun_nodes):
+    node = tun_nodes("a")
+    node.ifconfig("virt0", "create", "linkstr", tap.tap, "inet", "192.168.77.1/24")
+    assert "RUNNING" not in status_of(node, "no carrier").split("\n")[0]  # nobody brought the host's side up
+    tap.to_namespace()
+    assert "RUNNING" in status_of(node, "active").split("\n")[0]
+    assert tap.sh("ping", "-c", "1", "-W", "5", "192.168.77.1").returncode == 0
+
+    tap.sh("ip", "link", "set", tap.tap, "down", check=True)
+    assert "RUNNING" not in status_of(node, "no carrier").split("\n")[0]
+    before = node.ifconfig("virt0").split("output: ")[1]
+    assert node.run("ping", "-c", "1", "-w", "2", "192.168.77.2").returncode != 0
+    assert node.ifconfig("virt0").split("output: ")[1] != before  # dropped, and counted as an output error
+    assert tap.sh("ping", "-c", "1", "-W", "2", "192.168.77.1").returncode != 0
+
+    tap.sh("ip", "link", "set", tap.tap, "up", check=True)
+    assert "RUNNING" in status_of(node, "active").split("\n")[0]
+    assert tap.sh("ping", "-c", "1", "-W", "5", "192.168.77.1").returncode == 0
+    assert node.run("ping", "-c", "1", "-w", "5", "192.168.77.2").returncode == 0
+    node.proc.terminate()
+    log = node.proc.communicate(timeout=10)[1]
+    assert "virt0: link state DOWN (was UP)" in log and "virt0: link state UP (was DOWN)" in log, log
 
 
 # -- hostile frames from the host's side -------------------------------------------------------

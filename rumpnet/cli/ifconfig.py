@@ -185,6 +185,8 @@ def format_interface(info, verbose=False):
     lines.append(f"\taddress: {info['mac']}")
     if info["linkstr"]:
         lines.append(f"\tlinkstr: {info['linkstr']}")
+    if info.get("link_state"):
+        lines.append("\tstatus: " + ("active" if info["link_state"] == "up" else "no carrier"))
     if info.get("pcap"):
         lines.append(f"\tpcap: {info['pcap']}")
     if info.get("impair"):

@@ -8,10 +8,16 @@ the node's trio loop, a batch per wake-up, as shmif reads its bus.
 
 The host's side of the tap is the host administrator's: the node never
 brings it up or addresses it (an unprivileged user may not, and should not
-need to). A tap whose host side is down refuses writes (EIO): those frames
-are counted as output errors and the link waits. A tap that goes away (its
-device deleted, its namespace removed) fails every read: the interface is
-taken down alone, with a message, and the node's other interfaces go on.
+need to). The link state follows it, as a NIC's follows its cable: while
+the host's side is down the tap refuses writes (EIO) and polls not writable,
+so the interface has no carrier (not RUNNING: output is dropped and counted);
+the tap wakes its writers when the host's side comes up again. Going down
+wakes nobody, so the driver looks (poll, never blocking) every LINK_POLL
+seconds, and at once when a write fails. This works wherever the host's
+side is, in another network namespace too, where neither sysfs nor netlink
+would show it. A tap that goes away (its device deleted, its namespace
+removed) fails every read: the interface is taken down alone, with a
+message, and the node's other interfaces go on.
 
 Whoever holds the host side of the tap writes what it likes: runts and
 giant frames are dropped and counted here, the rest is the stack's to check.
@@ -21,6 +27,7 @@ from collections import defaultdict
 import errno
 import os
 import pwd
+import select
 import sys
 
 import pytun
@@ -33,6 +40,7 @@ BATCH = 64  # frames read before they go up the stack and other tasks run
 MIN_FRAME = 14  # an Ethernet header
 READ_SIZE = 65536  # more than any frame a tap hands out, so a giant one is read whole and counted
 GONE = (errno.EBADFD, errno.ENODEV, errno.EIO, errno.ENXIO)  # read errors of a tap that no longer exists
+LINK_POLL = 1.0  # seconds between looks at a host side that is up: its going down wakes nobody
 
 
 def log(message):
@@ -82,7 +90,8 @@ class VirtDriver(Driver):
         self.tap = "tap" + ifp.name[len(self.kind):]
         self.device = None
         self.stats = defaultdict(int)
-        self._scope = None
+        self.link_state = None
+        self._scopes = ()  # the receive loop's and the link watch's, while the interface is up
 
     def linkstr(self):
         return self.tap if self.device is not None else None
@@ -103,8 +112,10 @@ class VirtDriver(Driver):
 
     def _close(self):
         if self.device is not None:
+            trio.lowlevel.notify_closing(self.device.fileno())
             self.device.close()
             self.device = None
+            self.link_state = None
 
     def detach(self):
         self.stop()
@@ -114,15 +125,19 @@ class VirtDriver(Driver):
 
     def start(self, nursery, input):
         """Open tapN if no linkstr named a tap (NetBSD's virtif_init), and read it."""
+        if self._scopes:
+            return  # up already, waiting for its carrier
         if self.device is None:
             self._open(self.tap)
-        self._scope = trio.CancelScope()
-        nursery.start_soon(self._receive_loop, input, self.device, self._scope)
+        self._scopes = (trio.CancelScope(), trio.CancelScope())
+        nursery.start_soon(self._receive_loop, input, self.device, self._scopes[0])
+        nursery.start_soon(self._watch_link, self.device.fileno(), self._scopes[1])
 
     def stop(self):
-        if self._scope is not None:
-            self._scope.cancel()
-            self._scope = None
+        for scope in self._scopes:
+            scope.cancel()
+        self._scopes = ()
+        self.link_state = None
 
     async def _receive_loop(self, input, device, scope):
         """Wait for the tap to be readable, read what is there (a batch at most), hand it up."""
@@ -147,6 +162,36 @@ class VirtDriver(Driver):
                     input(frames)
                 await trio.lowlevel.checkpoint()
 
+    async def _watch_link(self, fd, scope):
+        """Follow the host's side of the tap: writable while it is up (see the module's docstring)."""
+        with scope:
+            while True:
+                events = select.poll()
+                events.register(fd, select.POLLOUT)
+                ready = events.poll(0)
+                mask = ready[0][1] if ready else 0
+                if mask & (select.POLLERR | select.POLLHUP | select.POLLNVAL):
+                    return  # the tap is gone: the receive loop's read says so
+                self._link(bool(mask & select.POLLOUT))
+                if mask & select.POLLOUT:
+                    await trio.sleep(LINK_POLL)
+                else:
+                    await trio.lowlevel.wait_writable(fd)
+
+    def _link(self, up):
+        """The host's side went up or down: RUNNING and the status line follow, with a log line."""
+        state = "up" if up else "down"
+        if state == self.link_state:
+            return
+        if self.link_state or not up:  # a first look that finds the carrier is no news
+            log(f"{self.name}: link state {state.upper()} (was {(self.link_state or 'unknown').upper()}): "
+                f"the host's side of {self.tap} is {state}")
+        self.link_state = state
+        if up:
+            self.ifp.flags |= IFF_RUNNING
+        else:
+            self.ifp.flags &= ~IFF_RUNNING
+
     def _sane(self, frame):
         if len(frame) < MIN_FRAME:
             self.stats["runt"] += 1
@@ -163,14 +208,14 @@ class VirtDriver(Driver):
         log(f"{self.name}: {self.tap}: {error.strerror}; the tap is gone, {self.name} is down "
             f"(ifconfig {self.name} down up reopens it)")
         self.stats["tap_gone"] += 1
-        self._scope = None
+        self.stop()
         self._close()
         self.ifp.flags &= ~IFF_RUNNING
 
     # -- output ----------------------------------------------------------------
 
     def transmit(self, frames):
-        """Write each frame to the tap; a tap whose host side is down refuses them (EIO), counted."""
+        """Write each frame to the tap; a tap whose host side is down refuses them (EIO): counted, no carrier."""
         if self.device is None:
             self.ifp.counters.oerrors += len(frames)
             return
@@ -185,6 +230,7 @@ class VirtDriver(Driver):
             except OSError:
                 self.stats["host_side_down"] += 1
                 self.ifp.counters.oerrors += 1
+                self._link(False)
             else:
                 sent.append(frame)
         self.ifp.counters.count_output(sent)

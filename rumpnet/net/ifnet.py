@@ -104,7 +104,8 @@ class Driver:
     and reads what it reports: `mac` (b2:a0 and four random bytes unless the
     driver picks another), `mtu`, `capabilities` (the IFCAP_* bits
     it can emulate), `linkstr()` (None until attached), `needs_linkstr` (an
-    address must wait for attach), and `stats`, its own event counters by
+    address must wait for attach), `link_state` ("up" or "down" once a driver
+    that knows its carrier has looked; None for a medium without one), and `stats`, its own event counters by
     name, which netstat -s shows in a block named after its kind when
     counters.py describes them. Link counters (ifconfig's) are `ifp.counters`.
     """
@@ -113,6 +114,7 @@ class Driver:
     needs_linkstr = False
     capabilities = 0
     mtu = ETHERMTU
+    link_state = None
 
     def __init__(self, ifp):
         self.ifp = ifp
@@ -185,7 +187,8 @@ class Interface:
             return
         self._input = if_input
         self.driver.start(nursery, self._receive)
-        self.flags |= IFF_RUNNING
+        if self.driver.link_state != "down":  # no carrier: the driver sets RUNNING when it comes
+            self.flags |= IFF_RUNNING
 
     def stop(self):
         self.flags &= ~IFF_RUNNING
@@ -285,6 +288,7 @@ class Interface:
             "capabilities": self.capabilities,
             "capenable": self.capenable,
             "linkstr": self.linkstr(),
+            "link_state": self.driver.link_state,
         }
         for layer in self.layers:
             info.update(layer.describe())

@@ -57,6 +57,7 @@ def route_output(node, dst):
         node.stats.ip["no_route"] += 1
         raise OSError(errno.ENETUNREACH, "Network is unreachable")
     if not ifp.running:
+        ifp.counters.oerrors += 1  # refused by a down interface (or one without carrier), as its output() counts
         raise OSError(errno.ENETDOWN, "Network is down")
     return ifp, nexthop
 
