@@ -12,20 +12,41 @@ or talk to a node running in another process (`rumpnet server URL`) with
 `rumpnet.connect(url)`.
 """
 
-from .client import NodeUnreachable, RemoteNode, RemoteSocket, connect
-from .kern.node import Node, open_node
-from .kern.server import serve
-from .kern.socket_stream import SocketStream
-from .kern.sockets import SHUT_RD, SHUT_RDWR, SHUT_WR, SOCK_DGRAM, SOCK_RAW, SOCK_STREAM, Socket, UserRequests
-from .net.bus import Bus, BusError, BusHeader, Cursor, create
-from .net.if_clone import register_driver, unregister_driver
-from .net.if_impair import Impairment
-from .net.ifnet import Driver, InterfaceError
-from .netinet.ip import IPPROTO_ICMP, IPPROTO_UDP
-from .netinet.tcp import IPPROTO_TCP
-from .netinet.protosw import Protosw
-from .tools.ping import PingStats, ping
-from .tools.traceroute import traceroute
+import importlib
+
+# Where each public name lives. They are imported on first use (PEP 562), so that a command
+# such as `rumpnet ifconfig`, a client of a node, does not load the whole stack to start.
+_HOMES = {
+    ".client": ["NodeUnreachable", "RemoteNode", "RemoteSocket", "connect"],
+    ".kern.node": ["Node", "open_node"],
+    ".kern.server": ["serve"],
+    ".kern.socket_stream": ["SocketStream"],
+    ".kern.sockets": ["SHUT_RD", "SHUT_RDWR", "SHUT_WR", "SOCK_DGRAM", "SOCK_RAW", "SOCK_STREAM", "Socket",
+                      "UserRequests"],
+    ".net.bus": ["Bus", "BusError", "BusHeader", "Cursor", "create"],
+    ".net.if_clone": ["register_driver", "unregister_driver"],
+    ".net.if_impair": ["Impairment"],
+    ".net.ifnet": ["Driver", "InterfaceError"],
+    ".netinet.ip": ["IPPROTO_ICMP", "IPPROTO_UDP"],
+    ".netinet.tcp": ["IPPROTO_TCP"],
+    ".netinet.protosw": ["Protosw"],
+    ".tools.ping": ["PingStats", "ping"],
+    ".tools.traceroute": ["traceroute"],
+}
+_HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+
+def __getattr__(name):
+    if name not in _HOME_OF:
+        raise AttributeError(f"module 'rumpnet' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_HOME_OF[name], __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_HOME_OF))
+
 
 __all__ = [
     "Bus", "BusError", "BusHeader", "Cursor", "create",
