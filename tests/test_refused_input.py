@@ -57,9 +57,13 @@ def node():
 
 
 def state(node):
-    """What a refused command must not change: interfaces, routes, tunables, sockets."""
-    return [node.run(*command).stdout for command in
-            (["ifconfig", "-a"], ["route", "show"], ["sysctl", "-a"], ["netstat", "-a"])]
+    """What a refused command must not change: interfaces, routes, tunables, sockets (what ifconfig -a,
+    route show, sysctl -a and netstat -a print), read over one control connection."""
+    sock = client(node)
+    try:
+        return [call(sock, name, b"", n) for n, name in enumerate(("if_list", "route_list", "sysctl_get", "sockets"), 1)]
+    finally:
+        sock.close()
 
 
 REFUSED = [
