@@ -6,7 +6,7 @@
 
 Both ends run inside their nodes (rumpnet.tools.perf for UDP, perf_tcp for
 TCP); this command starts them through the control socket and prints what
-they report.
+they report: a TCP sender's intervals as each ends, and on Ctrl-C its summary.
 """
 
 import ipaddress
