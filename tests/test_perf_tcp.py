@@ -1,11 +1,13 @@
 """`rumpnet perf` in TCP mode and rumpnet.tools.perf_tcp: bulk throughput, intervals and retransmissions."""
 
+import errno
 import re
+import signal
 
 import pytest
 import trio
 
-from rumpnet import Impairment
+from rumpnet import Impairment, connect
 from rumpnet.testing import open_pair, run
 from rumpnet.tools import perf, perf_tcp
 
@@ -26,27 +28,67 @@ def test_tcp_perf_between_two_node_processes(pair, background):
     a, b = pair
     receiver = background(a, "perf", "-s")
     wait_bound(a, perf.DEFAULT_PORT)
-    done = b.run("perf", "-c", "10.0.0.1", "-t", "1.5", "-i", "0.5", timeout=30)
-    assert done.returncode == 0, done.stderr
-    assert "Client connecting to 10.0.0.1, TCP port 5001" in done.stdout
-    intervals = INTERVAL.findall(done.stdout)
-    assert len(intervals) >= 2  # a 1.5 s test in half-second intervals (the last may run short)
+    sender = background(b, "perf", "-c", "10.0.0.1", "-t", "3", "-i", "1")
+    printed = _read_to_first_interval(sender)
+    assert sender.poll() is None  # the first interval is printed as it ends, not with the summary
+    rest, errors = sender.communicate(timeout=30)
+    assert sender.returncode == 0, errors
+    printed += rest.decode()
+    assert "Client connecting to 10.0.0.1, TCP port 5001" in printed
+    intervals = INTERVAL.findall(printed)
+    assert len(intervals) == 3  # a 3 s test in one-second intervals
     assert [float(start) for start, *_ in intervals] == sorted(float(start) for start, *_ in intervals)
-    start, end, number, unit, retransmits = SENDER.search(done.stdout).groups()
+    start, end, number, unit, retransmits = SENDER.search(printed).groups()
     sent = amount(number, unit)
     assert sent > 0 and int(retransmits) >= sum(int(i[4]) for i in intervals)
     assert sum(amount(i[2], i[3]) for i in intervals) == pytest.approx(sent, rel=0.02)
-    _, _, number, unit = RECEIVER.search(done.stdout).groups()
+    _, _, number, unit = RECEIVER.search(printed).groups()
     assert amount(number, unit) == pytest.approx(sent, rel=0.01)  # every byte sent arrived
-    printed = read_until(receiver.stdout, b"/sec\n").decode()
-    assert "Server listening on TCP port 5001" in printed and "connected with 10.0.0.2 port" in printed
-    assert f"{number} {unit}" in printed
+    heard = read_until(receiver.stdout, b"/sec\n").decode()
+    assert "Server listening on TCP port 5001" in heard and "connected with 10.0.0.2 port" in heard
+    assert f"{number} {unit}" in heard
+    _interrupt_gives_the_summary(background, b)
+    trio.run(_calls_on_a_bad_descriptor_fail, b.url)
     receiver.terminate()
     receiver.wait(timeout=10)
     assert f".{perf.DEFAULT_PORT} " not in a.run("netstat", "-an").stdout  # the receiver went with its command
     refused = b.run("perf", "-c", "10.0.0.1", "-t", "1", timeout=30)
     assert refused.returncode == 1
     assert refused.stderr == "rumpnet perf: 10.0.0.1 port 5001: Connection refused\n"
+
+
+def _read_to_first_interval(proc):
+    """What proc has written when its first interval line comes; a summary line with it means none came live."""
+    printed = read_until(proc.stdout, b"/sec ").decode()
+    assert INTERVAL.search(printed) and not SENDER.search(printed), printed
+    return printed
+
+
+def _interrupt_gives_the_summary(background, node):
+    """Ctrl-C stops a long test early: the interval under way, both summary lines, and exit 130."""
+    sender = background(node, "perf", "-c", "10.0.0.1", "-t", "60", "-i", "0.5")
+    printed = _read_to_first_interval(sender)
+    sender.send_signal(signal.SIGINT)  # setpriv executes the command: this pid is it
+    rest, errors = sender.communicate(timeout=30)
+    printed += rest.decode()
+    assert sender.returncode == 130, errors
+    start, end, number, unit, _ = SENDER.search(printed).groups()
+    assert float(end) < 30  # stopped, not run to its end
+    sent = amount(number, unit)
+    intervals = INTERVAL.findall(printed)
+    assert len(intervals) >= 2 and sum(amount(i[2], i[3]) for i in intervals) == pytest.approx(sent, rel=0.02)
+    _, _, number, unit = RECEIVER.search(printed).groups()
+    assert amount(number, unit) == pytest.approx(sent, rel=0.01)  # the summary covers what was sent
+
+
+async def _calls_on_a_bad_descriptor_fail(url):
+    async with connect(url) as node:
+        ping = await node.call("ping_start", host="10.0.0.1", ident=7, count=1)
+        for call in ("perf_tcp_output", "perf_tcp_stop"):
+            for fd in (99, ping):  # nothing there; a ping, not a sender
+                with pytest.raises(OSError) as bad:
+                    await node.call(call, fd=fd)
+                assert bad.value.errno == errno.EBADF, (call, fd)
 
 
 @pytest.mark.parametrize("args, message", [

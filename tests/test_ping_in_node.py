@@ -15,7 +15,7 @@ import trio
 from rumpnet import connect
 from rumpnet.kern import control
 from rumpnet.testing import open_pair, rumpnet_command
-from rumpnet.tools import ping as ping_module
+from rumpnet.tools import noderun
 
 
 async def _served(node, workdir):
@@ -72,7 +72,7 @@ async def test_a_client_that_goes_away_stops_its_ping(workdir):
 
 
 async def test_unread_lines_are_bounded(workdir, monkeypatch):
-    monkeypatch.setattr(ping_module, "MAX_UNREAD_LINES", 5)
+    monkeypatch.setattr(noderun, "MAX_UNCOLLECTED", 5)
     async with open_pair(str(workdir / "bus")) as (a, b):
         async with connect(await _served(a, workdir)) as remote:
             fd = await remote.call("ping_start", host="10.0.0.2", ident=7, interval=0.01)
@@ -100,7 +100,7 @@ async def test_options_out_of_range_are_refused(workdir, options, word):
 async def test_pings_per_connection_are_bounded(workdir):
     async with open_pair(str(workdir / "bus")) as (a, b):
         async with connect(await _served(a, workdir)) as remote:
-            for _ in range(control.MAX_PINGS):
+            for _ in range(control.MAX_RUNS):
                 await remote.call("ping_start", host="10.0.0.2", ident=7, interval=1.0)
             with pytest.raises(OSError) as refused:
                 await remote.call("ping_start", host="10.0.0.2", ident=7, interval=1.0)

@@ -1,7 +1,9 @@
 """What every command shares: parsing that fails in one line, and running a client of a node."""
 
 import argparse
+import errno
 import ipaddress
+import signal
 import sys
 
 import trio
@@ -66,6 +68,23 @@ def out(text, end="\n"):
     """Print at once: a tool's lines are read as they come, through a pipe too."""
     sys.stdout.write(text + end)
     sys.stdout.flush()
+
+
+async def stop_on_sigint(node, call, fd, interrupted=None):
+    """Ctrl-C stops the run at fd in the node (with call), whose closing lines still come, and sets interrupted.
+
+    Only the first: a second Ctrl-C interrupts the command itself.
+    """
+    with trio.open_signal_receiver(signal.SIGINT) as signals:
+        async for _ in signals:
+            if interrupted is not None:
+                interrupted.set()
+            try:
+                await node.call(call, fd=fd)
+            except OSError as e:
+                if e.errno != errno.EBADF:  # EBADF: the run ended meanwhile, its last lines on their way
+                    raise
+            return
 
 
 def fail(command, message, status=1):

@@ -6,16 +6,19 @@
 
 Both ends run inside their nodes (rumpnet.tools.perf for UDP, perf_tcp for
 TCP); this command starts them through the control socket and prints what
-they report.
+they report: a TCP sender's intervals as each ends, and on Ctrl-C its summary.
 """
 
 import ipaddress
 import re
 
+import trio
+
 from ..kern import numbers
 from ..kern.sockets import SB_MAX
+from ..kern.tasks import open_service_nursery
 from ..tools import perf, perf_tcp
-from .common import Parser, Usage, ranged, run_client
+from .common import Parser, Usage, out, ranged, run_client, stop_on_sigint
 from .nc import PORT
 
 RULE = "-" * 60
@@ -135,23 +138,34 @@ async def _receive(node, args):
 
 
 async def _send_tcp(node, args):
-    print(f"{RULE}\nClient connecting to {args.host}, TCP port {args.port}\n{RULE}", flush=True)
+    """Print each interval as the sender in the node ends it; Ctrl-C stops the sender, and the summary follows."""
+    out(f"{RULE}\nClient connecting to {args.host}, TCP port {args.port}\n{RULE}")
     try:
-        values = await node.call("perf_tcp_client", host=args.host, port=args.port,
-                                 length=args.length or perf_tcp.DEFAULT_LENGTH, duration=args.time,
-                                 interval=args.interval or perf_tcp.DEFAULT_INTERVAL)
+        fd = await node.call("perf_tcp_start", host=args.host, port=args.port,
+                             length=args.length or perf_tcp.DEFAULT_LENGTH, duration=args.time,
+                             interval=args.interval or perf_tcp.DEFAULT_INTERVAL)
+        interrupted = trio.Event()
+        async with open_service_nursery() as nursery:
+            nursery.start_soon(stop_on_sigint, node, "perf_tcp_stop", fd, interrupted)
+            output = await node.call("perf_tcp_output", fd=fd)
+            host, port = output["local"]
+            out(f"[  1] local {host} port {port} connected with {args.host} port {args.port}\n"
+                "[ ID] Interval       Transfer     Bandwidth       Retr")
+            while True:
+                for i in (perf_tcp.Interval(**values) for values in output["intervals"]):
+                    out(f"{transfer(1, i.end, i.bytes, i.start)}  {i.retransmits:4d}")
+                if output["done"]:
+                    break
+                output = await node.call("perf_tcp_output", fd=fd)
     except OSError as e:
         raise OSError(e.errno, f"{args.host} port {args.port}: {e.strerror}") from None
-    report = perf_tcp.TcpClientReport.from_dict(values)
-    print(f"[  1] local {report.local[0]} port {report.local[1]} connected with {args.host} port {args.port}")
-    print("[ ID] Interval       Transfer     Bandwidth       Retr")
-    for i in report.intervals:
-        print(f"{transfer(1, i.end, i.bytes, i.start)}  {i.retransmits:4d}")
+    report = perf_tcp.TcpClientReport.from_dict(output["report"])
     print(f"{transfer(1, report.duration, report.bytes)}  {report.retransmits:4d}  sender")
     if report.server is None:
         print("[  1] WARNING: the receiver's report did not come")
     else:
         print(f"{transfer(1, report.server.duration, report.server.bytes)}        receiver")
+    return 130 if interrupted.is_set() else 0
 
 
 async def _send(node, args, bits_per_second):

@@ -7,14 +7,11 @@ Exit status as NetBSD ping(8): 0 when a reply came, 2 when none did, 1 on error.
 """
 
 import os
-import signal
-
-import trio
 
 from ..kern.tasks import open_service_nursery
 from ..netinet.ip import MAXTTL
 from ..tools.ping import MAX_SIZE, MIN_INTERVAL
-from .common import MAX_SECONDS, Parser, ipv4_host, out, ranged, run_client
+from .common import MAX_SECONDS, Parser, ipv4_host, out, ranged, run_client, stop_on_sigint
 
 
 def main(argv, server):
@@ -38,7 +35,7 @@ def main(argv, server):
                              interval=interval, size=args.size, ttl=args.ttl or MAXTTL,  # NetBSD ping's 255 too
                              deadline=args.deadline, flood=args.flood, summary_only=args.quiet)
         async with open_service_nursery() as nursery:
-            nursery.start_soon(_interrupt_on_sigint, node, fd)
+            nursery.start_soon(stop_on_sigint, node, "ping_stop", fd)
             while True:
                 output = await node.call("ping_output", fd=fd)
                 for text, end in output["lines"]:
@@ -48,11 +45,3 @@ def main(argv, server):
         return 0 if output["received"] else 2
 
     return run_client("ping", args.server or server, body)
-
-
-async def _interrupt_on_sigint(node, fd):
-    """Ctrl-C ends the pinging, and the statistics still print, as in NetBSD ping."""
-    with trio.open_signal_receiver(signal.SIGINT) as signals:
-        async for _ in signals:
-            await node.call("ping_stop", fd=fd)
-            return

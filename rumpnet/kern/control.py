@@ -19,6 +19,7 @@ from ..net.if_bridge import parse_mac
 from ..net.ifnet import InterfaceError
 from ..netinet.ip import IPPROTO_ICMP, MAXTTL
 from ..tools import echo, perf, perf_tcp
+from ..tools.perf_tcp import PerfTcpRun
 from ..tools.ping import PingRun, check_options
 from .protocol import MAX_REPLY_DATA, MAX_REPLY_HEADER, PROTOCOL_VERSION, MessageStream, ProtocolError, encode
 from .sockets import SOCK_RAW, SOMAXCONN
@@ -29,11 +30,11 @@ log = logging.getLogger(__name__)
 MAX_CONNECTIONS = 64  # clients served at once; the next one is told so and closed
 MAX_CALLS_IN_FLIGHT = 32  # waiting calls per connection; beyond them the node stops reading it
 LAST_WORD_TIMEOUT = 1.0  # seconds to deliver a final error to a client that may not read it
-MAX_PINGS = 8  # pings running at once for one connection
+MAX_RUNS = 8  # pings, and TCP perf senders, running at once for one connection (of each kind)
 
 # Calls that may wait for the network or a timer (data, room, a connection, a test's end).
 WAITING_CALLS = {"connect", "accept", "recvfrom", "wait_readable", "wait_writable", "perf_report", "perf_client",
-                 "perf_tcp_client", "ping_output"}
+                 "perf_tcp_start", "perf_tcp_output", "ping_output"}
 
 
 class WithData(typing.NamedTuple):
@@ -53,7 +54,7 @@ class Connection:
         self.messages = messages
         self.files = {}
         self.perf_servers = {}  # descriptor of a receiver's socket -> perf.PerfServer
-        self.pings = {}  # descriptor -> PingRun, until its last lines are collected
+        self.runs = {}  # descriptor -> PingRun or PerfTcpRun, until its last output is collected
         self._next_fd = 3
 
     def _socket(self, fd):
@@ -72,11 +73,30 @@ class Connection:
         self.files[fd] = sock
         return fd
 
-    def _ping(self, fd):
-        run = self.pings.get(fd)
-        if run is None:
-            raise OSError(errno.EBADF, f"descriptor {fd} is not a ping")
+    def _run(self, fd, kind, what):
+        """The run of kind at fd (EBADF naming what it should be)."""
+        run = self.runs.get(fd)
+        if not isinstance(run, kind):
+            raise OSError(errno.EBADF, f"descriptor {fd} is not {what}")
         return run
+
+    def _room_for(self, kind, what):
+        if sum(isinstance(run, kind) for run in self.runs.values()) >= MAX_RUNS:
+            raise OSError(errno.EAGAIN, f"this connection runs {MAX_RUNS} {what} already")
+
+    def _start(self, run):
+        fd = self._descriptor()
+        self.runs[fd] = run
+        self.node.nursery.start_soon(run.run)
+        return fd
+
+    async def _output(self, fd, kind, what):
+        """The run at fd and what it put since the last call, (items, done); after done its descriptor is gone."""
+        run = self._run(fd, kind, what)
+        items, done = await run.output()
+        if done:
+            self.runs.pop(fd, None)
+        return run, items, done
 
     # Each handler takes the request's args (and data) and returns its result. The
     # annotations are the JSON types each argument may have, checked before the call.
@@ -178,42 +198,53 @@ class Connection:
                                        bits_per_second=bits_per_second)
         return asdict(report)
 
-    async def call_perf_tcp_client(self, host: str, port: int = perf.DEFAULT_PORT,
-                                   length: int = perf_tcp.DEFAULT_LENGTH,
-                                   duration: float = perf_tcp.DEFAULT_DURATION,
-                                   interval: float = perf_tcp.DEFAULT_INTERVAL):
-        """Run a TCP sender in the node for the test's duration; the report, with its intervals."""
-        report = await perf_tcp.run_client(self.node, host, port, length=length, duration=duration,
-                                           interval=interval)
-        return asdict(report)
+    async def call_perf_tcp_start(self, host: str, port: int = perf.DEFAULT_PORT,
+                                  length: int = perf_tcp.DEFAULT_LENGTH,
+                                  duration: float = perf_tcp.DEFAULT_DURATION,
+                                  interval: float = perf_tcp.DEFAULT_INTERVAL):
+        """Connect, and run a TCP sender in the node; its descriptor, for perf_tcp_output and perf_tcp_stop."""
+        perf_tcp.check_parameters(length, duration, interval)
+        self._room_for(PerfTcpRun, "TCP perf senders")
+        sock = await perf_tcp.connect(self.node, host, port)
+        try:
+            self._room_for(PerfTcpRun, "TCP perf senders")  # another start may have taken the room meanwhile
+        except OSError:
+            sock.close()
+            raise
+        run = PerfTcpRun(sock, self.node.stats.tcp, length=length, duration=duration, interval=interval)
+        return self._start(run)
+
+    async def call_perf_tcp_output(self, fd: int):
+        """Wait for the intervals of the sender at fd that ended since the last call; with done, its report."""
+        run, intervals, done = await self._output(fd, PerfTcpRun, "a TCP perf sender")
+        if run.error is not None:
+            raise OSError(run.error.errno, run.error.strerror)
+        return {"local": list(run.local), "intervals": [asdict(i) for i in intervals], "done": done,
+                "report": asdict(run.report) if run.report else None}
+
+    async def call_perf_tcp_stop(self, fd: int):
+        """As Ctrl-C: the sender at fd stops, closes, and its report covers what it sent."""
+        self._run(fd, PerfTcpRun, "a TCP perf sender").interrupt()
 
     async def call_ping_start(self, host: str, ident: int, count: int = 0, interval: float = 1.0, size: int = 56,
                               ttl: int = MAXTTL, deadline: float | None = None, flood: bool = False,
                               summary_only: bool = False):
         """Run a ping in the node (a raw ICMP socket of its own); its descriptor, for ping_output and ping_stop."""
         check_options(host, count, interval, size, ttl, deadline, ident)
-        if len(self.pings) >= MAX_PINGS:
-            raise OSError(errno.EAGAIN, f"this connection runs {MAX_PINGS} pings already")
+        self._room_for(PingRun, "pings")
         sock = self.node.socket(SOCK_RAW, IPPROTO_ICMP)
         sock.setsockopt("IP_TTL", ttl)
-        run = PingRun(sock, host, count=count, interval=interval, size=size, deadline=deadline, flood=flood,
-                      summary_only=summary_only, ident=ident)
-        fd = self._descriptor()
-        self.pings[fd] = run
-        self.node.nursery.start_soon(run.run)
-        return fd
+        return self._start(PingRun(sock, host, count=count, interval=interval, size=size, deadline=deadline,
+                                   flood=flood, summary_only=summary_only, ident=ident))
 
     async def call_ping_output(self, fd: int):
         """Wait for lines of the ping at fd: {"lines": [[text, end], ...], "done": ..., "received": replies so far}."""
-        run = self._ping(fd)
-        lines, done = await run.output()
-        if done:
-            self.pings.pop(fd, None)
+        run, lines, done = await self._output(fd, PingRun, "a ping")
         return {"lines": lines, "done": done, "received": run.stats.received}
 
     async def call_ping_stop(self, fd: int):
         """As Ctrl-C: the ping at fd stops, and its statistics are its last lines."""
-        self._ping(fd).interrupt()
+        self._run(fd, PingRun, "a ping").interrupt()
 
     async def call_if_list(self):
         return [ifp.describe() for ifp in self.node.interfaces.values()]
@@ -400,9 +431,9 @@ class Connection:
         for sock in self.files.values():
             sock.close()
         self.files.clear()
-        for run in self.pings.values():
+        for run in self.runs.values():
             run.cancel()
-        self.pings.clear()
+        self.runs.clear()
 
 
 def _error(e):

@@ -17,6 +17,7 @@ import math
 import trio
 
 from ..kern.sockets import SHUT_WR, SOCK_STREAM
+from .noderun import NodeRun
 from .perf import DEFAULT_PORT, KEEP_REPORTS, rate
 
 DEFAULT_LENGTH = 128 * 1024  # bytes a write, iperf's TCP default
@@ -153,15 +154,46 @@ async def run_client(node, host, port=DEFAULT_PORT, *, length=DEFAULT_LENGTH, du
                      interval=DEFAULT_INTERVAL):
     """Send to host:port over TCP for duration seconds; the report, with one Interval per interval."""
     check_parameters(length, duration, interval)
-    stats = node.stats.tcp
-    chunk = bytes(length)
-    with node.socket(SOCK_STREAM) as sock:
+    with await connect(node, host, port) as sock:
+        return await send(sock, node.stats.tcp, length=length, duration=duration, interval=interval)
+
+
+async def connect(node, host, port=DEFAULT_PORT):
+    """A stream socket of node connected to host:port (closed when the connection fails)."""
+    sock = node.socket(SOCK_STREAM)
+    try:
         await sock.connect((host, port))
-        ends = sock.getsockname(), sock.getpeername()
-        start = trio.current_time()
-        end = start + duration
-        rexmt_start = stats["retransmitted"]
-        intervals, sent, mark, mark_bytes, mark_rexmt = [], 0, start, 0, rexmt_start
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+async def send(sock, stats, *, length=DEFAULT_LENGTH, duration=DEFAULT_DURATION, interval=DEFAULT_INTERVAL,
+               on_interval=None, stop=None):
+    """Send on a connected sock for duration seconds, then wait for the receiver's report; the sender's report.
+
+    stats is the node's TCP counters. Each Interval goes to on_interval as it
+    ends, or without it into the report. Cancelling stop (a trio CancelScope)
+    ends the sending early, as Ctrl-C ends iperf's: the interval under way is
+    closed, and the report covers what was sent.
+    """
+    stop = stop or trio.CancelScope()
+    intervals = []
+    on_interval = on_interval or intervals.append
+    chunk = bytes(length)
+    ends = sock.getsockname(), sock.getpeername()
+    start = trio.current_time()
+    end = start + duration
+    rexmt_start = stats["retransmitted"]
+    sent, mark, mark_bytes, mark_rexmt = 0, start, 0, rexmt_start
+
+    def close_interval(now):
+        nonlocal mark, mark_bytes, mark_rexmt
+        on_interval(Interval(mark - start, now - start, sent - mark_bytes, stats["retransmitted"] - mark_rexmt))
+        mark, mark_bytes, mark_rexmt = now, sent, stats["retransmitted"]
+
+    with stop:
         while trio.current_time() < end:
             with trio.move_on_at(min(end, mark + interval)):
                 await sock.wait_writable()
@@ -169,13 +201,43 @@ async def run_client(node, host, port=DEFAULT_PORT, *, length=DEFAULT_LENGTH, du
                 await trio.lowlevel.checkpoint()
             now = trio.current_time()
             if now >= mark + interval or now >= end:
-                intervals.append(Interval(mark - start, now - start, sent - mark_bytes,
-                                          stats["retransmitted"] - mark_rexmt))
-                mark, mark_bytes, mark_rexmt = now, sent, stats["retransmitted"]
-        await sock.shutdown(SHUT_WR)
-        server = await _server_report(sock)
-        return TcpClientReport(*ends, sent, trio.current_time() - start,
-                               stats["retransmitted"] - rexmt_start, intervals, server)
+                close_interval(now)
+    if stop.cancelled_caught and trio.current_time() > mark:
+        close_interval(trio.current_time())
+    await sock.shutdown(SHUT_WR)
+    server = await _server_report(sock)
+    return TcpClientReport(*ends, sent, trio.current_time() - start, stats["retransmitted"] - rexmt_start,
+                           intervals, server)
+
+
+class PerfTcpRun(NodeRun):
+    """A TCP sender that runs in a node for a client that collects its intervals as they end (`rumpnet perf -c`).
+
+    Each piece of output is an Interval; the report is set when the test is
+    over, and error when it failed instead.
+    """
+
+    def __init__(self, sock, stats, **options):
+        super().__init__()
+        self.sock = sock
+        self.stats = stats
+        self.options = options
+        self.local = sock.getsockname()
+        self.stop = trio.CancelScope()
+        self.report = None
+        self.error = None
+
+    async def main(self):
+        """Send to the end; the socket is closed either way."""
+        with self.sock:
+            try:
+                self.report = await send(self.sock, self.stats, on_interval=self.put, stop=self.stop, **self.options)
+            except OSError as e:  # reset by the peer: the client is told, the node goes on
+                self.error = e
+
+    def interrupt(self):
+        """As Ctrl-C: the sending stops, and the report still comes."""
+        self.stop.cancel()
 
 
 async def _server_report(sock):

@@ -18,6 +18,7 @@ import trio
 
 from ..netinet.checksum import in_cksum
 from ..netinet.ip import MAXTTL
+from .noderun import NodeRun
 
 ICMP_ECHO = 8
 ICMP_ECHOREPLY = 0
@@ -26,7 +27,6 @@ _STAMP = struct.Struct("!Q")
 MIN_INTERVAL = 0.001  # seconds; a shorter wait between requests would send flat out
 MAX_SECONDS = 2147483  # the longest wait a BSD tool takes: INT_MAX milliseconds, about 24 days
 MAX_SIZE = 1472  # data bytes that fit a 1500-byte MTU after the IP and ICMP headers
-MAX_UNREAD_LINES = 1024  # lines of a PingRun its client has not collected; beyond them the pinging stops
 UNREACH_TEXT = {0: "Destination Net Unreachable", 1: "Destination Host Unreachable",
                 2: "Destination Protocol Unreachable", 3: "Destination Port Unreachable",
                 4: "Frag needed and DF set", 5: "Source Route Failed"}
@@ -191,54 +191,31 @@ def check_options(host, count, interval, size, ttl, deadline, ident):
             raise OSError(errno.EINVAL, f"ping: {name} {value} is out of range ({low} to {high})")
 
 
-class PingRun:
+class PingRun(NodeRun):
     """A ping that runs in a node for a client that collects its lines (the `rumpnet ping` command).
 
     The times are the node's own, from request to reply on its own socket; the
-    client's round trip to fetch the lines is off the timed path. Lines wait
-    until the client takes them; a client that leaves MAX_UNREAD_LINES behind
-    stops the pinging (the statistics still come), so a client that never
-    reads costs the node a bounded list.
+    client's round trip to fetch the lines is off the timed path. Each piece of
+    output is a line and its ending.
     """
 
     def __init__(self, sock, host, **options):
+        super().__init__()
         self.sock = sock
         self.host = host
         self.options = options
         self.stats = PingStats(host)
-        self.lines = []  # (text, end) not yet collected
-        self.done = False
-        self.scope = trio.CancelScope()
-        self._more = trio.Event()
 
     def _out(self, text, end="\n"):
-        self.lines.append((text, end))
-        if len(self.lines) > MAX_UNREAD_LINES:
-            self.stats.scope.cancel()
-        self._more.set()
+        self.put((text, end))
 
-    async def run(self):
-        """Ping to the end, or until cancel(); the socket is closed either way."""
-        with self.scope:
-            try:
-                await ping(self.sock, self.host, out=self._out, stats=self.stats, **self.options)
-            finally:
-                self.sock.close()
-                self.done = True
-                self._more.set()
-
-    async def output(self):
-        """The lines printed since the last call, waiting for one unless the ping is over; (lines, done)."""
-        if not self.lines and not self.done:
-            await self._more.wait()
-        self._more = trio.Event()
-        lines, self.lines = self.lines, []
-        return lines, self.done
+    async def main(self):
+        """Ping to the end; the socket is closed either way."""
+        try:
+            await ping(self.sock, self.host, out=self._out, stats=self.stats, **self.options)
+        finally:
+            self.sock.close()
 
     def interrupt(self):
         """As Ctrl-C: the pinging stops and the statistics are printed."""
         self.stats.scope.cancel()
-
-    def cancel(self):
-        """The client went: stop without a word."""
-        self.scope.cancel()
