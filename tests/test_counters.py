@@ -168,7 +168,8 @@ def test_icmp_errors_are_rate_limited_as_errppslimit_says(nodes, bus):
     b.attach(bus, "10.0.0.2/24")
     assert b.run("sysctl", "-n", "net.inet.icmp.errppslimit").stdout == "100\n"
     assert b.run("sysctl", "-w", "net.inet.icmp.errppslimit=10").returncode == 0
-    burst = [mac_of(b) + FAKE + b"\x08\x00" + udp(7000 + i) for i in range(30)]
+    mac = mac_of(b)
+    burst = [mac + FAKE + b"\x08\x00" + udp(7000 + i) for i in range(30)]
     inject(bus, *burst)
     after = eventually(lambda: (now := netstat_s(b))["udp"]["no_port"] == 30 and now)
     assert (after["icmp"]["errors_sent"], after["icmp"]["rate_limited"]) == (10, 20)
