@@ -22,9 +22,6 @@ def positive(value):
     return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
 
-pytestmark = pytest.mark.xdist_group("bench")  # one worker makes the module's setup once
-
-
 @pytest.fixture(scope="module")
 def bench_run():
     """One `rumpnet bench --quick --json`: its process id (its namespaces are named after it) and its report."""

@@ -34,9 +34,6 @@ FIVE_THOUSAND = "1" * 5000
 NOT_A_SHMIF_NAME = "not a shmif name (shmifN, numbers from 0 to 9999 without leading zeros)"
 
 
-pytestmark = pytest.mark.xdist_group("refused_input")  # one worker makes the module's setup once
-
-
 @pytest.fixture(scope="module")
 def node():
     """One node for every refusal (each test checks it is left as it was): shmif0 at 10.0.0.1/24, and

@@ -26,8 +26,7 @@ from conftest import UNPRIVILEGED, make_workdir, need_tool
 from test_router_host import Net as RouterNet
 from test_tcp_nc import digest, tcp_count, wait_listening
 
-pytestmark = [pytest.mark.skipif(not can_make_taps(), reason="making a tap and a network namespace needs root"),
-              pytest.mark.xdist_group("tcp_linux")]  # one worker makes the module's setup once
+pytestmark = pytest.mark.skipif(not can_make_taps(), reason="making a tap and a network namespace needs root")
 
 LINUX, NODE = "192.168.77.2", "10.0.0.2"
 SIZE = 10 * 1024 * 1024

@@ -19,9 +19,6 @@ from conftest import UNPRIVILEGED, make_workdir
 HOP = re.compile(r"^ ?(\d+) (.*)$")
 
 
-pytestmark = pytest.mark.xdist_group("traceroute")  # one worker makes the module's setup once
-
-
 @pytest.fixture(scope="module")
 def line():
     """a --bus1-- r1 --bus2-- r2 --bus3-- b, static routes end to end; the nodes are stopped after.
