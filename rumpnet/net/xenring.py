@@ -77,16 +77,23 @@ class Ring:
     def reset(self):
         HEADER.pack_into(self.buf, self.base, 0, 0)
 
+    def _pending(self, prod, cons):
+        """Slots filled and not yet emptied; RingError when the indices say what no correct peer can."""
+        pending = (prod - cons) & MASK
+        if pending <= SLOTS:
+            return pending
+        if (cons - prod) & MASK <= SLOTS:
+            raise RingError(f"{self.name} ring: consumer index {cons} is ahead of producer index {prod}")
+        raise RingError(f"{self.name} ring: producer index {prod} is {pending} slots ahead of "
+                        f"consumer index {cons} (the ring has {SLOTS})")
+
     def _slot(self, index):
         return self.base + HEADER.size + (index % SLOTS) * SLOT_BYTES
 
     def put(self, frames):
         """Producer: as many frames as there is room for; returns how many went in."""
         prod, cons = self._indices()
-        room = SLOTS - ((prod - cons) & MASK)
-        if room < 0 or room > SLOTS:
-            raise RingError(f"{self.name} ring: consumer index {cons} is ahead of producer index {prod}")
-        count = min(room, len(frames))
+        count = min(SLOTS - self._pending(prod, cons), len(frames))
         for n in range(count):
             frame = frames[n]
             at = self._slot(prod + n)
@@ -99,10 +106,7 @@ class Ring:
     def take(self, limit):
         """Consumer: up to limit frames, oldest first, each checked; RingError when the ring is corrupt."""
         prod, cons = self._indices()
-        pending = (prod - cons) & MASK
-        if pending > SLOTS:
-            raise RingError(f"{self.name} ring: producer index {prod} is {pending} slots ahead of "
-                            f"consumer index {cons} (the ring has {SLOTS})")
+        pending = self._pending(prod, cons)
         frames = []
         for n in range(min(pending, limit)):
             at = self._slot(cons + n)
