@@ -29,7 +29,7 @@ def main(argv, server):
     halted = trio.run(halt_all, [node["url"] for node in run["nodes"].values()])
     print(f"{halted} of {len(run['nodes'])} nodes were running and are stopped")
     host = run.get("host") or {}
-    if host.get("taps"):
+    if host.get("kept") and host.get("taps"):  # a run that ended removed its own
         hostside.remove(host.get("netns"), host["taps"])
     return 0
 

@@ -3,13 +3,16 @@
 A virt interface needs a tap on the host, which only root can make. The run
 makes each [[taps]] table's tap (`ip tuntap add`), gives it its host-side
 address and brings it up; by default inside a network namespace of the run's
-own, which the runner then enters, so that its nodes see the taps and the
-host's own interfaces and routes stay untouched. Removing the namespace
-removes its taps; taps made on the host itself are removed one by one.
+own, which each node enters before it starts, so that the nodes see the taps
+and the host's own interfaces and routes stay untouched. Removing the
+namespace removes its taps; taps made on the host itself are removed one by
+one, and a name some interface of the host has already is refused: the run
+removes only what it made.
 """
 
 import ctypes
 import os
+import re
 import subprocess
 
 from .schema import ScenarioError
@@ -18,16 +21,26 @@ NETNS_DIR = "/run/netns"
 CLONE_NEWNET = 0x40000000  # <sched.h>; os.setns comes only with Python 3.12
 
 
+NETNS_NAME = re.compile(r"rumpnet-run-[0-9]+-[0-9a-f]{6}")
+
+
 def netns_name():
-    return f"rumpnet-run-{os.getpid()}"
+    """A name no other run (and no namespace left by one) has: the process id and random digits."""
+    return f"rumpnet-run-{os.getpid()}-{os.urandom(3).hex()}"
 
 
 def make(scenario, on_host):
-    """Make the scenario's taps; the namespace they are in (None: the host's). Enters that namespace."""
+    """Make the scenario's taps: (the namespace they are in, None for the host's; the taps made)."""
     if os.geteuid() != 0:
         raise ScenarioError(f"{scenario.path}: [[taps]] makes taps, which needs root: run it with sudo, "
                             f"or make the taps yourself and leave out [[taps]]")
+    if on_host:
+        for tap in scenario.taps:
+            if os.path.exists(f"/sys/class/net/{tap.name}"):
+                raise ScenarioError(f"{scenario.path}: the host has an interface {tap.name} already: "
+                                    f"rename the tap, or leave out --taps-on-host")
     netns = None if on_host else netns_name()
+    made = []
     try:
         if netns:
             _ip("netns", "add", netns)
@@ -35,15 +48,14 @@ def make(scenario, on_host):
         for tap in scenario.taps:
             inside = ["-n", netns] if netns else []
             _ip(*inside, "tuntap", "add", tap.name, "mode", "tap", "user", tap.user)
+            made.append(tap.name)
             if tap.address:
                 _ip(*inside, "addr", "add", tap.address, "dev", tap.name)
             _ip(*inside, "link", "set", tap.name, "up")
-        if netns:
-            _enter(netns)
     except BaseException:
-        remove(netns, [tap.name for tap in scenario.taps])
+        remove(netns, made)
         raise
-    return netns
+    return netns, made
 
 
 def remove(netns, taps):
@@ -55,8 +67,8 @@ def remove(netns, taps):
             subprocess.run(["ip", "tuntap", "del", tap, "mode", "tap"], capture_output=True)
 
 
-def _enter(netns):
-    """Move this process into the namespace: the nodes it forks then open their taps there."""
+def enter(netns):
+    """Move this process (a node, forked) into the run's namespace, where its taps are."""
     fd = os.open(os.path.join(NETNS_DIR, netns), os.O_RDONLY)
     try:
         if ctypes.CDLL(None, use_errno=True).setns(fd, CLONE_NEWNET) != 0:

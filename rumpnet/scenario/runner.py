@@ -32,7 +32,7 @@ from ..kern.server import report_and_exit, serve_in_child
 from ..kern.tasks import only
 from ..net.bus import Bus, create
 from . import hostside
-from .schema import ScenarioError
+from .schema import TAP_NAME, ScenarioError
 
 RUN_FILE = "run.json"
 RUN_FILE_MAX = 4 * 1024 * 1024  # bytes of run.json read at most
@@ -69,7 +69,8 @@ class Run:
         self.background = []  # (step, process) of background steps
         self.taps_on_host = False  # make the scenario's taps on the host, not in a namespace of the run
         self.netns = None  # the namespace of the run's taps, while it exists
-        self.made_taps = False
+        self.made_taps = []  # the taps this run made, while they exist
+        self.kept = False
 
     def socket(self, node):
         return self.dir / f"{node}.sock"
@@ -92,8 +93,7 @@ class Run:
             raise ScenarioError(f"{self.dir}: nodes of another run are here (rumpnet down {self.dir} first)")
         (self.dir / "scenario.toml").write_bytes(self.scenario.path.read_bytes())
         if self.scenario.taps:
-            self.netns = hostside.make(self.scenario, self.taps_on_host)
-            self.made_taps = True
+            self.netns, self.made_taps = hostside.make(self.scenario, self.taps_on_host)
         for name in self.scenario.buses:
             create(self.bus(name)).close()
         begin = time.monotonic()
@@ -126,6 +126,8 @@ class Run:
             os.dup2(log, 1)
             os.dup2(log, 2)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
+            if self.netns:
+                hostside.enter(self.netns)
         except BaseException as e:
             report_and_exit(writable, e)
         serve_in_child(writable, str(self.socket(node.name)), node.stack)
@@ -133,7 +135,7 @@ class Run:
     def _write_run_file(self):
         nodes = {name: {"url": self.url(name), "pid": pid, "addresses": self.scenario.nodes[name].addresses()}
                  for name, pid in self.pids.items()}
-        host = {"netns": self.netns, "taps": [tap.name for tap in self.scenario.taps]}
+        host = {"netns": self.netns, "taps": self.made_taps, "kept": self.kept}  # rumpnet down removes them if kept
         text = json.dumps({"scenario": self.scenario.name, "nodes": nodes, "host": host,
                            "buses": {name: str(self.bus(name)) for name in self.scenario.buses}}, indent=1)
         (self.dir / RUN_FILE).write_text(text + "\n")
@@ -169,8 +171,8 @@ class Run:
         for name in self.scenario.nodes:
             self.socket(name).unlink(missing_ok=True)
         if self.made_taps:
-            hostside.remove(self.netns, [tap.name for tap in self.scenario.taps])
-            self.made_taps = False
+            hostside.remove(self.netns, self.made_taps)
+            self.made_taps, self.netns = [], None
 
     def resident(self):
         """The median resident memory of the running nodes, in bytes (Linux's VmRSS); 0 when unknown."""
@@ -185,8 +187,10 @@ class Run:
 
     def keep(self):
         """Leave the nodes (and the taps) when this process exits: `rumpnet down` removes them."""
+        self.kept = True
+        self._write_run_file()
         self.pids.clear()
-        self.made_taps = False
+        self.made_taps = []
 
     # -- configuring ----------------------------------------------------------------------------
 
@@ -369,6 +373,15 @@ def _signal(pid, signum):
         pass
 
 
+def _check_host(host):
+    """What rumpnet down would remove as root must be what a run makes: its namespace and tap names."""
+    if host.get("netns") is not None and not hostside.NETNS_NAME.fullmatch(str(host["netns"])):
+        raise ValueError("not a namespace of a run")
+    if not isinstance(host.get("taps", []), list) or not all(
+            isinstance(tap, str) and TAP_NAME.fullmatch(tap) for tap in host.get("taps", [])):
+        raise ValueError("not a list of tap names")
+
+
 def read_run_file(rundir):
     """run.json of a run directory: {"nodes": {name: {"url", "pid", "addresses"}}, "buses": ...}."""
     path = Path(rundir) / RUN_FILE
@@ -379,6 +392,7 @@ def read_run_file(rundir):
                 raise ValueError("a url is not a string")
             for address in node["addresses"]:
                 ipaddress.IPv4Address(address)
+        _check_host(data.get("host") or {})
     except OSError as e:
         raise ScenarioError(f"{path}: {e.strerror} (is {rundir} a run directory of rumpnet run?)") from None
     except (ValueError, KeyError, TypeError, AttributeError):
