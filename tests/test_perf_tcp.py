@@ -49,6 +49,7 @@ def test_tcp_perf_between_two_node_processes(pair, background):
     assert f"{number} {unit}" in heard
     _interrupt_gives_the_summary(background, b)
     trio.run(_calls_on_a_bad_descriptor_fail, b.url)
+    trio.run(_lengths_beyond_what_a_write_takes_are_refused, b.url)
     receiver.terminate()
     receiver.wait(timeout=10)
     assert f".{perf.DEFAULT_PORT} " not in a.run("netstat", "-an").stdout  # the receiver went with its command
@@ -89,6 +90,16 @@ async def _calls_on_a_bad_descriptor_fail(url):
                 with pytest.raises(OSError) as bad:
                     await node.call(call, fd=fd)
                 assert bad.value.errno == errno.EBADF, (call, fd)
+
+
+async def _lengths_beyond_what_a_write_takes_are_refused(url):
+    """A sender's buffer is made at once in the node: a huge length must be refused, not allocated."""
+    async with connect(url) as node:
+        for call, errno_expected in (("perf_tcp_start", errno.EINVAL), ("perf_client", errno.EMSGSIZE)):
+            with pytest.raises(OSError) as bad:
+                await node.call(call, host="10.0.0.1", length=2**40, duration=1.0)
+            assert bad.value.errno == errno_expected, call
+        assert await node.call("if_list")  # the node is alive
 
 
 @pytest.mark.parametrize("args, message", [

@@ -22,6 +22,7 @@ from ..kern.sockets import SOCK_DGRAM
 
 DEFAULT_PORT = 5001  # iperf's
 DEFAULT_LENGTH = 1470  # iperf's UDP default; 1472 bytes fill a 1500-byte MTU
+MAX_DATAGRAM = 65507  # the most a UDP datagram over IPv4 holds
 DEFAULT_RATE = 1_000_000  # bits/s, iperf's UDP default; 0 sends as fast as the stack takes them
 DEFAULT_DURATION = 10.0
 SERVER_RCVBUF = 256 * 1024  # room for a receive batch of full-size frames, as iperf's larger UDP buffer
@@ -184,6 +185,8 @@ async def start_server(node, port=DEFAULT_PORT, *, address="0.0.0.0", rcvbuf=SER
 def check_parameters(length, duration, bits_per_second):
     if isinstance(length, bool) or not isinstance(length, int) or length < HEADER.size:
         raise OSError(errno.EINVAL, f"datagram length {length!r} is below {HEADER.size} bytes (the test header)")
+    if length > MAX_DATAGRAM:
+        raise OSError(errno.EMSGSIZE, f"datagram length {length} is above {MAX_DATAGRAM} bytes (what UDP carries)")
     if not isinstance(duration, (int, float)) or not 0 < duration < math.inf:
         raise OSError(errno.EINVAL, f"duration {duration!r} is not a positive number of seconds")
     if not isinstance(bits_per_second, (int, float)) or not 0 <= bits_per_second < math.inf:

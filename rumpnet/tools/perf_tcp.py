@@ -16,7 +16,7 @@ import math
 
 import trio
 
-from ..kern.sockets import SHUT_WR, SOCK_STREAM
+from ..kern.sockets import SB_MAX, SHUT_WR, SOCK_STREAM
 from .noderun import NodeRun
 from .perf import DEFAULT_PORT, KEEP_REPORTS, rate
 
@@ -143,8 +143,9 @@ async def start_server(node, port=DEFAULT_PORT, *, address="0.0.0.0", rcvbuf=Non
 # -- the sender (iperf -c) ----------------------------------------------------------
 
 def check_parameters(length, duration, interval):
-    if isinstance(length, bool) or not isinstance(length, int) or length < 1:
-        raise OSError(errno.EINVAL, f"write length {length!r} is not a positive number of bytes")
+    if isinstance(length, bool) or not isinstance(length, int) or not 1 <= length <= SB_MAX:
+        raise OSError(errno.EINVAL, f"write length {length!r} is not a number of bytes from 1 to {SB_MAX} "
+                                    f"(a write never takes more than the send buffer)")
     for name, value in (("duration", duration), ("interval", interval)):
         if not isinstance(value, (int, float)) or not 0 < value < math.inf:
             raise OSError(errno.EINVAL, f"{name} {value!r} is not a positive number of seconds")
