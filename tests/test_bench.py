@@ -22,12 +22,19 @@ def positive(value):
     return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
 
+pytestmark = pytest.mark.timeout(300)  # the first test waits for a whole `bench --quick`, about a minute
+
+
 @pytest.fixture(scope="module")
 def bench_run():
     """One `rumpnet bench --quick --json`: its process id (its namespaces are named after it) and its report."""
     with subprocess.Popen(rumpnet_command("bench", "--quick", "--json"), stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True) as proc:
-        out, err = proc.communicate(timeout=300)
+        try:
+            out, err = proc.communicate(timeout=240)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
     assert proc.returncode == 0, err
     return proc.pid, json.loads(out)
 

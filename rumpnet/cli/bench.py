@@ -1,4 +1,4 @@
-"""rumpnet bench: the bus's own round trip, ping and UDP between nodes, and the Linux kernel, as ratios.
+"""rumpnet bench: the bus's own round trip, ping, UDP, TCP and forwarding between nodes, and the Linux kernel, as ratios.
 
 A benchmark, not a test: it prints figures and asserts nothing. The kernel's
 figures (network namespaces over veth) need root; without it they are
@@ -15,10 +15,11 @@ from .common import Parser, fail
 
 
 def main(argv, server):
-    parser = Parser("bench", "Measure round trips and UDP rates of the bus alone, of two nodes on a bus "
-                             "and (as root) of the Linux kernel over veth, and print them with their ratios.", node=False)
+    parser = Parser("bench", "Measure round trips, UDP and TCP rates and forwarding of the bus alone, of nodes on "
+                             "buses, over an xvif pair and through a router, and (as root) of the Linux kernel, "
+                             "and print them with their ratios.", node=False)
     parser.add_argument("--quick", action="store_true",
-                        help=f"{bench.QUICK.pings} round trips and {bench.QUICK.udp_seconds:g} s per UDP figure "
+                        help=f"{bench.QUICK.pings} round trips and {bench.QUICK.udp_seconds:g} s per UDP or TCP figure "
                              f"instead of {bench.Settings.pings} and {bench.Settings.udp_seconds:g} s")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)

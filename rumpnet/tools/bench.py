@@ -10,7 +10,13 @@ Round trips, each `pings` exchanges `interval` apart (min, median, p99):
   process (the stack alone); a raw socket in a node process driven through
   its control socket, one call per send and per reply; and `rumpnet ping`
   exactly as a user types it, its times read from its output;
-* (c) as root, the kernel's ping(8) between two network namespaces over veth.
+* (b') the stack's ping over an xvif pair instead of a bus;
+* (c) as root, the kernel's ping(8) between two network namespaces over veth;
+* (d) through a router node between two buses (and, as root, to Linux behind
+  a tap), and (e) as root, Linux forwarding between three namespaces.
+
+TCP: one connection's bulk throughput between two node processes, through the
+router to Linux, and Linux to Linux over veth (rumpnet.tools.perf_tcp).
 
 Every ratio of round trips is to (a). The resident memory of an idle node
 process (configured, nothing to do) is read from /proc.
@@ -504,6 +510,17 @@ def linux_unavailable():
     return None
 
 
+def tap_unavailable():
+    """Why the router cannot reach Linux through a tap here, or None."""
+    if os.geteuid() != 0:
+        return "needs root to make a tap"
+    if shutil.which("ip") is None:
+        return "no ip command (iproute2)"
+    if not os.path.exists("/dev/net/tun"):
+        return "no /dev/net/tun to make a tap with"
+    return None
+
+
 async def _ip(*args):
     done = await trio.run_process(["ip", *args], capture_stdout=True, capture_stderr=True, check=False)
     if done.returncode:
@@ -807,8 +824,6 @@ FORWARD_ADDRESSES = ("10.79.1.2", "10.79.1.1", "10.79.2.1", "10.79.2.2")  # x, m
 class RoutedEnds:
     """A UDP sender on bus 1 and a receiver beyond the router: a node on bus 2, or Linux behind the tap."""
 
-    paced = False
-
     def __init__(self, workdir, source, pinger, receiver=None, netns=None):
         self.bus1, self.bus2 = (os.path.join(workdir, f"routed-bus-{n}") for n in (1, 2))
         self.source, self.pinger = source, pinger  # each end a new node: its own address, no stale ARP entry
@@ -849,9 +864,10 @@ async def forwarding(workdir, settings, report):
     figures, skipped = report["forwarding"], report["skipped"]
     seconds = settings.udp_seconds
     to_node = RoutedEnds(workdir, *ROUTED_BUS1[1:3])
-    host = HostTap("root", address=ROUTED_TAP[1]) if os.geteuid() == 0 and shutil.which("ip") else None
-    if host is None:
-        skipped["forwarding_tap"] = "needs root to make a tap"
+    why_not = tap_unavailable()
+    host = None if why_not else HostTap("root", address=ROUTED_TAP[1])
+    if why_not:
+        skipped["forwarding_tap"] = why_not
     async with node_process(f"unix://{workdir}/router.sock", stack="router") as (router, _):
         await _configure(router, {"bus": to_node.bus1}, ROUTED_BUS1[0])
         await _configure(router, {"bus": to_node.bus2}, ROUTED_BUS2[0], name="shmif1")
@@ -862,8 +878,12 @@ async def forwarding(workdir, settings, report):
                                   "udp_64": await one_way(to_node, seconds, 64)}
         if host is not None:
             try:
-                await trio.to_thread.run_sync(host.make)
-                await _router_to_tap(router, host)
+                try:
+                    await trio.to_thread.run_sync(host.make)
+                    await _router_to_tap(router, host)
+                except (subprocess.CalledProcessError, OSError) as e:  # the host's side, not rumpnet's
+                    skipped["forwarding_tap"] = f"making the tap: {e}"
+                    return
                 linux = ROUTED_TAP[1].split("/")[0]
                 to_linux = RoutedEnds(workdir, *ROUTED_BUS1[3:5], receiver=linux, netns=host.netns)
                 figures["rumpnet_tap"] = {"round_trip": await _routed_ping(to_linux, linux, settings),
@@ -902,7 +922,6 @@ class LinuxForwardingEnds:
     """A kernel UDP sender in x and a receiver in y, two veth links apart."""
 
     netns = (FORWARD_NETNS[0], FORWARD_NETNS[2])
-    paced = False
 
     def pair(self, listener, talker):
         return {"role": listener}, {"role": talker, "peer": FORWARD_ADDRESSES[3]}
@@ -1008,9 +1027,10 @@ async def run(settings, progress=lambda text: None):
         pings, report["memory"]["idle_node_rss_mb"] = await node_ping(workdir, settings)
         trips.update(pings)
         progress("UDP between two node processes")
-        udp["rumpnet"] = await udp_figures(settings, NodeEnds(workdir))
+        ends = NodeEnds(workdir)  # one for both, so that each figure gets a fresh bus
+        udp["rumpnet"] = await udp_figures(settings, ends)
         progress("TCP between two node processes")
-        report["tcp"]["rumpnet"] = await tcp_bulk(NodeEnds(workdir), settings.udp_seconds)
+        report["tcp"]["rumpnet"] = await tcp_bulk(ends, settings.udp_seconds)
         progress(f"ping and UDP over an xvif pair (dom0 and a guest): {settings.pings} pings")
         trips["xvif"] = await xvif_ping(workdir, settings)
         udp["xvif"] = await udp_figures(settings, NodeEnds(workdir, xvif_pair))
@@ -1032,7 +1052,10 @@ async def run(settings, progress=lambda text: None):
                 progress("UDP between the namespaces")
                 udp["linux"] = await udp_figures(settings, LinuxEnds())
                 progress("TCP between the namespaces")
-                report["tcp"]["linux"] = await tcp_bulk(LinuxEnds(), settings.udp_seconds)
+                try:
+                    report["tcp"]["linux"] = await tcp_bulk(LinuxEnds(), settings.udp_seconds)
+                except BenchError as e:
+                    report["skipped"]["tcp_linux"] = str(e)
         except BenchError as e:
             report["skipped"]["linux"] = str(e)
         try:
@@ -1102,7 +1125,7 @@ FORWARD_LABELS = [("rumpnet", "(d) node -> router -> node, two buses"), ("rumpne
 def format_report(report):
     s = report["settings"]
     m = report["machine"]
-    lines = [f"rumpnet bench: {s['pings']} round trips {s['interval'] * 1000:g} ms apart; UDP {s['udp_seconds']:g} s "
+    lines = [f"rumpnet bench: {s['pings']} round trips {s['interval'] * 1000:g} ms apart; UDP and TCP {s['udp_seconds']:g} s "
              f"per figure ({m['cpus']} CPUs, Python {m['python']}, Linux {m['kernel']})", "",
              f"{'round trip':40} {'min µs':>8} {'median µs':>10} {'p99 µs':>8} {'lost':>5}"]
     for key, label in TRIP_LABELS:
