@@ -22,7 +22,7 @@ from ..tools import echo, perf, perf_tcp
 from ..tools.perf_tcp import PerfTcpRun
 from ..tools.ping import PingRun, check_options
 from .protocol import MAX_REPLY_DATA, MAX_REPLY_HEADER, PROTOCOL_VERSION, MessageStream, ProtocolError, encode
-from .sockets import SOCK_RAW, SOMAXCONN
+from .sockets import SOCK_RAW, SOMAXCONN, closed_on_error
 from .sysctl import SysctlError
 
 log = logging.getLogger(__name__)
@@ -205,12 +205,8 @@ class Connection:
         """Connect, and run a TCP sender in the node; its descriptor, for perf_tcp_output and perf_tcp_stop."""
         perf_tcp.check_parameters(length, duration, interval)
         self._room_for(PerfTcpRun, "TCP perf senders")
-        sock = await perf_tcp.connect(self.node, host, port)
-        try:
+        with closed_on_error(await perf_tcp.connect(self.node, host, port)) as sock:
             self._room_for(PerfTcpRun, "TCP perf senders")  # another start may have taken the room meanwhile
-        except OSError:
-            sock.close()
-            raise
         run = PerfTcpRun(sock, self.node.stats.tcp, length=length, duration=duration, interval=interval)
         return self._start(run)
 

@@ -19,7 +19,7 @@ are OSError with the errno a BSD kernel would give.
 """
 
 from collections import deque
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 import errno
 import ipaddress
 import math
@@ -72,6 +72,17 @@ def parse_sockaddr(address, low_port=0):
 
 def unpack_address(packed):
     return socket.inet_ntoa(packed)
+
+
+
+@contextmanager
+def closed_on_error(sock):
+    """sock, closed if the block raises (a cancellation too): for a socket set up before it is handed on."""
+    try:
+        yield sock
+    except BaseException:
+        sock.close()
+        raise
 
 
 class SockBuf:

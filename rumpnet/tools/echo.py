@@ -11,7 +11,7 @@ import errno
 
 import trio
 
-from ..kern.sockets import SOCK_DGRAM
+from ..kern.sockets import SOCK_DGRAM, closed_on_error
 
 ECHO_PORT = 7
 REQUEST_LENGTH = 64  # bytes of a round_trips() request
@@ -35,12 +35,8 @@ async def serve(sock):
 
 
 async def start(node, port=ECHO_PORT, address="0.0.0.0"):
-    sock = node.socket(SOCK_DGRAM)
-    try:
+    with closed_on_error(node.socket(SOCK_DGRAM)) as sock:
         await sock.bind((address, port))
-    except OSError:
-        sock.close()
-        raise
     sock.service = "echo"
     node.nursery.start_soon(serve, sock)
     return sock

@@ -1,6 +1,6 @@
 """A tool that runs in a node for a client that collects its output as it comes.
 
-`rumpnet ping` and `rumpnet perf -c` run their loops inside the node, so the
+`rumpnet ping` and `rumpnet perf -c` (TCP) run their loops inside the node, so the
 control socket is not on the timed path, and fetch the output with a call
 that waits for more: the command prints each piece as its time comes, as
 ping(8) and iperf do. A subclass says what runs (main) and how it stops

@@ -18,7 +18,7 @@ import time
 
 import trio
 
-from ..kern.sockets import SOCK_DGRAM
+from ..kern.sockets import SOCK_DGRAM, closed_on_error
 
 DEFAULT_PORT = 5001  # iperf's
 DEFAULT_LENGTH = 1470  # iperf's UDP default; 1472 bytes fill a 1500-byte MTU
@@ -168,13 +168,9 @@ class PerfServer:
 
 async def start_server(node, port=DEFAULT_PORT, *, address="0.0.0.0", rcvbuf=SERVER_RCVBUF):
     """Bind a receiver in node and run it as a task of the node; close server.sock to stop it."""
-    sock = node.socket(SOCK_DGRAM)
-    try:
+    with closed_on_error(node.socket(SOCK_DGRAM)) as sock:
         sock.setsockopt("SO_RCVBUF", rcvbuf)
         await sock.bind((address, port))
-    except OSError:
-        sock.close()
-        raise
     server = PerfServer(sock)
     node.nursery.start_soon(server.serve)
     return server

@@ -16,7 +16,7 @@ import math
 
 import trio
 
-from ..kern.sockets import SB_MAX, SHUT_WR, SOCK_STREAM
+from ..kern.sockets import SB_MAX, SHUT_WR, SOCK_STREAM, closed_on_error
 from .noderun import NodeRun
 from .perf import DEFAULT_PORT, KEEP_REPORTS, rate
 
@@ -125,16 +125,12 @@ class TcpPerfServer:
 
 async def start_server(node, port=DEFAULT_PORT, *, address="0.0.0.0", rcvbuf=None):
     """Listen in node and serve as a task of the node (rcvbuf: the connections' SO_RCVBUF)."""
-    sock = node.socket(SOCK_STREAM)
-    try:
+    with closed_on_error(node.socket(SOCK_STREAM)) as sock:
         if rcvbuf is not None:
             sock.setsockopt("SO_RCVBUF", rcvbuf)
         sock.setsockopt("SO_REUSEADDR", 1)
         await sock.bind((address, port))
         await sock.listen(MAX_CONNECTIONS)
-    except OSError:
-        sock.close()
-        raise
     server = TcpPerfServer(sock)
     node.nursery.start_soon(server.serve)
     return server
@@ -161,12 +157,8 @@ async def run_client(node, host, port=DEFAULT_PORT, *, length=DEFAULT_LENGTH, du
 
 async def connect(node, host, port=DEFAULT_PORT):
     """A stream socket of node connected to host:port (closed when the connection fails)."""
-    sock = node.socket(SOCK_STREAM)
-    try:
+    with closed_on_error(node.socket(SOCK_STREAM)) as sock:
         await sock.connect((host, port))
-    except BaseException:
-        sock.close()
-        raise
     return sock
 
 
