@@ -29,9 +29,9 @@ def netns_name():
     return f"rumpnet-run-{os.getpid()}-{os.urandom(3).hex()}"
 
 
-def make(scenario, on_host):
-    """Make the scenario's taps: (the namespace they are in, None for the host's; the taps made)."""
-    if os.geteuid() != 0:
+def check(scenario, on_host):
+    """Refuse taps this process cannot make, before the run makes anything (its directory included)."""
+    if scenario.taps and os.geteuid() != 0:
         raise ScenarioError(f"{scenario.path}: [[taps]] makes taps, which needs root: run it with sudo, "
                             f"or make the taps yourself and leave out [[taps]]")
     if on_host:
@@ -39,6 +39,10 @@ def make(scenario, on_host):
             if os.path.exists(f"/sys/class/net/{tap.name}"):
                 raise ScenarioError(f"{scenario.path}: the host has an interface {tap.name} already: "
                                     f"rename the tap, or leave out --taps-on-host")
+
+
+def make(scenario, on_host):
+    """Make the scenario's taps, once check passed: (their namespace, None for the host's; the taps made)."""
     netns = None if on_host else netns_name()
     made = []
     try:

@@ -117,7 +117,7 @@ class Scenario:
 
     def __enter__(self):
         from .runner import Run  # noqa: PLC0415 (the runner imports this module)
-        self._run = Run(self, self.rundir or self.new_rundir())
+        self._run = Run(self, self.rundir)
         return self._run.__enter__()
 
     def __exit__(self, *exc):
