@@ -219,8 +219,7 @@ async def helper(role, spec, netns=None):
     if netns:
         command = ["ip", "netns", "exec", netns, *command]
     what = f"the {spec.get('role', role)} helper"
-    # dom0's "Ethernet address" line is a node's log, not a figure: it stays out of the report.
-    async with _process(command, stderr=subprocess.DEVNULL if spec.get("domid") == 0 else None) as proc:
+    async with _process(command) as proc:  # its errors go to bench's stderr; a node's INFO lines are not shown
         lines = _Lines(proc.stdout, what)
         with _within(15, f"starting {what}"):
             await lines.next()
