@@ -77,7 +77,8 @@ from ..kern.tasks import open_service_nursery
 from ..net.bus import Bus, Cursor, new_sender
 from ..net.inotify import ModifyWatch
 from ..netinet.ip import IPPROTO_ICMP
-from ..testing import HostTap
+from ..scenario import ScenarioError
+from ..scenario.hostside import HostTap
 from ..xen.toolstack import network_attach
 from .ping import ping
 
@@ -917,7 +918,7 @@ async def forwarding(workdir, settings, report):
                 try:
                     await trio.to_thread.run_sync(host.make)
                     await _router_to_tap(router, host)
-                except (subprocess.CalledProcessError, OSError) as e:  # the host's side, not rumpnet's
+                except (ScenarioError, OSError) as e:  # the host's side, not rumpnet's
                     skipped["forwarding_tap"] = f"making the tap: {e}"
                     return
                 linux = ROUTED_TAP[1].split("/")[0]
