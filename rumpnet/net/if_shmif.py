@@ -26,7 +26,7 @@ from . import bus as shmbus
 from . import offload
 from .if_clone import register_driver
 from .ifnet import Driver, InterfaceError
-from .inotify import ModifyWatch
+from .inotify import IN_MODIFY, ModifyWatch
 
 BATCH = 64  # frames the receive loop runs through the stack before it lets other tasks run
 BATCH_BYTES = 16 * 1024  # and bytes: a batch must fit a socket's default queue, which its reader drains after
@@ -314,6 +314,22 @@ class ShmifDriver(Driver):
             self.bus.unlock()
         self.ifp.counters.count_output(frames)
         self.bus.wakeup()
+        self._take_back_own_wakeup()
+
+    def _take_back_own_wakeup(self):
+        """Consume the wake-up our own write just queued on our own watch, unless it may hide another.
+
+        inotify wakes every watcher of the bus, the writer too; left there,
+        each burst would cost the receive loop a pass that finds nothing.
+        The drain may also take a peer's wake-up that came before ours, but
+        a peer stores `last` before it wakes, so its record shows in the
+        look that follows: then, or when the drain held anything but writes
+        (the file removed or renamed), the wake-up is given again for the
+        receive loop to find. The cursor steps over its own records
+        (Cursor.append), so when nothing else came it is caught up.
+        """
+        if self.watch.drain() & ~IN_MODIFY or not self.cursor.caught_up():
+            self.bus.wakeup()
 
     def _drop(self, count):
         self.stats["send_dropped"] += count

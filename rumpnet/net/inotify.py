@@ -3,6 +3,7 @@
 
 import ctypes
 import os
+import struct
 
 import trio
 
@@ -11,6 +12,7 @@ IN_ATTRIB = 0x00000004  # also a change of the link count: the file was removed 
 IN_NONBLOCK = os.O_NONBLOCK
 IN_CLOEXEC = os.O_CLOEXEC
 _BUFFER = 4096
+_EVENT = struct.Struct("=iIII")  # struct inotify_event: wd, mask, cookie, len (then len bytes of name)
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.inotify_init1.argtypes = [ctypes.c_int]
@@ -31,20 +33,20 @@ class ModifyWatch:
             raise OSError(err, f"{path}: inotify_add_watch: {os.strerror(err)}")
 
     def drain(self):
-        """Consume every queued event; returns whether there were any.
+        """Consume every queued event; returns the OR of their masks (0: there were none).
 
         One read takes every queued event that fits (and identical events
         coalesce into one), so only a nearly full buffer calls for another.
         """
-        seen = False
+        mask = 0
         while True:
             try:
-                got = len(os.read(self.fd, _BUFFER))
+                events = os.read(self.fd, _BUFFER)
             except BlockingIOError:
-                return seen
-            seen = seen or got > 0
-            if got < _BUFFER // 2:
-                return seen
+                return mask
+            mask |= _masks(events)
+            if len(events) < _BUFFER // 2:
+                return mask
 
     async def wait(self):
         """Sleep until a write after the last drain(); the caller drains before reading the bus."""
@@ -54,3 +56,14 @@ class ModifyWatch:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+def _masks(events):
+    """The OR of the masks of the events one read returned (the kernel writes whole events)."""
+    mask = 0
+    offset = 0
+    while offset + _EVENT.size <= len(events):
+        _wd, event_mask, _cookie, name_length = _EVENT.unpack_from(events, offset)
+        mask |= event_mask
+        offset += _EVENT.size + name_length
+    return mask
