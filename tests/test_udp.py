@@ -394,3 +394,20 @@ async def test_a_clients_sockets_close_when_it_goes(pair):
                 await trio.sleep(0.01)
         sock = await node.socket(SOCK_DGRAM)
         await sock.bind(("0.0.0.0", 9000))
+
+
+async def test_a_sender_is_not_woken_by_its_own_writes(two):
+    """inotify wakes every watcher of the bus, the writer too: the writer takes its own wake-up back."""
+    a, b, _ = two
+    sock = a.socket(SOCK_DGRAM)
+    sock.setsockopt("SO_BROADCAST", 1)
+    woken = a.interfaces["shmif0"].driver.stats
+    before = woken["wakeups"]
+    for _ in range(20):  # to a port nobody listens at: b drops them and answers nothing
+        await sock.sendto(b"x", ("10.0.0.255", 9))
+        await trio.sleep(0.01)
+    with trio.fail_after(5):
+        while b.stats.udp["no_port_broadcast"] < 20:
+            await trio.sleep(0.01)
+    assert woken["wakeups"] - before <= 2
+    assert b.interfaces["shmif0"].driver.stats["wakeups"] >= 10  # the reader is woken (a few writes may share one)

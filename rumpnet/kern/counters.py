@@ -135,6 +135,7 @@ DESCRIPTIONS = {
         ("bus_unusable", "times a bus file stopped being a usable bus (shrank, or lost its header)"),
         ("bus_unlinked", "bus files removed or replaced while in use"),
         ("send_dropped", "frames dropped: the bus unusable, or its lock busy while the queue was full"),
+        ("wakeups", "times the receive loop woke up to look at the bus"),
     ],
     "bridge": [
         ("forwarded", "frames forwarded to the member their destination was learned on"),

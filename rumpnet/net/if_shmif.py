@@ -156,13 +156,13 @@ class ShmifDriver(Driver):
             self._note_unlinked()
             if problem:
                 self._report(problem)
-                await watch.wait()
+                await self._sleep()
                 continue
             if self.trouble is None and cursor.witness is not None and cursor.caught_up():
-                await watch.wait()
+                await self._sleep()
                 continue
             if not await self._take(checked=True):
-                await watch.wait()
+                await self._sleep()
                 continue
             try:
                 records = cursor.read_locked(BATCH, self.sender, BATCH_BYTES)
@@ -177,9 +177,14 @@ class ShmifDriver(Driver):
                     self._in_batch = False
             self._note_bus_events()
             if cursor.pos == cursor.seen_end:  # all read: anything newer was written after the drain
-                await watch.wait()
+                await self._sleep()
             else:
                 await trio.lowlevel.checkpoint()
+
+    async def _sleep(self):
+        """Wait for a write to the bus, counting the wake-ups (netstat -s -p shmif)."""
+        await self.watch.wait()
+        self.stats["wakeups"] += 1
 
     def _sane(self, frame):
         """Whether a record's frame is one a shmif reader delivers (libshmif's size rules)."""
