@@ -26,12 +26,12 @@ def test_own_frames_are_stepped_over(tmp_path):
     with Bus(tmp_path / "bus") as bus:
         mine, other = Cursor(bus), Cursor(bus)
         with bus.locked():
-            mine.append(b"mine" * 10, 7)
+            mine.append([b"mine" * 10], 7)
         bus.send([b"theirs" * 10], 8)
         with bus.locked():
-            mine.append(b"mine again" * 10, 7)
+            mine.append([b"mine again" * 10, b"and more" * 10], 7)
         assert [r.frame for r in mine.read(skip=7)] == [b"theirs" * 10]
-        assert [r.sender for r in other.read()] == [7, 8, 7]
+        assert [r.sender for r in other.read()] == [7, 8, 7, 7]
 
 
 def test_budget_limits_a_read_by_bytes(tmp_path):

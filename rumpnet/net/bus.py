@@ -623,16 +623,19 @@ class Cursor:
         self.pos = pos
         return records
 
-    def append(self, frame, sender):
-        """Append a frame of this reader's own; the caller holds the lock, has seen no
+    def append(self, frames, sender):
+        """Append a burst of this reader's own frames; the caller holds the lock, has seen no
         header_fault(), and wakes the readers.
 
-        A cursor that had read everything steps over its own record at once:
-        reading it back only to skip it would cost a pass over the bus for
-        every frame sent.
+        A cursor that had read everything steps over its own records at once:
+        reading them back only to skip them would cost a pass over the bus
+        for every burst sent. The records of one burst share a time stamp.
         """
         caught_up = self.witness is not None and self.caught_up()
-        self.bus.append(frame, sender)
+        now = time.time()
+        sec, usec = int(now), int(now * 1e6) % 1000000
+        for frame in frames:
+            self.bus.append(frame, sender, sec, usec)
         if caught_up:
             self.catch_up()
 

@@ -313,8 +313,7 @@ class ShmifDriver(Driver):
             self._drop(len(frames))
             return
         try:
-            for frame in frames:
-                self.cursor.append(frame, self.sender)
+            self.cursor.append(frames, self.sender)
         finally:
             self.bus.unlock()
         self.ifp.counters.count_output(frames)

@@ -277,8 +277,7 @@ async def _configure(remote, end, address, name="shmif0"):
 def _send(cursor, frames, sender):
     """Put frames on the bus as a node's interface does: its own reader steps over them, one wake-up."""
     with cursor.bus.locked():
-        for frame in frames:
-            cursor.append(frame, sender)
+        cursor.append(frames, sender)
     cursor.bus.wakeup()
 
 
