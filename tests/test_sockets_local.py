@@ -1,6 +1,7 @@
 """Sockets for programs: trio programs that run nodes themselves, and the examples of docs/udp.md, run as written."""
 
 import errno
+import ipaddress
 import os
 import random
 import re
@@ -8,11 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from hypothesis import given, settings, strategies as st
 import pytest
 import trio
 
 from rumpnet import SOCK_DGRAM, SOCK_RAW, open_node
-from rumpnet.kern.sockets import MAX_SOCKETS
+from rumpnet.kern.sockets import MAX_SOCKETS, pack_address
 from rumpnet.testing import open_pair, ping_once
 
 DOC = Path(__file__).parent.parent / "docs" / "udp.md"
@@ -104,3 +106,20 @@ async def test_a_node_holds_a_bounded_number_of_sockets():
             assert caught.value.errno == errno.ENFILE
         held.pop().close()
         node.socket(SOCK_DGRAM).close()
+
+
+_OCTETS = st.one_of(st.integers(0, 300).map(str), st.text("0123456789x. +-", max_size=4))
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.one_of(st.text(max_size=20), st.lists(_OCTETS, min_size=1, max_size=6).map(".".join)))
+def test_an_address_is_taken_only_as_a_strict_dotted_quad(text):
+    """What ipaddress takes: not inet_aton's "10.1", "0x0a.0.0.1", "010.0.0.1" or trailing junk."""
+    try:
+        expected = ipaddress.IPv4Address(text).packed
+    except ValueError:
+        with pytest.raises(OSError) as refused:
+            pack_address(text)
+        assert refused.value.errno == errno.EINVAL
+    else:
+        assert pack_address(text) == expected

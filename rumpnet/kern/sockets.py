@@ -21,7 +21,6 @@ are OSError with the errno a BSD kernel would give.
 from collections import deque
 from contextlib import ExitStack, contextmanager
 import errno
-import ipaddress
 import math
 import os
 import socket
@@ -48,13 +47,17 @@ def oserror(code):
 
 
 def pack_address(text):
-    """Strictly dotted-quad (inet_aton would take "10.1" too)."""
-    if not isinstance(text, str):
-        raise OSError(errno.EINVAL, f"{text!r} is not an IPv4 address")
-    try:
-        return ipaddress.IPv4Address(text).packed
-    except ValueError:
-        raise OSError(errno.EINVAL, f"{text!r} is not an IPv4 address") from None
+    """Strictly dotted-quad: inet_aton would also take "10.1", "0x0a.1" or "010.0.0.1", so only the
+    text that its packed form prints back as is taken (ipaddress's rule, at a fraction of the cost)."""
+    if isinstance(text, str):
+        try:
+            packed = socket.inet_aton(text)
+        except (OSError, ValueError):  # ValueError: a NUL or a character that is not ASCII
+            pass
+        else:
+            if socket.inet_ntoa(packed) == text:
+                return packed
+    raise OSError(errno.EINVAL, f"{text!r} is not an IPv4 address")
 
 
 def parse_sockaddr(address, low_port=0):
