@@ -296,7 +296,11 @@ class Socket:
         """
         if ready():
             return
-        with trio.move_on_after(math.inf if timeout is None else timeout):
+        if timeout is None:  # no cancel scope of its own: a blocking receive per datagram pays for none
+            while not ready():
+                await self._waiters.park()
+            return
+        with trio.move_on_after(timeout):
             while not ready():
                 await self._waiters.park()
             return

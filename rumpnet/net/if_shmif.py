@@ -144,21 +144,24 @@ class ShmifDriver(Driver):
         wait and none is missed; so a batch that read up to the newest record
         goes straight back to sleep, without another drain, size check and
         look at the header that would find nothing (half of an idle bus's
-        Python per frame). Each wake-up starts with the size check that makes
+        Python per frame). A wake-up stands for a write (a writer takes back
+        its own, _take_back_own_wakeup), so it goes straight for the lock; the
+        lockless look at the header is for a pass nothing woke. Each wake-up
+        starts with the size check that makes
         touching the mapping safe, and the replies the batch sends rely on it
         too. A task already woken when stop() cancels it runs on to its next
         checkpoint: it checks the scope first, as the bus may be closed by then.
         """
         watch, cursor, bus = self.watch, self.cursor, self.bus
         while not scope.cancel_called:
-            watch.drain()
+            woken = watch.drain()
             problem = bus.fault()
             self._note_unlinked()
             if problem:
                 self._report(problem)
                 await self._sleep()
                 continue
-            if self.trouble is None and cursor.witness is not None and cursor.caught_up():
+            if not woken and self.trouble is None and cursor.witness is not None and cursor.caught_up():
                 await self._sleep()
                 continue
             if not await self._take(checked=True):

@@ -15,7 +15,6 @@ brought in as one list, and output made while a batch runs through the stack
 and wakes its peers once per batch.
 """
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 import errno
 import ipaddress
@@ -156,6 +155,7 @@ class Interface:
         self.capabilities = self.driver.capabilities
         self._input = None
         self._bursts = 0
+        self._burst = _Burst(self)
         self._outq = []
 
     @property
@@ -247,16 +247,10 @@ class Interface:
         if not self._bursts or len(self._outq) >= OUTPUT_BATCH:
             self._flush()
 
-    @contextmanager
     def burst(self):
-        """Output inside goes down as one batch at the end: one lock and one wake-up for all of it."""
-        self._bursts += 1
-        try:
-            yield
-        finally:
-            self._bursts -= 1
-            if not self._bursts and self._outq:
-                self._flush()
+        """Output inside `with ifp.burst():` goes down as one batch at the end: one lock and one
+        wake-up for all of it. Bursts nest; the outermost one's end sends."""
+        return self._burst
 
     def _flush(self):
         frames, self._outq = self._outq, []
@@ -293,6 +287,23 @@ class Interface:
         for layer in self.layers:
             info.update(layer.describe())
         return info
+
+
+class _Burst:
+    """Interface.burst()'s context manager: a plain class, as it is entered for every received batch
+    and every sendmmsg (contextlib's generator would cost several calls more each time)."""
+
+    def __init__(self, ifp):
+        self._ifp = ifp
+
+    def __enter__(self):
+        self._ifp._bursts += 1
+
+    def __exit__(self, *exc):
+        ifp = self._ifp
+        ifp._bursts -= 1
+        if not ifp._bursts and ifp._outq:
+            ifp._flush()
 
 
 class Layer:
