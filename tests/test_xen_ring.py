@@ -103,6 +103,25 @@ def test_put_and_take_agree_with_a_queue_wherever_the_indices_start(start, steps
         assert (prod - cons) & 0xFFFFFFFF == len(queue) <= SLOTS
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 0xFFFFFFFF), st.integers(0, SLOTS), st.lists(st.integers(1, SLOTS), min_size=1, max_size=8))
+def test_the_consumer_kicks_a_producer_that_waits_for_room_once(start, before, batches):
+    """Only a producer that asked is kicked, once, by the batch that empties the slot it asked for, wherever
+    the indices are (across 2**32)."""
+    buf = bytearray(FILE_BYTES)
+    struct.pack_into("=III", buf, 0, start, start, start)
+    ring = Ring(buf, xenring.TX)
+    assert ring.put([frame(n) for n in range(SLOTS + 1)]) == SLOTS
+    taken = len(ring.take(before))
+    assert not (taken and ring.room_wanted(taken))  # nobody asked
+    ring.want_room()
+    kicks = []
+    for size in batches:
+        taken = len(ring.take(size))
+        kicks.append(bool(taken) and ring.room_wanted(taken))
+    assert kicks == [n == 0 and before < SLOTS for n in range(len(batches))]  # the first batch takes the slot
+
+
 CONSUMER = """
 import sys
 from rumpnet.net.xenring import TX, RingError, RingFile
