@@ -248,9 +248,13 @@ class EventChannel:
 
         poll(2) on a FIFO reports a hang-up only after a writer has come and
         gone, never before the first one, so waiting is safe from the start.
+        A waiter already woken when its driver is cancelled and the channel
+        closed (both in the same turn of the scheduler) meets the cancellation
+        before it reads: the descriptor is gone by then.
         """
         while True:
             await trio.lowlevel.wait_readable(self.listen)
+            await trio.lowlevel.checkpoint_if_cancelled()
             try:
                 data = os.read(self.listen, 4096)
             except BlockingIOError:
