@@ -188,46 +188,7 @@ async def ping_once(node, host, timeout=2.0):
     return stats.received == 1
 
 
-# -- the host's side of a virt interface ------------------------------------------------
-
-class HostTap:
-    """A tap made for user, whose host side a test moves into a network namespace of its own.
-
-    make() creates the tap (root only): a node opens it (`ifconfig virt0
-    create linkstr TAP`), then to_namespace() moves the host's side into the
-    namespace, addressed and up, as the host's administrator would configure
-    it; close() removes both, and the tap with the namespace. sh() runs a
-    command inside the namespace.
-    """
-
-    def __init__(self, user, address="192.168.77.2/24"):
-        tag = f"{os.getpid() % 100000}{os.urandom(2).hex()}"
-        self.tap = f"rnt{tag}"
-        self.netns = f"rumpnet-{tag}"
-        self.user = user
-        self.address = address
-
-    def make(self):
-        subprocess.run(["ip", "tuntap", "add", self.tap, "mode", "tap", "user", self.user], check=True,
-                       capture_output=True)
-        return self
-
-    def to_namespace(self):
-        for argv in (["ip", "netns", "add", self.netns],
-                     ["ip", "link", "set", self.tap, "netns", self.netns],
-                     ["ip", "-n", self.netns, "link", "set", "lo", "up"],
-                     ["ip", "-n", self.netns, "addr", "add", self.address, "dev", self.tap],
-                     ["ip", "-n", self.netns, "link", "set", self.tap, "up"]):
-            subprocess.run(argv, check=True, capture_output=True)
-
-    def sh(self, *argv, check=False, timeout=30, input=None):
-        return subprocess.run(["ip", "netns", "exec", self.netns, *map(str, argv)], capture_output=True, text=True,
-                              check=check, timeout=timeout, input=input)
-
-    def close(self):
-        subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)
-        subprocess.run(["ip", "tuntap", "del", self.tap, "mode", "tap"], capture_output=True)
-
+# -- the host's side of a virt interface (rumpnet.scenario.hostside.HostTap) --------------
 
 def can_make_taps():
     return os.geteuid() == 0 and shutil.which("ip") and os.path.exists("/dev/net/tun") and can_drop_privileges()

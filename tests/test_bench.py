@@ -205,3 +205,15 @@ def test_added_per_hop_is_routed_minus_direct(report):
         assert added["linux"] == pytest.approx(forwarded["linux"]["round_trip"]["median_us"] - trips["linux"]["median_us"])
     text = bench.format_report(report)
     assert any(line.startswith("(d) node -> router -> node, two buses") for line in text.splitlines())
+
+
+async def test_a_failing_helper_shows_its_error(tmp_path, capfd):
+    """A helper's fault reaches bench's standard error, a dom0 node's helper's too."""
+    not_a_store = tmp_path / "not-a-directory"
+    not_a_store.write_text("")
+    spec = {"role": "sink", "link": "xvif", "xenstore": str(not_a_store), "domid": 0, "ifname": "xvif1i0",
+            "address": bench.NODE_ADDRESSES[1], "seconds": 5}
+    with pytest.raises(bench.BenchError, match="exited before it reported"):
+        async with bench.helper("udp", spec):
+            pass
+    assert "cannot use as a XenStore: Not a directory" in capfd.readouterr().err

@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from rumpnet.testing import HostTap, NodeProcess, can_make_taps
+from rumpnet.scenario.hostside import HostTap
+from rumpnet.testing import NodeProcess, can_make_taps
 
 pytestmark = pytest.mark.skipif(not can_make_taps(), reason="making a tap and a network namespace needs root")
 

@@ -89,7 +89,11 @@ def test_taps():
     ('inet = "192.168.77.2/24"', 'user = "nosuchuser-rumpnet"', 3, "tap tap0: no user 'nosuchuser-rumpnet'"),
     ('[[taps]]\nname = "tap0"\n', '[[taps]]\nname = "tap0"\n[[taps]]\nname = "tap0"\n', 1,
      "a tap is named twice in [[taps]]"),
-], ids=["key typo", "no name", "long name", "no prefix", "no user", "twice"])
+    ('tap = "tap0"', 'tap = "tap1"', 2, 'tap tap0: no virt interface uses it: give one tap = "tap0", '
+                                        'or leave out this [[taps]] table'),
+    ('[[taps]]\nname = "tap0"\n', "".join(f'[[taps]]\nname = "tap{i}"\n' for i in range(257)), 1,
+     "more than 256 taps"),
+], ids=["key typo", "no name", "long name", "no prefix", "no user", "twice", "unused", "too many"])
 def test_tap_mistakes_name_the_line(old, new, line, message):
     with pytest.raises(ScenarioError) as caught:
         parse(TAPS.replace(old, new, 1))

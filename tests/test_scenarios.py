@@ -11,7 +11,7 @@ import dpkt
 import pytest
 
 from rumpnet.scenario import load
-from rumpnet.testing import can_make_taps, run
+from rumpnet.testing import can_drop_privileges, can_make_taps, run
 
 SCENARIOS = Path(__file__).parent.parent / "scenarios"
 LESSONS = sorted(p.stem for p in SCENARIOS.glob("*.toml"))
@@ -117,9 +117,14 @@ def test_down_removes_the_taps_of_a_kept_run(workdir):
     assert subprocess.run(["ip", "link", "show", tap], capture_output=True).returncode != 0
 
 
-def test_taps_need_root(workdir, user):
+@pytest.mark.skipif(os.geteuid() == 0 and not can_drop_privileges(), reason="as root, needs setpriv to run as another user")
+def test_taps_need_root_and_a_refused_run_leaves_nothing(workdir, user):
+    """Refused before the run directory is made: neither --dir's nor a new one in $TMPDIR appears."""
+    refusal = f"rumpnet run: {SCENARIOS / 'router-to-host.toml'}: [[taps]] makes taps, which needs " \
+              "root: run it with sudo, or make the taps yourself and leave out [[taps]]\n"
     done = run("run", "--dir", workdir / "run", SCENARIOS / "router-to-host.toml", user=user, server="")
-    assert done.returncode == 1
-    assert done.stderr == f"rumpnet run: {SCENARIOS / 'router-to-host.toml'}: [[taps]] makes taps, which needs " \
-                          "root: run it with sudo, or make the taps yourself and leave out [[taps]]\n"
-    assert not list((workdir / "run").glob("*.sock"))
+    assert (done.returncode, done.stderr, done.stdout) == (1, refusal, "")
+    assert not (workdir / "run").exists()
+    done = run("run", SCENARIOS / "router-to-host.toml", user=user, server="", env={"TMPDIR": str(workdir)})
+    assert (done.returncode, done.stderr, done.stdout) == (1, refusal, "")
+    assert list(workdir.iterdir()) == []

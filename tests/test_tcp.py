@@ -2,13 +2,15 @@
 
 import errno
 import os
+import socket
 
+import dpkt
 import pytest
 import trio
 
 from rumpnet import SHUT_WR, SOCK_STREAM, Impairment, SocketStream
 from rumpnet.netinet.tcp_var import STATE_NAMES
-from rumpnet.testing import open_pair
+from rumpnet.testing import frames_on, open_pair
 
 
 def state(sock):
@@ -84,6 +86,26 @@ async def test_handshake_transfer_and_close_through_every_state(tmp_path):
         assert [line["state"] for line in lines] == ["TIME_WAIT"]
         await eventually(lambda: not b.sockets(), timeout=5)  # 2 MSL = 2 s
         client.close()
+
+
+async def test_the_handshake_is_three_segments_and_accepting_sends_no_window_update(tmp_path):
+    """On the bus: SYN, SYN-ACK, ACK, then the data, as between BSD or Linux hosts. The listener records the
+    window it offers scaled (not the SYN-ACK's 16-bit field), so accepting and reading find nothing to update."""
+    bus = tmp_path / "bus"
+    async with open_pair(str(bus)) as (a, b):
+        server = await listener(a)
+        client = b.socket(SOCK_STREAM)
+        await client.connect(("10.0.0.1", 7000))
+        conn, _ = await server.accept()
+        await trio.sleep(0.2)  # room for whatever the accept would send
+        await client.send(b"hello")
+        assert await conn.recv() == b"hello"
+        frames = [dpkt.ethernet.Ethernet(frame) for frame in frames_on(bus)]
+    segments = [(socket.inet_ntoa(f.data.src), f.data.data.flags, len(f.data.data.data))
+                for f in frames if isinstance(getattr(f.data, "data", None), dpkt.tcp.TCP)]
+    syn, ack, push = dpkt.tcp.TH_SYN, dpkt.tcp.TH_ACK, dpkt.tcp.TH_PUSH
+    assert segments[:4] == [("10.0.0.2", syn, 0), ("10.0.0.1", syn | ack, 0), ("10.0.0.2", ack, 0),
+                            ("10.0.0.2", push | ack, 5)]
 
 
 async def test_a_closed_port_refuses_with_a_reset(tmp_path):

@@ -70,12 +70,14 @@ def out(text, end="\n"):
     sys.stdout.flush()
 
 
-async def stop_on_sigint(node, call, fd, interrupted=None):
+async def stop_on_sigint(node, call, fd, interrupted=None, task_status=trio.TASK_STATUS_IGNORED):
     """Ctrl-C stops the run at fd in the node (with call), whose closing lines still come, and sets interrupted.
 
-    Only the first: a second Ctrl-C interrupts the command itself.
+    Only the first: a second Ctrl-C interrupts the command itself. Started
+    with nursery.start, it is watching once start returns.
     """
     with trio.open_signal_receiver(signal.SIGINT) as signals:
+        task_status.started()
         async for _ in signals:
             if interrupted is not None:
                 interrupted.set()

@@ -141,16 +141,16 @@ async def _send_tcp(node, args):
     """Print each interval as the sender in the node ends it; Ctrl-C stops the sender, and the summary follows."""
     out(f"{RULE}\nClient connecting to {args.host}, TCP port {args.port}\n{RULE}")
     try:
-        fd = await node.call("perf_tcp_start", host=args.host, port=args.port,
-                             length=args.length or perf_tcp.DEFAULT_LENGTH, duration=args.time,
-                             interval=args.interval or perf_tcp.DEFAULT_INTERVAL)
+        started = await node.call("perf_tcp_start", host=args.host, port=args.port,
+                                  length=args.length or perf_tcp.DEFAULT_LENGTH, duration=args.time,
+                                  interval=args.interval or perf_tcp.DEFAULT_INTERVAL)
+        fd, (host, port) = started["fd"], started["local"]
         interrupted = trio.Event()
         async with open_service_nursery() as nursery:
-            nursery.start_soon(stop_on_sigint, node, "perf_tcp_stop", fd, interrupted)
-            output = await node.call("perf_tcp_output", fd=fd)
-            host, port = output["local"]
+            await nursery.start(stop_on_sigint, node, "perf_tcp_stop", fd, interrupted)
             out(f"[  1] local {host} port {port} connected with {args.host} port {args.port}\n"
                 "[ ID] Interval       Transfer     Bandwidth       Retr")
+            output = await node.call("perf_tcp_output", fd=fd)
             while True:
                 for i in (perf_tcp.Interval(**values) for values in output["intervals"]):
                     out(f"{transfer(1, i.end, i.bytes, i.start)}  {i.retransmits:4d}")

@@ -10,7 +10,6 @@ and no node died. --keep leaves the nodes running for exploring by hand;
 directory. -v prints every step's output, not only a failed step's.
 """
 
-from pathlib import Path
 
 import trio
 
@@ -37,10 +36,9 @@ def main(argv, server):
     args = parser.parse_args(argv)
     try:
         scenario = load(args.scenario)
+        run = Run(scenario, args.dir, args.taps_on_host)
     except ScenarioError as e:
         return fail("run", str(e))
-    run = Run(scenario, Path(args.dir) if args.dir else scenario.new_rundir())
-    run.taps_on_host = args.taps_on_host
     print(f"*** {scenario.name}: {scenario.description}" if scenario.description else f"*** {scenario.name}")
     print(f"*** run directory {run.dir}", flush=True)
     kept = False

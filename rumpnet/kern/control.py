@@ -202,20 +202,24 @@ class Connection:
                                   length: int = perf_tcp.DEFAULT_LENGTH,
                                   duration: float = perf_tcp.DEFAULT_DURATION,
                                   interval: float = perf_tcp.DEFAULT_INTERVAL):
-        """Connect, and run a TCP sender in the node; its descriptor, for perf_tcp_output and perf_tcp_stop."""
+        """Connect, and run a TCP sender in the node; its descriptor (for perf_tcp_output and perf_tcp_stop) and local end.
+
+        The local end comes with the descriptor so that the command prints
+        iperf's "connected with" line when the connection is made.
+        """
         perf_tcp.check_parameters(length, duration, interval)
         self._room_for(PerfTcpRun, "TCP perf senders")
         with closed_on_error(await perf_tcp.connect(self.node, host, port)) as sock:
             self._room_for(PerfTcpRun, "TCP perf senders")  # another start may have taken the room meanwhile
         run = PerfTcpRun(sock, self.node.stats.tcp, length=length, duration=duration, interval=interval)
-        return self._start(run)
+        return {"fd": self._start(run), "local": list(run.local)}
 
     async def call_perf_tcp_output(self, fd: int):
         """Wait for the intervals of the sender at fd that ended since the last call; with done, its report."""
         run, intervals, done = await self._output(fd, PerfTcpRun, "a TCP perf sender")
         if run.error is not None:
             raise OSError(run.error.errno, run.error.strerror)
-        return {"local": list(run.local), "intervals": [asdict(i) for i in intervals], "done": done,
+        return {"intervals": [asdict(i) for i in intervals], "done": done,
                 "report": asdict(run.report) if run.report else None}
 
     async def call_perf_tcp_stop(self, fd: int):

@@ -100,8 +100,11 @@ def describe(error):
 
 
 def foreground(path, stack="host", xen=None):
-    """Run the node attached to this terminal; its log (faults of its own, with tracebacks) is stderr."""
-    logging.basicConfig(stream=sys.stderr, format="rumpnet: %(name)s: %(message)s")
+    """Run the node attached to this terminal; its log is stderr: faults of its own, with tracebacks,
+    and rumpnet's INFO lines (news such as a new interface's address), which a library user's program
+    shows only when it asks logging for them."""
+    logging.basicConfig(stream=sys.stderr, format="rumpnet: %(message)s")
+    logging.getLogger("rumpnet").setLevel(logging.INFO)
 
     def ready():
         print(f"rumpnet: node ready at unix://{path}", file=sys.stderr)

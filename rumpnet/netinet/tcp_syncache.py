@@ -144,9 +144,11 @@ def _connection(node, sock, entry, seg):
     tp.iss, tp.irs = entry.iss, entry.irs
     tp.snd_una = tp.snd_nxt = tp.snd_max = seq_add(entry.iss, 1)
     tp.rcv_nxt = seq_add(entry.irs, 1)
-    tp.rcv_adv = seq_add(tp.rcv_nxt, min(entry.listener.rcv.hiwat, TCP_MAXWIN))
     tp.request_scale = entry.request_scale
     tp.maxseg_offered = entry.mss_offered
     tcp_input.learn_syn_options(tp, seg._replace(mss=entry.mss, wscale=entry.wscale))
+    # The whole window, scaled, as BSD's syncache_socket records it, not the SYN-ACK's unscaled field:
+    # else the first read would find it "opened" and send a bare window update no peer needs.
+    tp.rcv_adv = seq_add(tp.rcv_nxt, min(entry.listener.rcv.hiwat, TCP_MAXWIN << tp.rcv_scale))
     tcp_input.established(tp, seg.win << tp.snd_scale, seg.seq, seg.ack)
     return tp

@@ -60,14 +60,15 @@ def command_argv(words):
 class Run:
     """A scenario's nodes in a run directory. As a context manager: started and configured, then stopped."""
 
-    def __init__(self, scenario, rundir):
+    def __init__(self, scenario, rundir=None, taps_on_host=False):
+        hostside.check(scenario, taps_on_host)  # a refused run leaves nothing behind, not even its directory
         self.scenario = scenario
-        self.dir = Path(rundir).absolute()
+        self.dir = Path(scenario.new_rundir() if rundir is None else rundir).absolute()
         self.pids = {}  # node -> pid of its process, while it may be running
         self.deaths = {}  # node -> how its process ended, when it did before the run stopped it
         self.started = self.configured = 0.0  # seconds each took
         self.background = []  # (step, process) of background steps
-        self.taps_on_host = False  # make the scenario's taps on the host, not in a namespace of the run
+        self.taps_on_host = taps_on_host  # make the scenario's taps on the host, not in a namespace of the run
         self.netns = None  # the namespace of the run's taps, while it exists
         self.made_taps = []  # the taps this run made, while they exist
         self.kept = False

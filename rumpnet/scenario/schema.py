@@ -34,6 +34,7 @@ MAX_WAIT = 3600.0  # seconds a step may wait or run
 DEFAULT_TIMEOUT = 60.0
 MAX_NODES = 256
 MAX_STEPS = 1024
+MAX_TAPS = 256
 TOP_KEYS = ("name", "description", "buses", "taps", "nodes", "steps")
 NODE_KEYS = ("stack", "interfaces", "routes", "sysctl")
 INTERFACE_KEYS = ("bus", "tap", "inet", "impair")
@@ -117,7 +118,7 @@ class Scenario:
 
     def __enter__(self):
         from .runner import Run  # noqa: PLC0415 (the runner imports this module)
-        self._run = Run(self, self.rundir or self.new_rundir())
+        self._run = Run(self, self.rundir)
         return self._run.__enter__()
 
     def __exit__(self, *exc):
@@ -181,10 +182,14 @@ class _Checker:
             self.fail(("nodes",), "no nodes: add a [nodes.NAME] table for each node")
         if len(nodes_table) > MAX_NODES:
             self.fail(("nodes",), f"more than {MAX_NODES} nodes")
-        taps = [self.tap(i, table) for i, table in enumerate(self.typed(data.get("taps", []), list, ("taps",), "taps"))]
+        taps_list = self.typed(data.get("taps", []), list, ("taps",), "taps")
+        if len(taps_list) > MAX_TAPS:
+            self.fail(("taps",), f"more than {MAX_TAPS} taps")
+        taps = [self.tap(i, table) for i, table in enumerate(taps_list)]
         if len({tap.name for tap in taps}) != len(taps):
             self.fail(("taps",), "a tap is named twice in [[taps]]")
         nodes = {name: self.node(name, table, buses) for name, table in nodes_table.items()}
+        self.used_taps(taps, nodes)
         self.unique_addresses(nodes)
         steps = self.typed(data.get("steps", []), list, ("steps",), "steps")
         if len(steps) > MAX_STEPS:
@@ -210,6 +215,14 @@ class _Checker:
         if "inet" in table:
             tap.address = self.inet(table["inet"], (*where, "inet"), f"tap {name}")
         return tap
+
+    def used_taps(self, taps, nodes):
+        """A tap no virt interface opens is a mistake (a typo in one of the two names, most likely)."""
+        used = {interface.tap for node in nodes.values() for interface in node.interfaces}
+        for index, tap in enumerate(taps):
+            if tap.name not in used:
+                self.fail(("taps", index, "name"), f"tap {tap.name}: no virt interface uses it: give one "
+                                                   f"tap = \"{tap.name}\", or leave out this [[taps]] table")
 
     def inet(self, value, where, what):
         address = self.typed(value, str, where, "inet")

@@ -77,7 +77,8 @@ from ..kern.tasks import open_service_nursery
 from ..net.bus import Bus, Cursor, new_sender
 from ..net.inotify import ModifyWatch
 from ..netinet.ip import IPPROTO_ICMP
-from ..testing import HostTap
+from ..scenario import ScenarioError
+from ..scenario.hostside import HostTap
 from ..xen.toolstack import network_attach
 from .ping import ping
 
@@ -133,11 +134,17 @@ def ratio(numerator, denominator):
 
 
 # -- the links two nodes are joined by ----------------------------------------------------
+# An end is a dictionary whose "link" says what it is on: "shmif" (a bus, "bus" its file), "xvif" (an xvif
+# pair: "xenstore", "domid", "ifname"), or "kernel" (no node: the kernel's stack in a namespace).
+
+def shmif_end(bus):
+    return {"link": "shmif", "bus": bus}
+
 
 def shmif_pair(workdir, name):
     """Two ends on a bus of their own: (the talker's end, the listener's)."""
     bus = os.path.join(workdir, name)
-    return {"bus": bus}, {"bus": bus}
+    return shmif_end(bus), shmif_end(bus)
 
 
 def xvif_pair(workdir, name):
@@ -145,20 +152,20 @@ def xvif_pair(workdir, name):
     in a XenStore of their own."""
     root = os.path.join(workdir, name)
     network_attach(root, 1, mac=XVIF_MAC)
-    return ({"xenstore": root, "domid": 1, "ifname": "xennet0"},
-            {"xenstore": root, "domid": 0, "ifname": "xvif1i0"})
+    return ({"link": "xvif", "xenstore": root, "domid": 1, "ifname": "xennet0"},
+            {"link": "xvif", "xenstore": root, "domid": 0, "ifname": "xvif1i0"})
 
 
-def _server_options(end):
-    return ["--domid", str(end["domid"]), "--xenstore", end["xenstore"]] if "xenstore" in end else []
+def _domain(end):
+    """The Xen domain a node at end stands for, as open_node's options (none off an xvif pair)."""
+    return {"domid": end["domid"], "xenstore": end["xenstore"]} if end["link"] == "xvif" else {}
 
 
 @asynccontextmanager
 async def _end_node(end, address):
     """A node in this process at one end of a link, its interface given address (a guest's once Connected)."""
-    options = {"xenstore": end["xenstore"], "domid": end["domid"]} if "xenstore" in end else {}
-    async with open_node(**options) as node:
-        if "bus" in end:
+    async with open_node(**_domain(end)) as node:
+        if end["link"] == "shmif":
             name = node.create_shmif(end["bus"])
         else:
             name = end["ifname"]
@@ -219,8 +226,7 @@ async def helper(role, spec, netns=None):
     if netns:
         command = ["ip", "netns", "exec", netns, *command]
     what = f"the {spec.get('role', role)} helper"
-    # dom0's "Ethernet address" line is a node's log, not a figure: it stays out of the report.
-    async with _process(command, stderr=subprocess.DEVNULL if spec.get("domid") == 0 else None) as proc:
+    async with _process(command) as proc:  # its errors go to bench's stderr; a node's INFO lines are not shown
         lines = _Lines(proc.stdout, what)
         with _within(15, f"starting {what}"):
             await lines.next()
@@ -228,11 +234,12 @@ async def helper(role, spec, netns=None):
 
 
 @asynccontextmanager
-async def node_process(url, end=None, stack="host"):
-    """A `rumpnet server -f` node with stack's profile (in end's domain, if it names one); yields a
-    control-socket client and the process id once it answers."""
+async def node_process(url, xen=None, stack="host"):
+    """A `rumpnet server -f` node with stack's profile (a Xen domain when xen gives open_node's domid and
+    xenstore); yields a control-socket client and the process id once it answers."""
     path = parse_url(url)
-    command = [sys.executable, "-m", "rumpnet", "server", "-f", "-s", stack, *_server_options(end or {}), url]
+    options = [word for name, value in (xen or {}).items() for word in (f"--{name}", str(value))]
+    command = [sys.executable, "-m", "rumpnet", "server", "-f", "-s", stack, *options, url]
     async with _process(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
         with _within(15, f"starting the node at {url}"):
             while not await _answers(path):
@@ -254,7 +261,7 @@ async def _answers(path):
 
 async def _configure(remote, end, address, name="shmif0"):
     """Give a node process's end of a link address: a new shmif `name` on the bus, or the vif once xenbus made it."""
-    if "bus" in end:
+    if end["link"] == "shmif":
         await remote.call("if_create", name=name)
         await remote.call("if_linkstr", name=name, path=end["bus"])
     else:
@@ -492,7 +499,7 @@ async def node_ping(workdir, settings):
 async def xvif_ping(workdir, settings):
     """(b) over an xvif pair: a guest node in this process pings dom0's node process."""
     guest, dom0 = xvif_pair(workdir, "ping-xenstore")
-    async with node_process(f"unix://{workdir}/dom0.sock", dom0) as (target, _):
+    async with node_process(f"unix://{workdir}/dom0.sock", _domain(dom0)) as (target, _):
         await _configure(target, dom0, NODE_ADDRESSES[1])
         return await _stack_ping(guest, settings)
 
@@ -527,22 +534,49 @@ async def _ip(*args):
         raise BenchError(f"ip {' '.join(args)}: {done.stderr.decode().strip()}")
 
 
+@dataclass(frozen=True)
+class Namespaces:
+    """Network namespaces joined by veth pairs, for the kernel's figures.
+
+    links: for each veth pair, its two ends (namespace, device, address/24);
+    routes: (namespace, gateway) for each default route; forwarder: the namespace
+    that forwards between its links, if one does. The kernel's talker runs in
+    the first link's first namespace, its listener at the last link's far end.
+    """
+
+    names: tuple
+    links: tuple
+    routes: tuple = ()
+    forwarder: str = None
+
+    def ends(self):
+        (talker, _, _), (listener, _, peer) = self.links[0][0], self.links[-1][1]
+        return LinuxEnds((talker, listener), peer)
+
+
+VETH_PAIR = Namespaces(NETNS, (tuple(zip(NETNS, VETH, LINUX_ADDRESSES)),))
+
+
 @asynccontextmanager
-async def veth_namespaces():
-    """Two namespaces joined by a veth pair, 10.77.0.1/24 and 10.77.0.2/24; both deleted afterwards."""
+async def namespaces(shape):
+    """Make shape's namespaces, veth pairs, addresses and routes with ip(8); delete the namespaces afterwards."""
     try:
-        for ns in NETNS:
+        for ns in shape.names:
             await _ip("netns", "add", ns)
-        await _ip("link", "add", VETH[0], "netns", NETNS[0], "type", "veth", "peer", "name", VETH[1],
-                  "netns", NETNS[1])
-        for ns, dev, address in zip(NETNS, VETH, LINUX_ADDRESSES):
+            await _ip("-n", ns, "link", "set", "lo", "up")
+        for (left, dev_l, _), (right, dev_r, _) in shape.links:
+            await _ip("link", "add", dev_l, "netns", left, "type", "veth", "peer", "name", dev_r, "netns", right)
+        for ns, dev, address in (end for link in shape.links for end in link):
             await _ip("-n", ns, "addr", "add", f"{address}/24", "dev", dev)
             await _ip("-n", ns, "link", "set", dev, "up")
-            await _ip("-n", ns, "link", "set", "lo", "up")
-        yield
+        if shape.forwarder:
+            await _ip("netns", "exec", shape.forwarder, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+        for ns, gateway in shape.routes:
+            await _ip("-n", ns, "route", "add", "default", "via", gateway)
+        yield shape.ends()
     finally:
         with trio.CancelScope(shield=True):
-            for ns in NETNS:
+            for ns in shape.names:
                 await trio.run_process(["ip", "netns", "delete", ns], capture_stderr=True, check=False)
 
 
@@ -550,8 +584,8 @@ _PING_TIME = re.compile(rb"time=([\d.]+) ms")
 _PING_SENT = re.compile(rb"(\d+) packets transmitted")
 
 
-async def linux_ping(settings, netns=NETNS[0], address=LINUX_ADDRESSES[1]):
-    """(c): ping(8) from one namespace to the other; its per-reply times, to the microsecond.
+async def linux_ping(settings, ends):
+    """(c): ping(8) from the talker's namespace to the listener's address; its per-reply times, to the microsecond.
 
     ping(8) paces itself more slowly than asked here (about 17 ms for 10), so
     the deadline is generous and the count sent is what ping reports.
@@ -560,8 +594,8 @@ async def linux_ping(settings, netns=NETNS[0], address=LINUX_ADDRESSES[1]):
     limit = 3 * count * settings.interval + 10
     with _within(limit + 10, "ping(8)"):
         done = await trio.run_process(
-            ["ip", "netns", "exec", netns, "ping", "-n", "-c", str(count), "-i", str(settings.interval),
-             "-w", str(math.ceil(limit)), address],
+            ["ip", "netns", "exec", ends.netns[0], "ping", "-n", "-c", str(count), "-i", str(settings.interval),
+             "-w", str(math.ceil(limit)), ends.peer],
             capture_stdout=True, capture_stderr=True, check=False)
     rtts = [float(t) / 1000 for t in _PING_TIME.findall(done.stdout)]
     sent = _PING_SENT.search(done.stdout)
@@ -700,7 +734,7 @@ class KernelStack:
 @asynccontextmanager
 async def _stack(spec):
     """A node at spec's end of a link when it names one, else the kernel's stack; their tasks end with the block."""
-    if "bus" in spec or "xenstore" in spec:
+    if spec["link"] != "kernel":
         async with _end_node(spec, spec["address"]) as node:
             if "gateway" in spec:
                 node.add_route("default", spec["gateway"])
@@ -754,13 +788,16 @@ class NodeEnds:
 
 
 class LinuxEnds:
-    """Both ends on kernel sockets, one in each namespace."""
+    """Both ends on kernel sockets: the talker in netns[0], the listener at peer in netns[1]."""
 
-    netns = NETNS
     paced = False  # the targets are the nodes'; the kernel's figures are the reference
 
+    def __init__(self, netns, peer):
+        self.netns = netns
+        self.peer = peer
+
     def pair(self, listener, talker):
-        return {"role": listener}, {"role": talker, "peer": LINUX_ADDRESSES[1]}
+        return {"role": listener, "link": "kernel"}, {"role": talker, "link": "kernel", "peer": self.peer}
 
 
 async def udp_pair(ends, listener, talker, seconds, **options):
@@ -831,10 +868,10 @@ class RoutedEnds:
         self.netns = (None, netns)
 
     def pair(self, listener, talker):
-        listen = {"role": listener}
+        listen = {"role": listener, "link": "kernel"}
         if self.netns[1] is None:
-            listen.update(bus=self.bus2, address=ROUTED_BUS2[2], gateway=ROUTED_BUS2[0])
-        talk = {"role": talker, "bus": self.bus1, "address": self.source, "gateway": ROUTED_BUS1[0],
+            listen.update(shmif_end(self.bus2), address=ROUTED_BUS2[2], gateway=ROUTED_BUS2[0])
+        talk = {"role": talker, **shmif_end(self.bus1), "address": self.source, "gateway": ROUTED_BUS1[0],
                 "peer": self.receiver or ROUTED_BUS2[2]}
         return listen, talk
 
@@ -869,10 +906,10 @@ async def forwarding(workdir, settings, report):
     if why_not:
         skipped["forwarding_tap"] = why_not
     async with node_process(f"unix://{workdir}/router.sock", stack="router") as (router, _):
-        await _configure(router, {"bus": to_node.bus1}, ROUTED_BUS1[0])
-        await _configure(router, {"bus": to_node.bus2}, ROUTED_BUS2[0], name="shmif1")
+        await _configure(router, shmif_end(to_node.bus1), ROUTED_BUS1[0])
+        await _configure(router, shmif_end(to_node.bus2), ROUTED_BUS2[0], name="shmif1")
         async with node_process(f"unix://{workdir}/far.sock") as (far, _):
-            await _configure(far, {"bus": to_node.bus2}, ROUTED_BUS2[1])
+            await _configure(far, shmif_end(to_node.bus2), ROUTED_BUS2[1])
             await far.call("route_add", destination="default", gateway=ROUTED_BUS2[0])
             figures["rumpnet"] = {"round_trip": await _routed_ping(to_node, ROUTED_BUS2[1], settings),
                                   "udp_64": await one_way(to_node, seconds, 64)}
@@ -881,7 +918,7 @@ async def forwarding(workdir, settings, report):
                 try:
                     await trio.to_thread.run_sync(host.make)
                     await _router_to_tap(router, host)
-                except (subprocess.CalledProcessError, OSError) as e:  # the host's side, not rumpnet's
+                except (ScenarioError, OSError) as e:  # the host's side, not rumpnet's
                     skipped["forwarding_tap"] = f"making the tap: {e}"
                     return
                 linux = ROUTED_TAP[1].split("/")[0]
@@ -894,44 +931,18 @@ async def forwarding(workdir, settings, report):
                     await trio.to_thread.run_sync(host.close)
 
 
-@asynccontextmanager
-async def forwarding_namespaces():
-    """x -- m -- y over two veth pairs, m forwarding, x and y routed through it; all deleted afterwards."""
-    x, m, y = FORWARD_NETNS
-    try:
-        for ns in FORWARD_NETNS:
-            await _ip("netns", "add", ns)
-            await _ip("-n", ns, "link", "set", "lo", "up")
-        for (left, right), (dev_l, dev_r), (addr_l, addr_r) in (
-                ((x, m), FORWARD_VETH[:2], FORWARD_ADDRESSES[:2]), ((m, y), FORWARD_VETH[2:], FORWARD_ADDRESSES[2:])):
-            await _ip("link", "add", dev_l, "netns", left, "type", "veth", "peer", "name", dev_r, "netns", right)
-            for ns, dev, address in ((left, dev_l, addr_l), (right, dev_r, addr_r)):
-                await _ip("-n", ns, "addr", "add", f"{address}/24", "dev", dev)
-                await _ip("-n", ns, "link", "set", dev, "up")
-        await _ip("netns", "exec", m, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
-        await _ip("-n", x, "route", "add", "default", "via", FORWARD_ADDRESSES[1])
-        await _ip("-n", y, "route", "add", "default", "via", FORWARD_ADDRESSES[2])
-        yield
-    finally:
-        with trio.CancelScope(shield=True):
-            for ns in FORWARD_NETNS:
-                await trio.run_process(["ip", "netns", "delete", ns], capture_stderr=True, check=False)
-
-
-class LinuxForwardingEnds:
-    """A kernel UDP sender in x and a receiver in y, two veth links apart."""
-
-    netns = (FORWARD_NETNS[0], FORWARD_NETNS[2])
-
-    def pair(self, listener, talker):
-        return {"role": listener}, {"role": talker, "peer": FORWARD_ADDRESSES[3]}
+# x -- m -- y over two veth pairs, m forwarding, x and y routed through it
+FORWARDING = Namespaces(FORWARD_NETNS, (tuple(zip(FORWARD_NETNS[:2], FORWARD_VETH[:2], FORWARD_ADDRESSES[:2])),
+                                        tuple(zip(FORWARD_NETNS[1:], FORWARD_VETH[2:], FORWARD_ADDRESSES[2:]))),
+                        routes=((FORWARD_NETNS[0], FORWARD_ADDRESSES[1]), (FORWARD_NETNS[2], FORWARD_ADDRESSES[2])),
+                        forwarder=FORWARD_NETNS[1])
 
 
 async def linux_forwarding(settings):
     """(e): ping(8) and the kernel's UDP from x to y through m."""
-    async with forwarding_namespaces():
-        return {"round_trip": await linux_ping(settings, FORWARD_NETNS[0], FORWARD_ADDRESSES[3]),
-                "udp_64": await one_way(LinuxForwardingEnds(), settings.udp_seconds, 64)}
+    async with namespaces(FORWARDING) as ends:
+        return {"round_trip": await linux_ping(settings, ends),
+                "udp_64": await one_way(ends, settings.udp_seconds, 64)}
 
 
 def added_per_hop(report):
@@ -1043,17 +1054,17 @@ async def run(settings, progress=lambda text: None):
         report["skipped"]["linux"] = report["skipped"]["forwarding_linux"] = why_not
     else:
         try:
-            async with veth_namespaces():
+            async with namespaces(VETH_PAIR) as ends:
                 if shutil.which("ping") is None:
                     report["skipped"]["linux_ping"] = "no ping command (iputils-ping)"
                 else:
                     progress(f"(c) the kernel's ping over veth: {settings.pings} pings")
-                    trips["linux"] = await linux_ping(settings)
+                    trips["linux"] = await linux_ping(settings, ends)
                 progress("UDP between the namespaces")
-                udp["linux"] = await udp_figures(settings, LinuxEnds())
+                udp["linux"] = await udp_figures(settings, ends)
                 progress("TCP between the namespaces")
                 try:
-                    report["tcp"]["linux"] = await tcp_bulk(LinuxEnds(), settings.udp_seconds)
+                    report["tcp"]["linux"] = await tcp_bulk(ends, settings.udp_seconds)
                 except BenchError as e:
                     report["skipped"]["tcp_linux"] = str(e)
         except BenchError as e:

@@ -187,14 +187,13 @@ async def send(sock, stats, *, length=DEFAULT_LENGTH, duration=DEFAULT_DURATION,
         mark, mark_bytes, mark_rexmt = now, sent, stats["retransmitted"]
 
     with stop:
-        while trio.current_time() < end:
-            with trio.move_on_at(min(end, mark + interval)):
-                await sock.wait_writable()
-                sent += sock.send_nowait(chunk)  # what fits: a count that cancellation never loses
-                await trio.lowlevel.checkpoint()
-            now = trio.current_time()
-            if now >= mark + interval or now >= end:
-                close_interval(now)
+        while mark < end:
+            with trio.move_on_at(min(end, mark + interval)):  # one cancel scope an interval, not one a write
+                while True:
+                    await sock.wait_writable()
+                    sent += sock.send_nowait(chunk)  # what fits: a count that cancellation never loses
+                    await trio.lowlevel.checkpoint()
+            close_interval(trio.current_time())
     if stop.cancelled_caught and trio.current_time() > mark:
         close_interval(trio.current_time())
     await sock.shutdown(SHUT_WR)

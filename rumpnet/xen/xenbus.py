@@ -29,9 +29,9 @@ the value is skipped, so its own writes settle.
 
 import errno
 import fcntl
+import logging
 import os
 import re
-import sys
 
 import trio
 
@@ -49,8 +49,7 @@ MAX_DOMID = 9999  # a guest's domid is an interface unit too (xvif<domid>i<handl
 _MAC = re.compile(r"[0-9a-fA-F]{1,2}(?::[0-9a-fA-F]{1,2}){5}")
 
 
-def log(message):
-    print(f"rumpnet: {message}", file=sys.stderr, flush=True)
+log = logging.getLogger(__name__)  # the node's log: its faults at WARNING, news such as a new address at INFO
 
 
 def parse_mac(text):
@@ -131,7 +130,7 @@ class XenBus:
                     try:
                         self.settle()
                     except (OSError, InterfaceError) as e:  # told, and tried again on the next change
-                        log(f"xenbus: {e.strerror if isinstance(e, OSError) else e}")
+                        log.warning(f"xenbus: {e.strerror if isinstance(e, OSError) else e}")
 
     async def _watch(self, watch):
         while True:
@@ -172,7 +171,7 @@ class XenBus:
             if self.store.get(join(device.path, "state")) != str(state):
                 self.store.write(join(device.path, "state"), str(state))
         except StoreError as e:
-            log(f"{device.name}: cannot write {device.path}/state: {e.strerror}")
+            log.warning(f"{device.name}: cannot write {device.path}/state: {e.strerror}")
 
     def _down(self, device):
         """The callback a driver calls when its link went down."""
@@ -193,7 +192,7 @@ class XenBus:
         if mac is None:
             if path not in self.refused or self.refused[path] != text:
                 self.refused[path] = text
-                log(problem)
+                log.warning(problem)
             return None
         self.refused.pop(path, None)
         return mac
@@ -245,7 +244,7 @@ class XenBus:
             try:
                 device.events.connect(os.path.join(grant_dir(self.store.root, self.domid, device.channel), "to-back"))
             except OSError as e:
-                log(f"{device.name}: cannot open the backend's event channel: {e.strerror}")
+                log.warning(f"{device.name}: cannot open the backend's event channel: {e.strerror}")
                 self._set_state(device, CLOSED)
                 return
             driver = self.node.interfaces[device.name].driver
@@ -271,7 +270,7 @@ class XenBus:
             device.channel, device.ring_file, device.events = _make_grant(self.store.root, self.domid)
             device.grant = grant_dir(self.store.root, self.domid, device.channel)
         except OSError as e:
-            log(f"{name}: cannot make the ring file: {e.strerror}")
+            log.warning(f"{name}: cannot make the ring file: {e.strerror}")
             return
         ifp = self.node.create_interface(name, XenNetDriver)
         ifp.mac = ifp.driver.mac = mac
@@ -331,7 +330,7 @@ class XenBus:
         if name in self.node.interfaces:
             self.node.destroy_interface(name)  # a link left down by a corrupt ring
         mac = backend_mac(mac)
-        log(f"{name}: Ethernet address {mac.hex(':')}")
+        log.info(f"{name}: Ethernet address {mac.hex(':')}")
         ifp = self.node.create_interface(name, XvifDriver)
         ifp.mac = ifp.driver.mac = mac
         device = Device(name, path)
@@ -364,7 +363,7 @@ class XenBus:
         self._set_state(device, CONNECTED)
 
     def _refuse(self, device, reason):
-        log(f"{device.name}: {reason}; link down")
+        log.warning(f"{device.name}: {reason}; link down")
         device.close()
         device.ring_file = device.events = None
         self._stop(device)
