@@ -32,8 +32,12 @@ queue) and sets event to the next slot to be emptied; the consumer, having
 emptied slots, kicks it if event was among them, as netback answers
 netfront's requests and notifies it when rsp_event says so. The producer
 sets event, then looks at cons again, so a consumer that emptied the ring
-in between is not missed (ring.h's final check). event is only ever a
-reason to kick: whatever the peer writes there costs at most one kick per
+in between is not missed (ring.h's final check). ring.h puts a full
+barrier between each side's store and its load of the other's word;
+Python offers none, and relies on the microsecond of interpreted steps
+between them, far longer than a store takes to reach the other core. A
+kick missed all the same would leave the queue waiting for the next frame
+either way. event is only ever a reason to kick: whatever the peer writes there costs at most one kick per
 batch taken.
 
 The event channel is a pair of FIFOs: each side writes a byte to the
