@@ -7,10 +7,15 @@ XenStore directory; the diagnostics are read from dom0's standard error.
 import os
 import re
 import pwd
+import signal
 import subprocess
 import time
 
 import pytest
+import trio
+
+from rumpnet import SOCK_DGRAM
+from rumpnet.client import connect
 
 from rumpnet.kern.node import open_node
 from rumpnet.net import xenring
@@ -317,3 +322,68 @@ async def test_a_guest_waits_for_the_toolstack_to_finish_its_entry(tmp_path, cap
         finally:
             bus.close()
     assert "can't read" not in caplog.text
+
+
+def cpu_seconds(node):
+    with open(f"/proc/{node.proc.pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+async def sequence_received(sock, count):
+    """The sequence numbers of the first count datagrams sock receives, fewer if none comes for 5 s."""
+    got = []
+    while len(got) < count:
+        try:
+            data = await sock.recv(timeout=5.0)
+        except OSError:
+            break
+        got.append(int.from_bytes(data, "big"))
+    return got
+
+
+async def test_a_full_ring_queues_frames_until_the_peer_takes_some_and_a_stuck_peer_bounds_the_queue(xen):
+    """Each way, frames beyond the 128 slots wait in the send queue while the peer takes nothing (its
+    process stopped) and all arrive, in order, once it runs again; beyond the queue's 256 they are
+    dropped and counted, and the sender neither spins nor stops answering."""
+    dom0, guest = xen.domain(0), xen.domain(1)
+    attach(xen, 1, "mac=00:16:3e:00:00:50")
+    wait_until(lambda: connected(xen, 1), "Connected")
+    dom0.ifconfig("xvif1i0", "inet", "10.0.1.1/24")
+    guest.ifconfig("xennet0", "inet", "10.0.1.2/24")
+    async with connect(dom0.url) as back, connect(guest.url) as front:
+        socks = {}
+        for name, node in (("back", back), ("front", front)):
+            socks[name] = await node.socket(SOCK_DGRAM)
+            await socks[name].bind(("0.0.0.0", 7000))
+        for sending, receiving, address in (("front", "back", "10.0.1.1"), ("back", "front", "10.0.1.2")):
+            await socks[sending].sendto(b"ARP first", (address, 7000))  # both ARP caches filled
+            assert await socks[receiving].recv(timeout=10) == b"ARP first"
+
+        os.killpg(dom0.proc.pid, signal.SIGSTOP)  # guest -> dom0: 300, more than the ring, fewer than it and the queue
+        try:
+            for seq in range(300):
+                await socks["front"].sendto(seq.to_bytes(4, "big"), ("10.0.1.1", 7000))
+        finally:
+            os.killpg(dom0.proc.pid, signal.SIGCONT)
+        with trio.fail_after(30):
+            assert await sequence_received(socks["back"], 300) == list(range(300))
+
+        os.killpg(guest.proc.pid, signal.SIGSTOP)  # dom0 -> guest: 500, a peer that takes nothing
+        try:
+            for seq in range(500):
+                await socks["back"].sendto(seq.to_bytes(4, "big"), ("10.0.1.2", 7000))
+            before = cpu_seconds(dom0)
+            await trio.sleep(1)
+            assert cpu_seconds(dom0) - before < 0.5, "the sender spins on a full ring"
+            dropped = dom0.run("netstat", "-s", "-p", "xvif")
+            output = dom0.ifconfig("xvif1i0")
+        finally:
+            os.killpg(guest.proc.pid, signal.SIGCONT)
+        assert dropped.returncode == 0 and "\t116 frames dropped: the transmit ring and the send queue full" in dropped.stdout
+        assert re.search(r"output: \d+ packets, \d+ bytes, \d+ multicasts, 116 errors", output), output
+        with trio.fail_after(30):
+            assert await sequence_received(socks["front"], 128 + 256) == list(range(128 + 256))
+        with pytest.raises(OSError):  # and no more: the rest were dropped
+            await socks["front"].recv(timeout=0.5)
+    assert dom0.is_alive() and guest.is_alive()

@@ -1,5 +1,6 @@
 """The xennet/xvif ring pair: frames through it, and whatever a hostile peer scribbles in it."""
 
+import os
 import struct
 import subprocess
 import sys
@@ -7,9 +8,11 @@ import sys
 from hypothesis import given, settings
 from hypothesis import strategies as st
 import pytest
+import trio
+import trio.testing
 
 from rumpnet.net import xenring
-from rumpnet.net.xenring import FILE_BYTES, RING_BYTES, SLOTS, Ring, RingError, RingFile
+from rumpnet.net.xenring import FILE_BYTES, RING_BYTES, SLOTS, EventChannel, Ring, RingError, RingFile
 
 
 def frame(n, size=60):
@@ -74,7 +77,6 @@ def test_a_ring_file_that_is_a_link_or_a_fifo_is_refused(tmp_path):
     (tmp_path / "link").symlink_to(tmp_path / "real")
     with pytest.raises(RingError, match="cannot open ring"):
         RingFile.open(str(tmp_path / "link"))
-    import os
     os.mkfifo(tmp_path / "fifo")
     with pytest.raises(RingError, match="not a regular file"):
         RingFile.open(str(tmp_path / "fifo"))
@@ -101,6 +103,25 @@ def test_put_and_take_agree_with_a_queue_wherever_the_indices_start(start, steps
             del queue[:count]
         prod, cons = struct.unpack_from("=II", buf, 0)
         assert (prod - cons) & 0xFFFFFFFF == len(queue) <= SLOTS
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 0xFFFFFFFF), st.integers(0, SLOTS), st.lists(st.integers(1, SLOTS), min_size=1, max_size=8))
+def test_the_consumer_kicks_a_producer_that_waits_for_room_once(start, before, batches):
+    """Only a producer that asked is kicked, once, by the batch that empties the slot it asked for, wherever
+    the indices are (across 2**32)."""
+    buf = bytearray(FILE_BYTES)
+    struct.pack_into("=III", buf, 0, start, start, start)
+    ring = Ring(buf, xenring.TX)
+    assert ring.put([frame(n) for n in range(SLOTS + 1)]) == SLOTS
+    taken = len(ring.take(before))
+    assert not (taken and ring.room_wanted(taken))  # nobody asked
+    ring.want_room()
+    kicks = []
+    for size in batches:
+        taken = len(ring.take(size))
+        kicks.append(bool(taken) and ring.room_wanted(taken))
+    assert kicks == [n == 0 and before < SLOTS for n in range(len(batches))]  # the first batch takes the slot
 
 
 CONSUMER = """
@@ -144,3 +165,36 @@ def test_a_producer_and_a_consumer_in_two_processes_never_see_a_false_index(tmp_
         ring_file.close()
     assert error is None, f"the producer, after {sent} frames: {error}"
     assert consumer.returncode == 0, f"the consumer: {consumer_error}"
+
+
+async def test_a_channel_closed_while_its_waiter_is_being_woken_only_cancels_the_waiter(tmp_path):
+    """A driver detached in the scheduler turn in which its kick arrived: the woken waiter must not read
+    the closed descriptor. Kick and detach are woken together; trio runs them in either order, so 20 tries."""
+    for n in range(20):
+        kicks, other = tmp_path / f"kicks{n}", tmp_path / f"other{n}"
+        os.mkfifo(kicks)
+        os.mkfifo(other)
+        channel = EventChannel(str(kicks))
+        detach = os.open(other, os.O_RDONLY | os.O_NONBLOCK)
+        writers = [os.open(path, os.O_WRONLY | os.O_NONBLOCK) for path in (kicks, other)]
+        scope = trio.CancelScope()
+
+        async def waiter():
+            with scope:
+                await channel.wait()
+
+        async def detacher():
+            await trio.lowlevel.wait_readable(detach)
+            scope.cancel()
+            channel.close()
+
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(waiter)
+                nursery.start_soon(detacher)
+                await trio.testing.wait_all_tasks_blocked()
+                for fd in writers:
+                    os.write(fd, b"!")
+        finally:
+            for fd in (detach, *writers):
+                os.close(fd)

@@ -152,6 +152,12 @@ DESCRIPTIONS = {
         ("send_dropped", "frames not written: the tap's queue was full"),
         ("tap_gone", "taps that went away while in use (the interface went down)"),
     ],
+    "xennet": [
+        ("send_dropped", "frames dropped: the transmit ring and the send queue full, or the link down"),
+    ],
+    "xvif": [
+        ("send_dropped", "frames dropped: the transmit ring and the send queue full, or the link down"),
+    ],
     "nat": [
         ("translated_out", "packets whose source was translated on the way out"),
         ("translated_in", "packets translated back on the way in"),
@@ -171,7 +177,7 @@ DESCRIPTIONS = {
         ("discarded", "frames held back when the impairment ended (dropped)"),
     ],
 }
-DRIVER_KINDS = ("shmif", "bridge", "virt", "impair")  # the blocks drivers and layers keep, not the stack
+DRIVER_KINDS = ("shmif", "bridge", "virt", "xennet", "xvif", "impair")  # the blocks drivers and layers keep, not the stack
 
 
 class Counters:

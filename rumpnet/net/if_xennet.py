@@ -2,7 +2,13 @@
 
 The driver moves frames between the stack and the rings of xenring.py: it
 puts a batch on its transmit ring and kicks the peer once; its receive task
-takes what the peer put on the other ring, one batch per kick. It does not
+takes what the peer put on the other ring, one batch per kick. A full
+transmit ring does not drop: as NetBSD's xennet_start stops taking from the
+interface queue when no request slot is free (IFF_OACTIVE), the frames wait
+in a bounded send queue and go onto the ring as the peer empties slots; the
+peer's kick wakes the receive task, which writes them, as xennet_handler
+reclaims the transmit ring and restarts output. Only a full queue drops
+(counted). It does not
 know the XenStore: the node's xenbus service (rumpnet/xen/xenbus.py) makes
 the interface, and hands it the ring file and the event channel once the
 two ends have agreed (`connect`). Before that, output is dropped and counted;
@@ -14,6 +20,7 @@ corrupt ring, a ring file that changed size or a peer that went away takes
 the link down: the driver stops and tells the xenbus service why.
 """
 
+from collections import defaultdict
 import sys
 
 import trio
@@ -22,6 +29,7 @@ from . import xenring
 from .ifnet import IFF_RUNNING, Driver
 
 BATCH = 64  # frames the receive task hands up per trip through the scheduler
+SEND_QUEUE = 256  # frames waiting for room on the transmit ring (shmif's bound); more are dropped and counted
 
 
 def log(message):
@@ -36,12 +44,14 @@ class XenNetDriver(Driver):
 
     def __init__(self, ifp):
         super().__init__(ifp)
+        self.stats = defaultdict(int)
         self.ring_file = None
         self.channel = None
         self.on_down = None  # the xenbus service's callback: on_down(reason, or None when the peer left)
         self.down = None  # why the link went down, once it has
         self._input = None  # the interface's, while it runs
         self._scope = None
+        self._queue = []  # frames waiting for room on the transmit ring
 
     def linkstr(self):
         return self.ring_file.path if self.ring_file else None
@@ -63,6 +73,8 @@ class XenNetDriver(Driver):
 
     def stop(self):
         self._input = None
+        self._drop(len(self._queue))
+        self._queue = []
 
     def detach(self):
         self.stop()
@@ -75,10 +87,17 @@ class XenNetDriver(Driver):
         self.channel = self.ring_file = self._scope = None
 
     async def _receive_loop(self, scope):
-        """Drain the kicks, then the ring; sleep on the event channel only when the ring is empty."""
+        """Drain the kicks, then the rings; sleep on the event channel only when there is nothing to do.
+
+        A kick means frames on the receive ring or room on the transmit ring
+        (Xen's one event channel per vif): every wake-up writes what waits in
+        the send queue, then takes a batch.
+        """
         with scope:
             while self.down is None:
                 self.channel.drain()
+                if self._queue:
+                    self._flush()
                 frames = self._take()
                 if frames:
                     if self._input is not None:
@@ -95,32 +114,60 @@ class XenNetDriver(Driver):
                     self._link_down(None)
 
     def _take(self):
+        """A batch from the receive ring, kicking the peer if it waits for the slots this freed; None once down."""
         if not self.ring_file.intact():
             self._link_down(f"{self.ring_file.path}: the ring file changed size")
             return None
         try:
-            return self.rx.take(BATCH)
-        except xenring.RingError as e:
-            self._link_down(str(e))
+            frames = self.rx.take(BATCH)
+            if frames and self.rx.room_wanted(len(frames)):
+                self.channel.notify()
+            return frames
+        except (xenring.RingError, xenring.PeerGone) as e:
+            self._link_down(str(e) if isinstance(e, xenring.RingError) else None)
             return None
 
     def transmit(self, frames):
-        """A batch onto the transmit ring, one kick for all of it; what does not fit is dropped and counted."""
-        if self.down is not None or self.ring_file is None or not self.ring_file.intact():
-            self.ifp.counters.oerrors += len(frames)
-            if self.down is None and self.ring_file is not None:
-                self._link_down(f"{self.ring_file.path}: the ring file changed size")
+        """A batch onto the transmit ring, one kick for all of it.
+
+        What does not fit waits in the send queue, which the receive task
+        writes when the peer says it emptied slots; only what does not fit
+        in the queue either is dropped and counted.
+        """
+        if self.down is not None or self.ring_file is None:
+            self._drop(len(frames))
+            return
+        room = SEND_QUEUE - len(self._queue)
+        if len(frames) > room:
+            self._drop(len(frames) - room)
+            frames = frames[:room]
+        self._queue.extend(frames)
+        self._flush()
+
+    def _flush(self):
+        """As much of the send queue as the ring has room for; on a full ring, ask the peer for a kick.
+
+        A link that goes down stops the driver, which drops the queue and counts it.
+        """
+        if not self.ring_file.intact():
+            self._link_down(f"{self.ring_file.path}: the ring file changed size")
             return
         try:
-            sent = self.tx.put(frames)
+            sent = self.tx.put(self._queue)
+            if sent < len(self._queue):
+                self.tx.want_room()
+                sent += self.tx.put(self._queue[sent:])  # the peer may have emptied slots before it saw event
             if sent:
                 self.channel.notify()
         except (xenring.RingError, xenring.PeerGone) as e:
-            self.ifp.counters.oerrors += len(frames)
             self._link_down(str(e) if isinstance(e, xenring.RingError) else None)
             return
-        self.ifp.counters.count_output(frames[:sent])
-        self.ifp.counters.oerrors += len(frames) - sent
+        self.ifp.counters.count_output(self._queue[:sent])
+        del self._queue[:sent]
+
+    def _drop(self, count):
+        self.stats["send_dropped"] += count
+        self.ifp.counters.oerrors += count
 
     def _link_down(self, reason):
         """Stop using the link: say why (a corrupt ring) and let the xenbus service change the state."""

@@ -12,7 +12,8 @@ Each ring (host byte order, as ring.h's shared pages):
 
     u32 prod      the producer's free-running count of slots filled (ring.h's req_prod)
     u32 cons      the consumer's free-running count of slots emptied (ring.h's req_cons, shared)
-    56 bytes      padding to one cache line
+    u32 event     the producer wants a kick once cons passes it (ring.h's rsp_event)
+    52 bytes      padding to one cache line
     SLOTS slots of SLOT_BYTES: u16 length, then the Ethernet frame
 
 A single producer and a single consumer per ring, so no lock: the producer
@@ -25,6 +26,19 @@ looks in between sees an index of 0 and takes the ring for corrupt.
 The peer writes these words, so a consumer checks every one before use:
 more than SLOTS slots outstanding, or a length outside 14..1514, is a
 corrupt ring (RingError) and the link goes down; it is never read past.
+
+A producer that finds the ring full keeps its frames (the driver's send
+queue) and sets event to the next slot to be emptied; the consumer, having
+emptied slots, kicks it if event was among them, as netback answers
+netfront's requests and notifies it when rsp_event says so. The producer
+sets event, then looks at cons again, so a consumer that emptied the ring
+in between is not missed (ring.h's final check). ring.h puts a full
+barrier between each side's store and its load of the other's word;
+Python offers none, and relies on the microsecond of interpreted steps
+between them, far longer than a store takes to reach the other core. A
+kick missed all the same would leave the queue waiting for the next frame
+either way. event is only ever a reason to kick: whatever the peer writes there costs at most one kick per
+batch taken.
 
 The event channel is a pair of FIFOs: each side writes a byte to the
 other's FIFO after a batch and sleeps on its own until woken. A FIFO whose
@@ -42,7 +56,7 @@ import trio
 
 SLOTS = 128
 SLOT_BYTES = 2048
-HEADER = struct.Struct("=II56x")
+HEADER = struct.Struct("=III52x")
 LENGTH = struct.Struct("=H")
 MIN_FRAME = 14
 MAX_FRAME = 1514
@@ -69,13 +83,18 @@ class Ring:
         with memoryview(self.buf) as view, view[self.base:self.base + 8].cast("I") as words:
             return words[0], words[1]
 
+    def _word(self, word):
+        """prod (word 0), cons (1) or event (2), in one load."""
+        with memoryview(self.buf) as view, view[self.base:self.base + 12].cast("I") as words:
+            return words[word]
+
     def _publish(self, word, value):
-        """Store prod (word 0) or cons (word 1) in one store, never passing through another value."""
-        with memoryview(self.buf) as view, view[self.base:self.base + 8].cast("I") as words:
+        """Store prod (word 0), cons (1) or event (2) in one store, never passing through another value."""
+        with memoryview(self.buf) as view, view[self.base:self.base + 12].cast("I") as words:
             words[word] = value & MASK
 
     def reset(self):
-        HEADER.pack_into(self.buf, self.base, 0, 0)
+        HEADER.pack_into(self.buf, self.base, 0, 0, 0)
 
     def _pending(self, prod, cons):
         """Slots filled and not yet emptied; RingError when the indices say what no correct peer can."""
@@ -102,6 +121,19 @@ class Ring:
         if count:
             self._publish(0, prod + count)
         return count
+
+    def want_room(self):
+        """Producer, on a full ring: ask for a kick once the consumer empties the next slot.
+
+        The caller puts again afterwards (ring.h's final check): a consumer
+        that emptied slots before event was written did not kick.
+        """
+        self._publish(2, self._word(1) + 1)
+
+    def room_wanted(self, freed):
+        """Consumer, having just emptied freed slots: whether the producer asked for a kick among them."""
+        cons = self._word(1)
+        return (cons - self._word(2)) & MASK < freed
 
     def take(self, limit):
         """Consumer: up to limit frames, oldest first, each checked; RingError when the ring is corrupt."""
@@ -220,9 +252,13 @@ class EventChannel:
 
         poll(2) on a FIFO reports a hang-up only after a writer has come and
         gone, never before the first one, so waiting is safe from the start.
+        A waiter already woken when its driver is cancelled and the channel
+        closed (both in the same turn of the scheduler) meets the cancellation
+        before it reads: the descriptor is gone by then.
         """
         while True:
             await trio.lowlevel.wait_readable(self.listen)
+            await trio.lowlevel.checkpoint_if_cancelled()
             try:
                 data = os.read(self.listen, 4096)
             except BlockingIOError:
