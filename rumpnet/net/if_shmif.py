@@ -29,7 +29,7 @@ from .ifnet import Driver, InterfaceError
 from .inotify import IN_MODIFY, ModifyWatch
 
 BATCH = 64  # frames the receive loop runs through the stack before it lets other tasks run
-BATCH_BYTES = 16 * 1024  # and bytes: a batch must fit a socket's default queue, which its reader drains after
+BATCH_BYTES = 32 * 1024  # and bytes: a batch must fit a socket's default queue (net.inet.udp.recvspace, 41600), which its reader drains after
 LOCK_SPIN = 0.0005  # seconds a busy bus lock is retried between other tasks before it is polled every 1 ms
 SEND_QUEUE = 256  # frames transmit holds while the bus lock is busy; more are dropped and counted
 CORRUPT_LOG_INTERVAL = 10.0  # seconds between log lines about a corrupt ring (each one is counted)
