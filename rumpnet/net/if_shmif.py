@@ -171,7 +171,9 @@ class ShmifDriver(Driver):
                 records = cursor.read_locked(BATCH, self.sender, BATCH_BYTES)
             finally:
                 bus.unlock()
-            frames = [frame for frame in (record.frame for record in records) if self._sane(frame)]
+            frames = [record.frame for record in records if shmbus.MIN_FRAME <= len(record.frame) <= shmbus.MAX_FRAME]
+            if len(frames) < len(records):
+                self._count_insane(records)
             if frames:
                 self._in_batch = True
                 try:
@@ -189,16 +191,14 @@ class ShmifDriver(Driver):
         await self.watch.wait()
         self.stats["wakeups"] += 1
 
-    def _sane(self, frame):
-        """Whether a record's frame is one a shmif reader delivers (libshmif's size rules)."""
-        if len(frame) < shmbus.MIN_FRAME:
-            self.stats["runt"] += 1
-            return False
-        if len(frame) > shmbus.MAX_FRAME:
-            self.stats["oversized"] += 1
-            self.ifp.counters.ierrors += 1
-            return False
-        return True
+    def _count_insane(self, records):
+        """Count the records a shmif reader does not deliver (libshmif's size rules: the batch kept the rest)."""
+        for record in records:
+            if len(record.frame) < shmbus.MIN_FRAME:
+                self.stats["runt"] += 1
+            elif len(record.frame) > shmbus.MAX_FRAME:
+                self.stats["oversized"] += 1
+                self.ifp.counters.ierrors += 1
 
     def _note_bus_events(self):
         """Add what the bus code counted since last time."""
