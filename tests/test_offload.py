@@ -460,6 +460,21 @@ def test_offload_takes_any_bytes(frame, bits, flags):
     assert len(offload.finish_tx(frame, flags)) == len(frame)
 
 
+@settings(max_examples=300)
+@given(body=st.binary(max_size=80), total=st.integers(0, 120), proto=st.sampled_from([6, 17]))
+def test_offload_takes_any_transport_behind_a_sane_ip_header(body, total, proto):
+    """An IPv4 header that checks out, with any IP length, before any UDP or TCP bytes."""
+    header = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, total, 1, 0, 64, proto, 0, FAKE_IP, FAKE_IP))
+    struct.pack_into("!H", header, 10, dpkt.in_cksum(bytes(header)))
+    frame = b"\xbb" * 6 + FAKE_MAC + b"\x08\x00" + bytes(header) + body
+    marks = offload.check_rx(frame, RX)
+    assert marks & offload.CSUM_IP_BAD == 0
+    sent = offload.finish_tx(frame, SUMS)
+    assert len(sent) == len(frame) and sent[:34] == frame[:34]
+    if marks & offload.CSUM_L4_CHECKED:  # what the interface could check, it can also sum, and alike
+        assert offload.check_rx(sent, RX) & offload.CSUM_L4_BAD == 0
+
+
 # -- what ifconfig shows -----------------------------------------------------------------------------
 
 SHMIF_CAPS = ("capabilities=0x7ff80<TSO4,IP4CSUM_Rx,IP4CSUM_Tx,TCP4CSUM_Rx,TCP4CSUM_Tx,UDP4CSUM_Rx,"

@@ -100,8 +100,7 @@ def tcp_build(src, dst, sport, dport, seq, ack, flags, win, options=b"", data=b"
     if not checksum:
         return header + data
     pseudo = pseudo_header_sum(src, dst, IPPROTO_TCP, len(header) + len(data))
-    checksum = in_cksum(header + data, pseudo)
-    return header[:16] + struct.pack("!H", checksum) + header[18:] + data
+    return header[:16] + struct.pack("!H", in_cksum(header + data, pseudo)) + header[18:] + data
 
 
 def tcp_csum_flags(ifp):
