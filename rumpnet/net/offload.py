@@ -52,6 +52,7 @@ KEYWORDS = {
 # to cut into frames, whose MSS rides in the bits above TSO_MSS_SHIFT
 # (BSD keeps it beside the flags, in m_pkthdr.segsz).
 M_CSUM_TSOv4 = 0x10
+M_CSUM_TCPv4 = 0x01
 M_CSUM_UDPv4 = 0x02
 M_CSUM_IPv4 = 0x40
 TSO_MSS_SHIFT = 16
@@ -68,6 +69,9 @@ _IPPROTO_TCP = 6
 _UDP_SUM = 6  # where the checksum lies in a UDP header
 _TCP_SUM = 16  # and in a TCP header
 _TH_FIN, _TH_PUSH = 0x01, 0x08
+# The flag that leaves a transport's sum to the interface, and the bit that has the interface check it.
+_TX_FLAG = {_IPPROTO_UDP: M_CSUM_UDPv4, _IPPROTO_TCP: M_CSUM_TCPv4}
+_RX_BIT = {_IPPROTO_UDP: IFCAP_CSUM_UDPv4_Rx, _IPPROTO_TCP: IFCAP_CSUM_TCPv4_Rx}
 
 
 def cap_names(bits):
@@ -98,22 +102,27 @@ def _ipv4_parts(frame):
     return hlen, frame[23]
 
 
-def _udp_datagram(frame, hlen):
-    """(pseudo-header sum, datagram) by UDP's own length field, or None when that length is wrong.
+def _transport(frame, hlen, proto):
+    """(pseudo-header sum, the UDP datagram or TCP segment, where its sum lies), or None.
 
     UDP's checksum covers the UDP length, which may be less than what IP
-    carries; a length that does not fit is the stack's to count, not ours to
-    sum.
+    carries; TCP's covers all IP carries. A length that does not fit, or a
+    segment too short for its header, is the stack's to count, not ours to sum.
+    The datagram or segment is a slice of frame: a copy, of the same type.
     """
     start = 14 + hlen
-    total = struct.unpack_from("!H", frame, 16)[0]
-    if 14 + total < start + 8:
-        return None
-    length = struct.unpack_from("!H", frame, start + 4)[0]
-    if length < 8 or start + length > 14 + total:
-        return None
-    datagram = frame[start:start + length]
-    return pseudo_header_sum(frame[26:30], frame[30:34], _IPPROTO_UDP, length), datagram
+    end = 14 + struct.unpack_from("!H", frame, 16)[0]
+    if proto == _IPPROTO_UDP:
+        if end < start + 8:
+            return None
+        length, at = struct.unpack_from("!H", frame, start + 4)[0], _UDP_SUM
+        if length < 8 or start + length > end:
+            return None
+    else:
+        length, at = end - start, _TCP_SUM
+        if length < 20:
+            return None
+    return pseudo_header_sum(frame[26:30], frame[30:34], proto, length), frame[start:start + length], at
 
 
 def finish_tx(frame, csum_flags):
@@ -126,12 +135,15 @@ def finish_tx(frame, csum_flags):
     if csum_flags & M_CSUM_IPv4:
         out[24:26] = b"\0\0"
         struct.pack_into("!H", out, 24, in_cksum(out[14:14 + hlen]))
-    if csum_flags & M_CSUM_UDPv4 and proto == _IPPROTO_UDP:
-        udp = _udp_datagram(out, hlen)
-        if udp is not None:
-            pseudo, datagram = udp  # a copy: its sum field zeroed, as the sum is taken over
-            datagram[_UDP_SUM:_UDP_SUM + 2] = b"\0\0"
-            struct.pack_into("!H", out, 14 + hlen + _UDP_SUM, in_cksum(datagram, pseudo) or 0xFFFF)
+    if csum_flags & _TX_FLAG.get(proto, 0):
+        l4 = _transport(out, hlen, proto)
+        if l4 is not None:
+            pseudo, body, at = l4
+            body[at:at + 2] = b"\0\0"  # a copy of out's: the sum is taken with its own field zero
+            checksum = in_cksum(body, pseudo)
+            if proto == _IPPROTO_UDP:
+                checksum = checksum or 0xFFFF  # UDP's zero means "no checksum" (RFC 768)
+            struct.pack_into("!H", out, 14 + hlen + at, checksum)
     return bytes(out)
 
 
@@ -187,12 +199,13 @@ def check_rx(frame, capenable):
         marks |= CSUM_IP_CHECKED
         if in_cksum(frame[14:14 + hlen]) != 0:
             marks |= CSUM_IP_BAD
-    if capenable & IFCAP_CSUM_UDPv4_Rx and proto == _IPPROTO_UDP:
-        udp = _udp_datagram(frame, hlen)
-        field = 14 + hlen + _UDP_SUM
-        if udp is not None and frame[field:field + 2] != b"\0\0":  # zero: the sender did not sum
-            pseudo, datagram = udp
+    if capenable & _RX_BIT.get(proto, 0):
+        l4 = _transport(frame, hlen, proto)
+        if l4 is not None:
+            pseudo, body, at = l4
+            if proto == _IPPROTO_UDP and body[at:at + 2] == b"\0\0":
+                return marks  # UDP sent without a checksum: nothing to check
             marks |= CSUM_L4_CHECKED
-            if in_cksum(datagram, pseudo) != 0:
+            if in_cksum(body, pseudo) != 0:
                 marks |= CSUM_L4_BAD
     return marks

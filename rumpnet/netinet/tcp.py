@@ -2,14 +2,15 @@
 
 Only bytes in and out: `tcp_parse` checks a received segment once (length,
 data offset, checksum, options, flag combinations no sender may use) and
-hands inward a plain `Segment`; `tcp_build` writes one with its checksum. The
-state machine never slices a header itself.
+hands inward a plain `Segment`; `tcp_build` writes one with its checksum, or
+with the field zero for an interface that sums TCP itself (`tcp_csum_flags`).
+The state machine never slices a header itself.
 """
 
 import struct
 from typing import NamedTuple
 
-from ..net.offload import CSUM_L4_BAD, CSUM_L4_CHECKED
+from ..net.offload import CSUM_L4_BAD, CSUM_L4_CHECKED, IFCAP_CSUM_TCPv4_Tx, M_CSUM_TCPv4
 from .checksum import in_cksum, pseudo_header_sum
 
 IPPROTO_TCP = 6
@@ -91,10 +92,17 @@ def syn_options(mss, wscale):
     return options
 
 
-def tcp_build(src, dst, sport, dport, seq, ack, flags, win, options=b"", data=b""):
-    """A segment with its checksum, ready for ip_output (options: a multiple of 4 bytes)."""
+def tcp_build(src, dst, sport, dport, seq, ack, flags, win, options=b"", data=b"", checksum=True):
+    """A segment ready for ip_output (options: a multiple of 4 bytes), with its checksum unless
+    checksum is False: then the field is left zero, for the interface to fill in."""
     off = (TCP_HEADER.size + len(options)) // 4 << 4
     header = TCP_HEADER.pack(sport, dport, seq, ack, off, flags, win, 0, 0) + options
+    if not checksum:
+        return header + data
     pseudo = pseudo_header_sum(src, dst, IPPROTO_TCP, len(header) + len(data))
-    checksum = in_cksum(header + data, pseudo)
-    return header[:16] + struct.pack("!H", checksum) + header[18:] + data
+    return header[:16] + struct.pack("!H", in_cksum(header + data, pseudo)) + header[18:] + data
+
+
+def tcp_csum_flags(ifp):
+    """M_CSUM_TCPv4 when ifp has TCP's TX offload on (it sums what we leave zero: offload.finish_tx), else 0."""
+    return M_CSUM_TCPv4 if ifp.capenable & IFCAP_CSUM_TCPv4_Tx else 0

@@ -8,14 +8,17 @@ never waits: what cannot go now waits for the next call.
 
 On an interface with TSO on (`ifconfig shmif0 tso4`), it hands down up to
 64 KiB of full segments at once, which the interface cuts into the frames
-this code would have sent one by one (net/offload.py's tso_segments).
+this code would have sent one by one (net/offload.py's tso_segments). With
+TCP's TX checksum offload on (`tcp4csum-tx`), it leaves each segment's sum
+zero for the interface to fill in (offload.finish_tx); so does a segment for
+TSO, which the cutting sums frame by frame.
 """
 
 from contextlib import nullcontext
 
 from ..net.offload import IFCAP_TSOv4, M_CSUM_TSOv4, TSO_MAX, TSO_MSS_SHIFT
 from .ip import IP_HEADER, ip_output, route_to
-from .tcp import IPPROTO_TCP, TCP_HEADER, TH_ACK, TH_FIN, TH_PUSH, TH_SYN, syn_options, tcp_build
+from .tcp import IPPROTO_TCP, TCP_HEADER, TH_ACK, TH_FIN, TH_PUSH, TH_SYN, syn_options, tcp_build, tcp_csum_flags
 from .tcp_seq import seq_add, seq_diff, seq_gt, seq_lt
 from .tcp_var import (CLOSED, CLOSING, FIN_WAIT_1, LAST_ACK, LISTEN, SYN_RECEIVED, SYN_SENT, TCP_MAXWIN,
                       can_receive_data)
@@ -33,13 +36,15 @@ def tcp_output(tp):
     ifp, _ = route_to(tp.node, tp.sock.remote[0])
     tso = ifp is not None and ifp.capenable & IFCAP_TSOv4 and tp.sock.remote[0] not in tp.node.inaddrs.local
     limit = (TSO_MAX - IP_HEADER.size - TCP_HEADER.size) // tp.maxseg * tp.maxseg if tso else tp.maxseg
+    csum_flags = tcp_csum_flags(ifp) if ifp is not None else 0
     with ifp.burst() if ifp is not None else nullcontext():
-        while _output_one(tp, limit):
+        while _output_one(tp, limit, csum_flags):
             pass
 
 
-def _output_one(tp, limit):
-    """Send at most one segment (up to limit bytes of full segments with TSO); True when another may follow."""
+def _output_one(tp, limit, csum_flags):
+    """Send at most one segment (up to limit bytes of full segments with TSO, the sums csum_flags
+    leaves to the interface); True when another may follow."""
     sock = tp.sock
     flags = OUTFLAGS.get(tp.state, TH_ACK)
     buffered = sock.snd.cc
@@ -82,7 +87,7 @@ def _output_one(tp, limit):
             tp.rxtshift = 0
             tcp_timer.set_persist(tp)
         return False
-    _send_segment(tp, flags, off, length)
+    _send_segment(tp, flags, off, length, csum_flags)
     return length > 0 and not flags & TH_FIN
 
 
@@ -92,7 +97,7 @@ def _window_to_advertise(tp):
     return max(win, seq_diff(tp.rcv_adv, tp.rcv_nxt))
 
 
-def _send_segment(tp, flags, off, length):
+def _send_segment(tp, flags, off, length, csum_flags):
     sock = tp.sock
     data = bytes(sock.snd.stream[off:off + length]) if length else b""
     if flags & TH_FIN and tp.fin_sent and tp.snd_nxt == tp.snd_max:
@@ -103,13 +108,13 @@ def _send_segment(tp, flags, off, length):
     if length and off + length == sock.snd.cc:
         flags |= TH_PUSH
     shown = min(win if flags & TH_SYN else win >> tp.rcv_scale, TCP_MAXWIN)  # a SYN's window is never scaled
-    segment = tcp_build(sock.local[0], sock.remote[0], sock.local[1], sock.remote[1], seq,
-                        tp.rcv_nxt if flags & TH_ACK else 0, flags, shown, options, data)
     stats = tp.node.stats.tcp
-    segments, csum_flags = max(1, -(-length // tp.maxseg)), 0
+    segments = max(1, -(-length // tp.maxseg))
     if segments > 1:
-        csum_flags = M_CSUM_TSOv4 | tp.maxseg << TSO_MSS_SHIFT  # the interface cuts it (TSO)
+        csum_flags = M_CSUM_TSOv4 | tp.maxseg << TSO_MSS_SHIFT  # the interface cuts it, and sums every frame (TSO)
         stats["tso_output"] += 1
+    segment = tcp_build(sock.local[0], sock.remote[0], sock.local[1], sock.remote[1], seq,
+                        tp.rcv_nxt if flags & TH_ACK else 0, flags, shown, options, data, checksum=not csum_flags)
     try:
         ip_output(tp.node, IPPROTO_TCP, sock.local[0], sock.remote[0], segment, ttl=sock.ttl, csum_flags=csum_flags)
     except OSError:

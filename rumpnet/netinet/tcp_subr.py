@@ -5,15 +5,17 @@ challenges a suspicious RST or SYN (RFC 5961): each is one segment built and
 sent at once, with no retransmission.
 """
 
-from .ip import ip_output
-from .tcp import IPPROTO_TCP, TH_RST, tcp_build
+from .ip import ip_output, route_output
+from .tcp import IPPROTO_TCP, TH_RST, tcp_build, tcp_csum_flags
 
 
 def tcp_respond(node, src, dst, sport, dport, seq, ack, flags):
-    segment = tcp_build(src, dst, sport, dport, seq, ack, flags, 0)
     stats = node.stats.tcp
     try:
-        ip_output(node, IPPROTO_TCP, src, dst, segment)
+        ifp, nexthop = route_output(node, dst)
+        csum_flags = tcp_csum_flags(ifp)
+        segment = tcp_build(src, dst, sport, dport, seq, ack, flags, 0, checksum=not csum_flags)
+        ip_output(node, IPPROTO_TCP, src, dst, segment, route=(ifp, nexthop), csum_flags=csum_flags)
     except OSError:
         stats["output_errors"] += 1
         return

@@ -13,7 +13,8 @@ from collections import OrderedDict
 
 from . import tcp_input
 from .ip import ip_output, route_output
-from .tcp import IPPROTO_TCP, TCP_MAX_WINSHIFT, TH_ACK, TH_RST, TH_SYN, syn_options, tcp_build
+from .tcp import (IPPROTO_TCP, TCP_MAX_WINSHIFT, TH_ACK, TH_RST, TH_SYN, syn_options, tcp_build,
+                  tcp_csum_flags)
 from .tcp_seq import seq_add
 from .tcp_var import TCP_MAXWIN, TCP_MSS, new_iss
 
@@ -108,16 +109,17 @@ def _add(cache, listener, key, seg):
 def _send_synack(node, entry):
     local, lport, remote, rport = entry.key
     try:
-        ifp, _ = route_output(node, remote)
+        ifp, nexthop = route_output(node, remote)
     except OSError:
         node.stats.tcp["output_errors"] += 1
         return
     entry.mss_offered = ifp.mtu - 40
     win = min(entry.listener.rcv.hiwat, TCP_MAXWIN)
+    csum_flags = tcp_csum_flags(ifp)
     segment = tcp_build(local, remote, lport, rport, entry.iss, seq_add(entry.irs, 1), TH_SYN | TH_ACK, win,
-                        syn_options(entry.mss_offered, entry.request_scale))
+                        syn_options(entry.mss_offered, entry.request_scale), checksum=not csum_flags)
     try:
-        ip_output(node, IPPROTO_TCP, local, remote, segment)
+        ip_output(node, IPPROTO_TCP, local, remote, segment, route=(ifp, nexthop), csum_flags=csum_flags)
     except OSError:
         node.stats.tcp["output_errors"] += 1
     node.stats.tcp["output"] += 1
