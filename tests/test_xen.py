@@ -189,6 +189,36 @@ def test_killed_guest_closes_the_backend_and_a_new_one_reconnects(xen):
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def test_a_guest_restarted_before_dom0_notices_reconnects(xen):
+    """kill -9 and start again at once, while dom0 is stopped (SIGSTOP) so that it cannot have noticed:
+    the new guest finds the backend's Connected of the old one, must not take it as an answer, and waits
+    in Initialising until dom0 tears the old connection down and answers with InitWait."""
+    dom0, guest = xen.domain(0), xen.domain(1)
+    front = "/local/domain/1/device/vif/0"
+    attach(xen, 1, "mac=00:16:3e:00:00:20")
+    wait_until(lambda: connected(xen, 1), "Connected")
+    for _ in range(3):
+        before = xen.read(f"{front}/event-channel")
+        os.killpg(dom0.proc.pid, signal.SIGSTOP)
+        try:
+            guest.kill()
+            guest.stop()
+            xen.nodes.remove(guest)
+            guest = xen.domain(1)
+            wait_until(lambda: interfaces(guest) == ["xennet0"], "xennet0 made")
+            assert xen.read(f"{BACK}/1/0/state") == "4"  # the old guest's, stale
+            assert xen.read(f"{front}/state") == "1"  # Initialising: no answer from dom0 yet
+        finally:
+            os.killpg(dom0.proc.pid, signal.SIGCONT)
+        wait_until(lambda: connected(xen, 1) and xen.read(f"{front}/event-channel") != before, "Connected again")
+        assert interfaces(dom0) == ["xvif1i0"]
+        dom0.ifconfig("xvif1i0", "inet", "10.0.1.1/24")
+        guest.ifconfig("xennet0", "inet", "10.0.1.2/24")
+        done = guest.run("ping", "-c", "1", "-w", "5", "10.0.1.1")
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert "link down" not in log_of(dom0)
+
+
 def grant(xen, domid):
     channel = xen.read(f"/local/domain/{domid}/device/vif/0/event-channel")
     return os.path.join(xen.store, ".grant", str(domid), channel)
@@ -318,7 +348,10 @@ async def test_a_guest_waits_for_the_toolstack_to_finish_its_entry(tmp_path, cap
             assert node.interfaces == {} and store.get(f"{front}/state") is None
             store.write(f"{front}/state", "1")
             bus.settle()
-            assert list(node.interfaces) == ["xennet0"] and store.read(f"{front}/state") == "3"
+            assert list(node.interfaces) == ["xennet0"] and store.read(f"{front}/state") == "1"
+            store.write(f"{BACK}/1/0/state", "2")  # the backend's InitWait: now the rings are offered
+            bus.settle()
+            assert store.read(f"{front}/state") == "3" and store.get(f"{front}/event-channel") is not None
         finally:
             bus.close()
     assert "can't read" not in caplog.text
