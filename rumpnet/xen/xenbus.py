@@ -24,8 +24,9 @@ Initialising and offers its rings only once the backend says InitWait after
 that (Linux's netfront does the same): a guest restarted before dom0 noticed
 finds the old guest's Connected in the store, which answers nothing it
 asked. The backend, seeing its frontend back in Initialising (or offering
-another event channel), destroys the xvif and makes it again. A corrupt ring takes the link down
-(the interface stays, down) and the side that saw it goes Closed.
+another event channel), destroys the xvif and makes it again. A corrupt
+ring takes the link down (the interface stays, down) and the side that saw
+it goes Closed.
 
 The service is level-triggered: any change under /local/domain (or a
 driver's news) wakes one task, which compares what the store says with the
@@ -279,7 +280,9 @@ class XenBus:
         ifp = self.node.create_interface(name, XenNetDriver)
         ifp.mac = ifp.driver.mac = mac
         self.fronts[handle] = device
-        self._set_state(device, INITIALISING)  # whatever the backend says now answered an older frontend
+        # A backend Connected now answered an older frontend; an old InitWait is harmless, since the
+        # old grant is gone: the backend can connect only to the rings this frontend will offer.
+        self._set_state(device, INITIALISING)
 
     def _init_front(self, device):
         """The backend answered our Initialising: offer it a fresh ring file and event channel."""
