@@ -172,21 +172,45 @@ def test_backend_mac_diagnostics(xen, mac, line):
     assert interfaces(dom0) == [] and xen.read(f"{BACK}/1/0/state") is None
 
 
-def test_killed_guest_closes_the_backend_and_a_new_one_reconnects(xen):
+def test_a_killed_guest_restarted_after_or_before_dom0_notices_reconnects(xen):
+    """kill -9 and start again. First dom0 sees the guest go (backend Closed, xvif1i0 removed) before the
+    new one starts; then three times the new one starts at once while dom0 is stopped (SIGSTOP), so that it
+    cannot have noticed: the new guest finds the old one's Connected, must not take it as an answer, and
+    waits in Initialising until dom0 tears the old connection down and answers with InitWait."""
     dom0, guest = xen.domain(0), xen.domain(1)
-    attach(xen, 1, "mac=00:16:3e:00:00:10")
-    wait_until(lambda: connected(xen, 1), "Connected")
-    guest.kill()
-    wait_until(lambda: xen.read(f"{BACK}/1/0/state") == "6", "backend Closed")
-    wait_until(lambda: interfaces(dom0) == [], "xvif1i0 removed")
-    xen.nodes.remove(guest)
-    guest = xen.domain(1)
-    wait_until(lambda: connected(xen, 1), "Connected again")
-    assert interfaces(dom0) == ["xvif1i0"] and interfaces(guest) == ["xennet0"]
-    dom0.ifconfig("xvif1i0", "inet", "10.0.1.1/24")
-    guest.ifconfig("xennet0", "inet", "10.0.1.2/24")
-    done = guest.run("ping", "-c", "1", "-w", "5", "10.0.1.1")
-    assert done.returncode == 0, done.stdout + done.stderr
+    store = XenStore(xen.store)  # read in the test's process: quicker than a command per key
+    front, back = "/local/domain/1/device/vif/0", f"{BACK}/1/0"
+    attach(xen, 1, "mac=00:16:3e:00:00:20")
+    wait_until(lambda: store.get(f"{back}/state") == store.get(f"{front}/state") == "4", "Connected")
+    for noticed in (True, False, False, False):
+        before = store.get(f"{front}/event-channel")
+        if noticed:
+            guest.kill()
+            wait_until(lambda: store.get(f"{back}/state") == "6", "backend Closed")
+            wait_until(lambda: interfaces(dom0) == [], "xvif1i0 removed")
+            guest.stop()
+            xen.nodes.remove(guest)
+            guest = xen.domain(1)
+        else:
+            os.killpg(dom0.proc.pid, signal.SIGSTOP)
+            try:
+                guest.kill()
+                guest.stop()
+                xen.nodes.remove(guest)
+                guest = xen.domain(1)
+                wait_until(lambda: interfaces(guest) == ["xennet0"], "xennet0 made")
+                assert store.get(f"{back}/state") == "4"  # the old guest's, stale
+                assert store.get(f"{front}/state") == "1"  # Initialising: no answer from dom0 yet
+            finally:
+                os.killpg(dom0.proc.pid, signal.SIGCONT)
+        wait_until(lambda: store.get(f"{back}/state") == store.get(f"{front}/state") == "4"
+                   and store.get(f"{front}/event-channel") != before, "Connected again")
+        assert interfaces(dom0) == ["xvif1i0"] and interfaces(guest) == ["xennet0"]
+        dom0.ifconfig("xvif1i0", "inet", "10.0.1.1/24")
+        guest.ifconfig("xennet0", "inet", "10.0.1.2/24")
+        done = guest.run("ping", "-c", "1", "-w", "5", "10.0.1.1")
+        assert done.returncode == 0, done.stdout + done.stderr
+    assert "link down" not in log_of(dom0)
 
 
 def grant(xen, domid):
@@ -318,7 +342,10 @@ async def test_a_guest_waits_for_the_toolstack_to_finish_its_entry(tmp_path, cap
             assert node.interfaces == {} and store.get(f"{front}/state") is None
             store.write(f"{front}/state", "1")
             bus.settle()
-            assert list(node.interfaces) == ["xennet0"] and store.read(f"{front}/state") == "3"
+            assert list(node.interfaces) == ["xennet0"] and store.read(f"{front}/state") == "1"
+            store.write(f"{BACK}/1/0/state", "2")  # the backend's InitWait: now the rings are offered
+            bus.settle()
+            assert store.read(f"{front}/state") == "3" and store.get(f"{front}/event-channel") is not None
         finally:
             bus.close()
     assert "can't read" not in caplog.text

@@ -570,14 +570,17 @@ def claim_socket_path(path):
 async def serve(node, path, *, task_status=trio.TASK_STATUS_IGNORED):
     """Listen on path (mode 0600) and serve every client until the node halts."""
     claim_socket_path(path)
-    listener = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
+    # The umask is the whole process's: bound without yielding, so that no other task makes a file under it.
+    sock = pysocket.socket(pysocket.AF_UNIX, pysocket.SOCK_STREAM)
     old_umask = os.umask(0o177)
     try:
-        await listener.bind(path)
+        sock.bind(path)
     except OSError as e:
+        sock.close()
         raise OSError(e.errno, f"{path}: {e.strerror}") from None
     finally:
         os.umask(old_umask)
+    listener = trio.socket.from_stdlib_socket(sock)
     os.chmod(path, 0o600)
     listener.listen(64)
     connections = trio.CapacityLimiter(MAX_CONNECTIONS)

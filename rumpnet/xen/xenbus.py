@@ -7,8 +7,9 @@ toolstack (toolstack.py, `rumpnet xl`) makes the entries; the two ends then
 walk XenbusState through their `state` keys:
 
     toolstack   backend and frontend entries, both Initialising (1)
+    frontend    makes xennetY                             -> Initialising (1)
     backend     reads the mac, makes xvifXiY              -> InitWait (2)
-    frontend    makes xennetY, the ring file, the FIFOs;
+    frontend    seeing InitWait: the ring file, the FIFOs;
                 writes tx-ring-ref, rx-ring-ref, event-channel -> Initialised (3)
     backend     maps the rings, opens the event channel    -> Connected (4)
     frontend    opens its end of the event channel         -> Connected (4)
@@ -18,8 +19,14 @@ walk XenbusState through their `state` keys:
 
 A guest whose node ends closes its end of the event channel; the backend
 sees it, destroys the xvif and goes Closed, and connects again when a new
-frontend initialises the same entry. A corrupt ring takes the link down
-(the interface stays, down) and the side that saw it goes Closed.
+frontend initialises the same entry. A new frontend always starts in
+Initialising and offers its rings only once the backend says InitWait after
+that (Linux's netfront does the same): a guest restarted before dom0 noticed
+finds the old guest's Connected in the store, which answers nothing it
+asked. The backend, seeing its frontend back in Initialising (or offering
+another event channel), destroys the xvif and makes it again. A corrupt
+ring takes the link down (the interface stays, down) and the side that saw
+it goes Closed.
 
 The service is level-triggered: any change under /local/domain (or a
 driver's news) wakes one task, which compares what the store says with the
@@ -227,7 +234,10 @@ class XenBus:
             complete = self.store.get(join(path, "state")) is not None
             if exists and complete and bstate != CLOSING and len(self.fronts) < MAX_DEVICES:
                 self._probe_front(handle, path)
-            return
+            device = self.fronts.get(handle)
+            if device is None:
+                return
+            # a backend already in InitWait is answered below: its state will not change again to wake us
         if not exists or bstate == CLOSING:
             self._destroy(device)
             del self.fronts[handle]
@@ -240,7 +250,9 @@ class XenBus:
                 self._stop(device)
                 self._set_state(device, CLOSED)
             return
-        if device.state == INITIALISED and bstate == CONNECTED:
+        if device.state == INITIALISING and bstate == INIT_WAIT:
+            self._init_front(device)
+        elif device.state == INITIALISED and bstate == CONNECTED:
             try:
                 device.events.connect(os.path.join(grant_dir(self.store.root, self.domid, device.channel), "to-back"))
             except OSError as e:
@@ -265,19 +277,24 @@ class XenBus:
         if old is not None:  # a grant this domain made before it was restarted
             _remove_grant(grant_dir(self.store.root, self.domid, old))
         device = Device(name, path)
-        self._set_state(device, INITIALISING)
-        try:
-            device.channel, device.ring_file, device.events = _make_grant(self.store.root, self.domid)
-            device.grant = grant_dir(self.store.root, self.domid, device.channel)
-        except OSError as e:
-            log.warning(f"{name}: cannot make the ring file: {e.strerror}")
-            return
         ifp = self.node.create_interface(name, XenNetDriver)
         ifp.mac = ifp.driver.mac = mac
         self.fronts[handle] = device
-        self.store.write(join(path, "tx-ring-ref"), str(2 * device.channel))
-        self.store.write(join(path, "rx-ring-ref"), str(2 * device.channel + 1))
-        self.store.write(join(path, "event-channel"), str(device.channel))
+        # A backend Connected now answered an older frontend; an old InitWait is harmless, since the
+        # old grant is gone: the backend can connect only to the rings this frontend will offer.
+        self._set_state(device, INITIALISING)
+
+    def _init_front(self, device):
+        """The backend answered our Initialising: offer it a fresh ring file and event channel."""
+        try:
+            device.channel, device.ring_file, device.events = _make_grant(self.store.root, self.domid)
+        except OSError as e:  # tried again on the next change
+            log.warning(f"{device.name}: cannot make the ring file: {e.strerror}")
+            return
+        device.grant = grant_dir(self.store.root, self.domid, device.channel)
+        self.store.write(join(device.path, "tx-ring-ref"), str(2 * device.channel))
+        self.store.write(join(device.path, "rx-ring-ref"), str(2 * device.channel + 1))
+        self.store.write(join(device.path, "event-channel"), str(device.channel))
         self._set_state(device, INITIALISED)
 
     # -- the backend (dom0) --------------------------------------------------------------
