@@ -77,7 +77,6 @@ def unpack_address(packed):
     return socket.inet_ntoa(packed)
 
 
-
 @contextmanager
 def closed_on_error(sock):
     """sock, closed if the block raises (a cancellation too): for a socket set up before it is handed on."""

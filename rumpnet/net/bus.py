@@ -210,8 +210,6 @@ class Bus:
     def header_fault(self):
         """Why the header is no longer a usable bus header, or None; only after size_fault()."""
         magic, version, _gen, first, last = _MAGIC_TO_LAST.unpack_from(self.mem, 0)
-        if magic == MAGIC and (version == VERSION or version == 0) and first <= DATA_SIZE and last < DATA_SIZE:
-            return None  # header_problem's rules, spelled out for the every-frame case
         problem = header_problem(magic, version, first, last)
         return problem and f"{self.path}: {problem}"
 
@@ -350,8 +348,7 @@ class Bus:
         writer killed half-way leaves no torn record behind `last`.
         """
         if sec is None:
-            now = time.time()
-            sec, usec = int(now), int(now * 1e6) % 1000000
+            sec, usec = _stamp()
         mem = self.mem
         gen, _, last = _GEN_FIRST_LAST.unpack_from(mem, _GEN)
         off = self.next_offset(last)
@@ -644,12 +641,17 @@ class Cursor:
         for every burst sent. The records of one burst share a time stamp.
         """
         caught_up = self.witness is not None and self.caught_up()
-        now = time.time()
-        sec, usec = int(now), int(now * 1e6) % 1000000
+        sec, usec = _stamp()
         for frame in frames:
             self.bus.append(frame, sender, sec, usec)
         if caught_up:
             self.catch_up()
+
+
+def _stamp():
+    """A record's time stamp, now: (seconds, microseconds)."""
+    now = time.time()
+    return int(now), int(now * 1e6) % 1000000
 
 
 def _file_kind(mode):
