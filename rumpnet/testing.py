@@ -19,6 +19,7 @@ import time
 from .kern.node import open_node
 from .kern.sockets import SOCK_RAW
 from .net.bus import Bus
+from .scenario.hostside import tap_unavailable
 from .tools.ping import ping
 
 PYTHON = sys.executable
@@ -188,7 +189,7 @@ async def ping_once(node, host, timeout=2.0):
     return stats.received == 1
 
 
-# -- the host's side of a virt interface (rumpnet.scenario.hostside.HostTap) --------------
+# -- can a test make taps ------------------------------------------------------------------
 
 def can_make_taps():
-    return os.geteuid() == 0 and shutil.which("ip") and os.path.exists("/dev/net/tun") and can_drop_privileges()
+    return tap_unavailable() is None and can_drop_privileges()

@@ -80,7 +80,7 @@ def main(argv, server):
                         help=f"port (default {perf.DEFAULT_PORT})")
     parser.add_argument("-l", dest="length", metavar="LEN", type=ranged(int, 1, SB_MAX),
                         help=f"TCP: bytes a write (default {perf_tcp.DEFAULT_LENGTH}); UDP: datagram payload bytes, "
-                             f"{perf.HEADER.size} to 65507 (default {perf.DEFAULT_LENGTH}; 1472 fill the MTU)")
+                             f"{perf.HEADER.size} to {perf.MAX_DATAGRAM} (default {perf.DEFAULT_LENGTH}; 1472 fill the MTU)")
     parser.add_argument("-t", dest="time", metavar="SECS", type=ranged(float, 0.001, 86400),
                         default=perf.DEFAULT_DURATION, help=f"seconds to send (default {perf.DEFAULT_DURATION:g})")
     parser.add_argument("-i", dest="interval", metavar="SECS", type=ranged(float, 0.1, 86400),
@@ -98,8 +98,8 @@ def main(argv, server):
         raise Usage("-i: interval reports are for TCP (leave out -u)")
     if not args.udp and args.rate is not None:
         raise Usage("-b: TCP sends as fast as the window allows; a target rate is for UDP (-u)")
-    if args.udp and args.length is not None and not perf.HEADER.size <= args.length <= 65507:
-        raise Usage(f"-l {args.length}: a UDP datagram's payload is {perf.HEADER.size} to 65507 bytes")
+    if args.udp and args.length is not None and not perf.HEADER.size <= args.length <= perf.MAX_DATAGRAM:
+        raise Usage(f"-l {args.length}: a UDP datagram's payload is {perf.HEADER.size} to {perf.MAX_DATAGRAM} bytes")
     if args.host:
         try:
             ipaddress.IPv4Address(args.host)
@@ -150,13 +150,12 @@ async def _send_tcp(node, args):
             await nursery.start(stop_on_sigint, node, "perf_tcp_stop", fd, interrupted)
             out(f"[  1] local {host} port {port} connected with {args.host} port {args.port}\n"
                 "[ ID] Interval       Transfer     Bandwidth       Retr")
-            output = await node.call("perf_tcp_output", fd=fd)
             while True:
+                output = await node.call("perf_tcp_output", fd=fd)
                 for i in (perf_tcp.Interval(**values) for values in output["intervals"]):
                     out(f"{transfer(1, i.end, i.bytes, i.start)}  {i.retransmits:4d}")
                 if output["done"]:
                     break
-                output = await node.call("perf_tcp_output", fd=fd)
     except OSError as e:
         raise OSError(e.errno, f"{args.host} port {args.port}: {e.strerror}") from None
     report = perf_tcp.TcpClientReport.from_dict(output["report"])

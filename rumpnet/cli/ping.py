@@ -35,7 +35,7 @@ def main(argv, server):
                              interval=interval, size=args.size, ttl=args.ttl or MAXTTL,  # NetBSD ping's 255 too
                              deadline=args.deadline, flood=args.flood, summary_only=args.quiet)
         async with open_service_nursery() as nursery:
-            nursery.start_soon(stop_on_sigint, node, "ping_stop", fd)
+            await nursery.start(stop_on_sigint, node, "ping_stop", fd)
             while True:
                 output = await node.call("ping_output", fd=fd)
                 for text, end in output["lines"]:

@@ -41,7 +41,6 @@ def main(argv, server):
         return fail("run", str(e))
     print(f"*** {scenario.name}: {scenario.description}" if scenario.description else f"*** {scenario.name}")
     print(f"*** run directory {run.dir}", flush=True)
-    kept = False
     try:  # the nodes are stopped whatever happens, from the first fork on
         try:
             run.spawn()
@@ -51,7 +50,6 @@ def main(argv, server):
         if results is None:
             return 1
         if args.keep:
-            kept = True
             run.keep()
             print("*** the nodes keep running; explore with:")
             for name in scenario.nodes:
@@ -63,7 +61,7 @@ def main(argv, server):
             print(f"\n*** interrupted: nodes stopped; the run directory is left: {run.dir}", flush=True)
         raise
     finally:
-        if not kept:
+        if not run.kept:
             run.stop()
 
 

@@ -149,7 +149,7 @@ DESCRIPTIONS = {
         ("runt", "frames from the tap shorter than 14 bytes (dropped)"),
         ("oversized", "frames from the tap longer than its MTU allows (dropped)"),
         ("host_side_down", "frames not written: the host's side of the tap is down"),
-        ("send_dropped", "frames not written: the tap's queue was full"),
+        ("send_dropped", "frames not written: the tap's queue was full, or the tap gone"),
         ("tap_gone", "taps that went away while in use (the interface went down)"),
     ],
     "xennet": [

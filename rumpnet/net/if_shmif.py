@@ -31,7 +31,6 @@ from .inotify import IN_MODIFY, ModifyWatch
 BATCH = 64  # frames the receive loop runs through the stack before it lets other tasks run
 BATCH_BYTES = 32 * 1024  # and bytes: a batch must fit a socket's default queue (net.inet.udp.recvspace, 41600), which its reader drains after
 LOCK_SPIN = 0.0005  # seconds a busy bus lock is retried between other tasks before it is polled every 1 ms
-SEND_QUEUE = 256  # frames transmit holds while the bus lock is busy; more are dropped and counted
 CORRUPT_LOG_INTERVAL = 10.0  # seconds between log lines about a corrupt ring (each one is counted)
 
 
@@ -124,8 +123,7 @@ class ShmifDriver(Driver):
         nursery.start_soon(self._run, input, self._scope)
 
     def stop(self):
-        self._drop(len(self._queue))
-        self._queue = []
+        self.drop_queue()
         self._sender_waits = False
         if self._scope is not None:
             self._scope.cancel()
@@ -283,11 +281,7 @@ class ShmifDriver(Driver):
         When the lock is busy the frames wait in a bounded queue, and the send
         task writes them in one burst once it is free.
         """
-        room = SEND_QUEUE - len(self._queue)
-        if len(frames) > room:
-            self._drop(len(frames) - room)
-            frames = frames[:room]
-        self._queue.extend(frames)
+        self.hold(frames)
         if not self._sender_waits:
             self._flush()
 
@@ -313,7 +307,7 @@ class ShmifDriver(Driver):
         """Write the queue in one burst if got (the lock is held), drop it if the bus is unusable."""
         frames, self._queue = self._queue, []
         if not got:
-            self._drop(len(frames))
+            self.drop(len(frames))
             return
         try:
             self.cursor.append(frames, self.sender)
@@ -337,10 +331,6 @@ class ShmifDriver(Driver):
         """
         if self.watch.drain() & ~IN_MODIFY or not self.cursor.caught_up():
             self.bus.wakeup()
-
-    def _drop(self, count):
-        self.stats["send_dropped"] += count
-        self.ifp.counters.oerrors += count
 
 
 register_driver(ShmifDriver)

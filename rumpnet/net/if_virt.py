@@ -164,10 +164,10 @@ class VirtDriver(Driver):
 
     async def _watch_link(self, fd, scope):
         """Follow the host's side of the tap: writable while it is up (see the module's docstring)."""
+        events = select.poll()
+        events.register(fd, select.POLLOUT)
         with scope:
             while True:
-                events = select.poll()
-                events.register(fd, select.POLLOUT)
                 ready = events.poll(0)
                 mask = ready[0][1] if ready else 0
                 if mask & (select.POLLERR | select.POLLHUP | select.POLLNVAL):
@@ -217,7 +217,7 @@ class VirtDriver(Driver):
     def transmit(self, frames):
         """Write each frame to the tap; a tap whose host side is down refuses them (EIO): counted, no carrier."""
         if self.device is None:
-            self.ifp.counters.oerrors += len(frames)
+            self.drop(len(frames))
             return
         fd = self.device.fileno()
         sent = []
@@ -225,8 +225,7 @@ class VirtDriver(Driver):
             try:
                 os.write(fd, frame)
             except BlockingIOError:
-                self.stats["send_dropped"] += 1
-                self.ifp.counters.oerrors += 1
+                self.drop(1)
             except OSError:
                 self.stats["host_side_down"] += 1
                 self.ifp.counters.oerrors += 1

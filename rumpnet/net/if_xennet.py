@@ -29,7 +29,6 @@ from . import xenring
 from .ifnet import IFF_RUNNING, Driver
 
 BATCH = 64  # frames the receive task hands up per trip through the scheduler
-SEND_QUEUE = 256  # frames waiting for room on the transmit ring (shmif's bound); more are dropped and counted
 
 
 def log(message):
@@ -73,8 +72,7 @@ class XenNetDriver(Driver):
 
     def stop(self):
         self._input = None
-        self._drop(len(self._queue))
-        self._queue = []
+        self.drop_queue()
 
     def detach(self):
         self.stop()
@@ -98,6 +96,8 @@ class XenNetDriver(Driver):
                 self.channel.drain()
                 if self._queue:
                     self._flush()
+                    if self.down is not None:
+                        return  # the flush found the ring broken: the link is down
                 frames = self._take()
                 if frames:
                     if self._input is not None:
@@ -135,13 +135,9 @@ class XenNetDriver(Driver):
         in the queue either is dropped and counted.
         """
         if self.down is not None or self.ring_file is None:
-            self._drop(len(frames))
+            self.drop(len(frames))
             return
-        room = SEND_QUEUE - len(self._queue)
-        if len(frames) > room:
-            self._drop(len(frames) - room)
-            frames = frames[:room]
-        self._queue.extend(frames)
+        self.hold(frames)
         self._flush()
 
     def _flush(self):
@@ -164,10 +160,6 @@ class XenNetDriver(Driver):
             return
         self.ifp.counters.count_output(self._queue[:sent])
         del self._queue[:sent]
-
-    def _drop(self, count):
-        self.stats["send_dropped"] += count
-        self.ifp.counters.oerrors += count
 
     def _link_down(self, reason):
         """Stop using the link: say why (a corrupt ring) and let the xenbus service change the state."""

@@ -87,6 +87,9 @@ class LinkCounters:
                 self.omcasts += 1
 
 
+SEND_QUEUE = 256  # frames a driver holds while its medium cannot take them (bus lock busy, ring full)
+
+
 class Driver:
     """The contract every link driver fills in (BSD's if_init/if_start/if_stop, smoltcp's Device).
 
@@ -137,6 +140,27 @@ class Driver:
 
     def detach(self):
         self.stop()
+
+    # -- a send queue, for a driver whose medium cannot always take a batch at once ----------
+
+    def hold(self, frames):
+        """Add frames to the driver's send queue (`self._queue`), at most SEND_QUEUE in it; the rest
+        are dropped and counted, as an ifq that is full drops."""
+        room = SEND_QUEUE - len(self._queue)
+        if len(frames) > room:
+            self.drop(len(frames) - room)
+            frames = frames[:room]
+        self._queue.extend(frames)
+
+    def drop_queue(self):
+        """Drop (and count) what waits in the send queue: the driver stopped."""
+        self.drop(len(self._queue))
+        self._queue = []
+
+    def drop(self, count):
+        """Count frames the driver could not send: its send_dropped (netstat -s) and the link's output errors."""
+        self.stats["send_dropped"] += count
+        self.ifp.counters.oerrors += count
 
 
 class Interface:

@@ -105,7 +105,7 @@ def ip_output(node, proto, src, dst, payload, *, ttl=None, broadcast_ok=False, r
     header = bytearray(IP_HEADER.pack(0x45, 0, total, node.next_ip_id(), 0, ttl, proto, 0, src, dst))
     for _ in range(segments - 1):
         node.next_ip_id()  # the identifiers of the frames the interface cuts it into
-    if ifp.capenable & IFCAP_CSUM_IPv4_Tx:
+    if segments or ifp.capenable & IFCAP_CSUM_IPv4_Tx:  # TSO's cutting sums every frame's header
         csum_flags |= M_CSUM_IPv4
     else:
         struct.pack_into("!H", header, 10, in_cksum(header))

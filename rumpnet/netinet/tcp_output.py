@@ -33,16 +33,17 @@ def tcp_output(tp):
     """Send what the connection may send now, as one burst on its interface."""
     if tp.state in (CLOSED, LISTEN):
         return  # no connection (any more): a program reading what is left sends nothing
-    ifp, _ = route_to(tp.node, tp.sock.remote[0])
+    ifp, nexthop = route_to(tp.node, tp.sock.remote[0])
+    route = (ifp, nexthop) if ifp is not None and ifp.running else None  # else ip_output's lookup raises
     tso = ifp is not None and ifp.capenable & IFCAP_TSOv4 and tp.sock.remote[0] not in tp.node.inaddrs.local
     limit = (TSO_MAX - IP_HEADER.size - TCP_HEADER.size) // tp.maxseg * tp.maxseg if tso else tp.maxseg
     csum_flags = tcp_csum_flags(ifp) if ifp is not None else 0
     with ifp.burst() if ifp is not None else nullcontext():
-        while _output_one(tp, limit, csum_flags):
+        while _output_one(tp, limit, csum_flags, route):
             pass
 
 
-def _output_one(tp, limit, csum_flags):
+def _output_one(tp, limit, csum_flags, route):
     """Send at most one segment (up to limit bytes of full segments with TSO, the sums csum_flags
     leaves to the interface); True when another may follow."""
     sock = tp.sock
@@ -87,7 +88,7 @@ def _output_one(tp, limit, csum_flags):
             tp.rxtshift = 0
             tcp_timer.set_persist(tp)
         return False
-    _send_segment(tp, flags, off, length, csum_flags)
+    _send_segment(tp, flags, off, length, csum_flags, route)
     return length > 0 and not flags & TH_FIN
 
 
@@ -97,7 +98,7 @@ def _window_to_advertise(tp):
     return max(win, seq_diff(tp.rcv_adv, tp.rcv_nxt))
 
 
-def _send_segment(tp, flags, off, length, csum_flags):
+def _send_segment(tp, flags, off, length, csum_flags, route):
     sock = tp.sock
     data = bytes(sock.snd.stream[off:off + length]) if length else b""
     if flags & TH_FIN and tp.fin_sent and tp.snd_nxt == tp.snd_max:
@@ -116,7 +117,8 @@ def _send_segment(tp, flags, off, length, csum_flags):
     segment = tcp_build(sock.local[0], sock.remote[0], sock.local[1], sock.remote[1], seq,
                         tp.rcv_nxt if flags & TH_ACK else 0, flags, shown, options, data, checksum=not csum_flags)
     try:
-        ip_output(tp.node, IPPROTO_TCP, sock.local[0], sock.remote[0], segment, ttl=sock.ttl, csum_flags=csum_flags)
+        ip_output(tp.node, IPPROTO_TCP, sock.local[0], sock.remote[0], segment, ttl=sock.ttl, route=route,
+                  csum_flags=csum_flags)
     except OSError:
         stats["output_errors"] += 1  # as a lost segment: the retransmission timer tries again
     stats["output"] += segments

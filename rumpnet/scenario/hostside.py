@@ -17,6 +17,7 @@ moves into a namespace of its own, as an administrator would configure it.
 import ctypes
 import os
 import re
+import shutil
 import subprocess
 
 from .schema import ScenarioError
@@ -26,6 +27,17 @@ CLONE_NEWNET = 0x40000000  # <sched.h>; os.setns comes only with Python 3.12
 
 
 NETNS_NAME = re.compile(r"rumpnet-run-[0-9]+-[0-9a-f]{6}")
+
+
+def tap_unavailable():
+    """Why this process cannot make a tap here, or None."""
+    if os.geteuid() != 0:
+        return "needs root to make a tap"
+    if shutil.which("ip") is None:
+        return "no ip command (iproute2)"
+    if not os.path.exists("/dev/net/tun"):
+        return "no /dev/net/tun to make a tap with"
+    return None
 
 
 def netns_name():

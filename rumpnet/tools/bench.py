@@ -78,7 +78,7 @@ from ..net.bus import Bus, Cursor, new_sender
 from ..net.inotify import ModifyWatch
 from ..netinet.ip import IPPROTO_ICMP
 from ..scenario import ScenarioError
-from ..scenario.hostside import HostTap
+from ..scenario.hostside import HostTap, tap_unavailable
 from ..xen.toolstack import network_attach
 from .ping import ping
 
@@ -516,16 +516,6 @@ def linux_unavailable():
     return None
 
 
-def tap_unavailable():
-    """Why the router cannot reach Linux through a tap here, or None."""
-    if os.geteuid() != 0:
-        return "needs root to make a tap"
-    if shutil.which("ip") is None:
-        return "no ip command (iproute2)"
-    if not os.path.exists("/dev/net/tun"):
-        return "no /dev/net/tun to make a tap with"
-    return None
-
 
 async def _ip(*args):
     done = await trio.run_process(["ip", *args], capture_stdout=True, capture_stderr=True, check=False)
@@ -543,17 +533,21 @@ class Namespaces:
     the first link's first namespace, its listener at the last link's far end.
     """
 
-    names: tuple
     links: tuple
     routes: tuple = ()
     forwarder: str = None
+
+    @property
+    def names(self):
+        """The namespaces the links join, each once, in the order they first appear."""
+        return tuple(dict.fromkeys(ns for link in self.links for ns, _, _ in link))
 
     def ends(self):
         (talker, _, _), (listener, _, peer) = self.links[0][0], self.links[-1][1]
         return LinuxEnds((talker, listener), peer)
 
 
-VETH_PAIR = Namespaces(NETNS, (tuple(zip(NETNS, VETH, LINUX_ADDRESSES)),))
+VETH_PAIR = Namespaces((tuple(zip(NETNS, VETH, LINUX_ADDRESSES)),))
 
 
 @asynccontextmanager
@@ -806,7 +800,7 @@ async def udp_pair(ends, listener, talker, seconds, **options):
     talk_spec.update(seconds=seconds, **options)
     async with helper("udp", listen_spec, ends.netns[1]):
         async with helper("udp", talk_spec, ends.netns[0]) as talking:
-            with _within(seconds + 20, f"UDP {talker} and {listener}"):
+            with _within(seconds + 20, f"the {talker} and {listener} helpers"):
                 return await talking.next()
 
 
@@ -931,8 +925,8 @@ async def forwarding(workdir, settings, report):
 
 
 # x -- m -- y over two veth pairs, m forwarding, x and y routed through it
-FORWARDING = Namespaces(FORWARD_NETNS, (tuple(zip(FORWARD_NETNS[:2], FORWARD_VETH[:2], FORWARD_ADDRESSES[:2])),
-                                        tuple(zip(FORWARD_NETNS[1:], FORWARD_VETH[2:], FORWARD_ADDRESSES[2:]))),
+FORWARDING = Namespaces((tuple(zip(FORWARD_NETNS[:2], FORWARD_VETH[:2], FORWARD_ADDRESSES[:2])),
+                         tuple(zip(FORWARD_NETNS[1:], FORWARD_VETH[2:], FORWARD_ADDRESSES[2:]))),
                         routes=((FORWARD_NETNS[0], FORWARD_ADDRESSES[1]), (FORWARD_NETNS[2], FORWARD_ADDRESSES[2])),
                         forwarder=FORWARD_NETNS[1])
 

@@ -18,10 +18,9 @@ import trio
 
 from ..kern.sockets import SB_MAX, SHUT_WR, SOCK_STREAM, closed_on_error
 from .noderun import NodeRun
-from .perf import DEFAULT_PORT, KEEP_REPORTS, rate
+from .perf import DEFAULT_DURATION, DEFAULT_PORT, KEEP_REPORTS, rate
 
 DEFAULT_LENGTH = 128 * 1024  # bytes a write, iperf's TCP default
-DEFAULT_DURATION = 10.0
 DEFAULT_INTERVAL = 1.0
 MAX_REPORT = 4096  # bytes of a receiver's report the sender reads at most
 MAX_CONNECTIONS = 8  # tests a receiver serves at once; more wait in the listen queue

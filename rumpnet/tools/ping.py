@@ -211,10 +211,8 @@ class PingRun(NodeRun):
 
     async def main(self):
         """Ping to the end; the socket is closed either way."""
-        try:
+        with self.sock:
             await ping(self.sock, self.host, out=self._out, stats=self.stats, **self.options)
-        finally:
-            self.sock.close()
 
     def interrupt(self):
         """As Ctrl-C: the pinging stops and the statistics are printed."""

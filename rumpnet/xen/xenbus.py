@@ -20,10 +20,11 @@ walk XenbusState through their `state` keys:
 A guest whose node ends closes its end of the event channel; the backend
 sees it, destroys the xvif and goes Closed, and connects again when a new
 frontend initialises the same entry. A new frontend always starts in
-Initialising and offers its rings only once the backend says InitWait after
-that (Linux's netfront does the same): a guest restarted before dom0 noticed
-finds the old guest's Connected in the store, which answers nothing it
-asked. The backend, seeing its frontend back in Initialising (or offering
+Initialising and offers its rings only when the backend says InitWait
+(Linux's netfront does the same): a guest restarted before dom0 noticed
+finds the old guest's Connected in the store, which it does not take as an
+answer (an InitWait left from the old guest is harmless: the new guest
+removes the old one's ring files first). The backend, seeing its frontend back in Initialising (or offering
 another event channel), destroys the xvif and makes it again. A corrupt
 ring takes the link down (the interface stays, down) and the side that saw
 it goes Closed.
