@@ -3,6 +3,8 @@
 import re
 from pathlib import Path
 
+import trio
+
 import rumpnet
 
 PUBLIC = {
@@ -30,3 +32,20 @@ def test_readme_python_example(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert "3 packets transmitted, 3 packets received, 0.0% packet loss" in lines
     assert lines[-1] == "3 {'input': 3}"  # the three echo replies came in
+
+
+
+def test_nodes_opened_together_halt_inside_their_block():
+    """Halting an outer node cancels the inner one's tasks too: their Cancelled belong to the outer
+    node's scope and must reach it, not come out of the block as a group (trio.run of its own, so that
+    no test runner's scope absorbs what escapes)."""
+    halted = []
+
+    async def main():
+        async with rumpnet.open_node() as outer, rumpnet.open_node() as inner:
+            outer.halt()
+            inner.halt()
+        halted.extend((outer.halted.is_set(), inner.halted.is_set()))
+
+    trio.run(main)
+    assert halted == [True, True]

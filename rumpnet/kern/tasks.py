@@ -20,9 +20,9 @@ async def open_service_nursery():
     async with trio.open_nursery() as nursery:
         try:
             yield nursery
-        except trio.Cancelled:
-            raise  # belongs to a cancel scope, which must see it pass
         except BaseException as error:  # noqa: B902 -- KeyboardInterrupt too: Ctrl-C is the body's
+            if only(error, trio.Cancelled):
+                raise  # belongs to a cancel scope (an inner nursery's come as a group), which must see it pass
             failure = error
         nursery.cancel_scope.cancel()
     if failure is not None:
