@@ -71,6 +71,9 @@ def test_udp(report):
             assert 0 <= one_way["loss_pct"] <= 100
             assert one_way["received_per_s"] <= one_way["sent_per_s"], (stack, size)
         assert positive(figures["request_response"]["round_trips_per_s"]), stack
+        assert ("request_response_busy_poll" in figures) == (stack != "linux"), stack  # nodes only
+        if stack != "linux":
+            assert positive(figures["request_response_busy_poll"]["round_trips_per_s"]), stack
     for stack, size in ((stack, size) for stack in ("rumpnet", "xvif") for size in bench.UDP_SIZES):
         paced = stacks[stack][f"paced_{size}"]
         assert set(paced) == ONE_WAY_FIELDS | {"rate"}
@@ -111,6 +114,9 @@ def test_ratios_are_computed_from_the_rows_shown(report):
             key = f"one_way_{size}"
             assert ratios[f"linux/rumpnet udp {size} B received/s"] == pytest.approx(
                 udp["linux"][key]["received_per_s"] / udp["rumpnet"][key]["received_per_s"])
+        for key, name in (("request_response", ""), ("request_response_busy_poll", ", busy_poll")):
+            assert ratios[f"linux/rumpnet udp request/response/s{name}"] == pytest.approx(
+                udp["linux"]["request_response"]["round_trips_per_s"] / udp["rumpnet"][key]["round_trips_per_s"])
 
 
 def test_idle_node_memory_is_reported(report):
@@ -136,6 +142,7 @@ def test_text_report(report):
     assert any(line.startswith("(b') ping over an xvif pair") for line in lines)
     assert any(line.startswith("xvif 64 B flat out") for line in lines)
     assert any(line.startswith("rumpnet 64 B flat out") for line in lines)
+    assert any(line.startswith(f"rumpnet   the same, busy_poll {bench.BUSY_POLL_US} µs") for line in lines)
     assert any(line.startswith("resident memory of an idle node") for line in lines)
     assert "start-up of 32 nodes on four buses, s" in lines
     assert any(line.strip().startswith("every node answering a ping") for line in lines)
@@ -217,3 +224,10 @@ async def test_a_failing_helper_shows_its_error(tmp_path, capfd):
         async with bench.helper("udp", spec):
             pass
     assert "cannot use as a XenStore: Not a directory" in capfd.readouterr().err
+
+
+async def test_a_benchmark_node_takes_its_ends_sysctl_variables(tmp_path):
+    """The busy-polling request/response figure is taken by nodes that really poll."""
+    end = {**bench.shmif_end(str(tmp_path / "bus")), "sysctl": {"net.core.busy_poll": bench.BUSY_POLL_US}}
+    async with bench._end_node(end, bench.NODE_ADDRESSES[0]) as node:
+        assert node.sysctl["net.core.busy_poll"] == bench.BUSY_POLL_US

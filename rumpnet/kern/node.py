@@ -35,6 +35,7 @@ from ..netinet.inpcb import PcbTable
 from ..netinet.raw_ip import RAW_USRREQS
 from ..netinet.tcp_syncache import SynCache
 from ..netinet.tcp_usrreq import TCP_USRREQS
+from .busy_poll import BusyPoll
 from .callout import Timers
 from .counters import Counters
 from .sockets import SOCK_DGRAM, SOCK_RAW, SOCK_STREAM, Socket, UserRequests
@@ -63,6 +64,7 @@ class Node:
         self.icmp_error_rate = icmp.ErrorRate()
         self.tcp_rst_rate = icmp.ErrorRate()  # the same limiter: resets to segments no connection takes
         self.sysctl = Sysctl()
+        self.busy_poll = BusyPoll(self.sysctl)
         self.stats = Counters()
         self.nat = NatTable(self)
         self.halted = trio.Event()
@@ -397,6 +399,7 @@ async def open_node(*, xenstore=None, **options):
     async with open_service_nursery() as nursery:
         node = Node(nursery, **options)
         nursery.start_soon(node.timers.run)
+        nursery.start_soon(node.busy_poll.run)
         if xenstore is not None:
             await nursery.start(xen_bus.serve, node, xenstore)
         try:

@@ -295,6 +295,7 @@ class Socket:
         """
         if ready():
             return
+        self.node.busy_poll.waiting()
         if timeout is None:  # no cancel scope of its own: a blocking receive per datagram pays for none
             while not ready():
                 await self._waiters.park()

@@ -91,6 +91,7 @@ VETH = (f"rnb{os.getpid()}a", f"rnb{os.getpid()}b")
 LINUX_ADDRESSES = ("10.77.0.1", "10.77.0.2")
 NODE_ADDRESSES = ("10.0.0.1", "10.0.0.2", "10.0.0.3")
 XVIF_MAC = "00:16:3e:00:00:01"
+BUSY_POLL_US = 1000  # net.core.busy_poll of the nodes in the second request/response figure
 
 
 class BenchError(Exception):
@@ -173,6 +174,8 @@ async def _end_node(end, address):
                 while name not in node.interfaces or end["domid"] and node.interfaces[name].driver.ring_file is None:
                     await trio.sleep(0.01)
         node.add_address(name, f"{address}/24")
+        for variable, value in end.get("sysctl", {}).items():
+            node.sysctl.set(variable, value)
         yield node
 
 
@@ -767,6 +770,7 @@ class NodeEnds:
 
     netns = (None, None)
     paced = True  # whether loss at a rate the receiver sustains is measured too
+    busy_poll = True  # whether request/response is measured with net.core.busy_poll too
 
     def __init__(self, workdir, setup=shmif_pair):
         self.workdir = workdir
@@ -784,6 +788,7 @@ class LinuxEnds:
     """Both ends on kernel sockets: the talker in netns[0], the listener at peer in netns[1]."""
 
     paced = False  # the targets are the nodes'; the kernel's figures are the reference
+    busy_poll = False  # the kernel is measured as it comes
 
     def __init__(self, netns, peer):
         self.netns = netns
@@ -793,9 +798,12 @@ class LinuxEnds:
         return {"role": listener, "link": "kernel"}, {"role": talker, "link": "kernel", "peer": self.peer}
 
 
-async def udp_pair(ends, listener, talker, seconds, **options):
-    """Run a listening helper and its talking peer for seconds; return what the talker reports."""
+async def udp_pair(ends, listener, talker, seconds, sysctl=None, **options):
+    """Run a listening helper and its talking peer for seconds; return what the talker reports.
+    With sysctl, both ends are nodes with those variables set."""
     listen_spec, talk_spec = ends.pair(listener, talker)
+    if sysctl:
+        listen_spec["sysctl"] = talk_spec["sysctl"] = sysctl
     listen_spec["seconds"] = seconds + 20  # the helper's lifetime, should this process not end it
     talk_spec.update(seconds=seconds, **options)
     async with helper("udp", listen_spec, ends.netns[1]):
@@ -826,9 +834,17 @@ async def udp_figures(settings, ends):
         rate = settings.paced_fraction * results[f"one_way_{size}"]["received_per_s"]
         if ends.paced and rate >= 1:
             results[f"paced_{size}"] = {**await one_way(ends, seconds, size, rate), "rate": rate}
-    client = await udp_pair(ends, "echo", "client", seconds)
-    results["request_response"] = {"round_trips_per_s": perf.rate(client["round_trips"], client["seconds"])}
+    results["request_response"] = await request_response(ends, seconds)
+    if ends.busy_poll:
+        results["request_response_busy_poll"] = await request_response(
+            ends, seconds, {"net.core.busy_poll": BUSY_POLL_US})
     return results
+
+
+async def request_response(ends, seconds, sysctl=None):
+    """Round trips a second with one request outstanding: the echo client and service."""
+    client = await udp_pair(ends, "echo", "client", seconds, sysctl)
+    return {"round_trips_per_s": perf.rate(client["round_trips"], client["seconds"])}
 
 
 async def tcp_bulk(ends, seconds):
@@ -1094,8 +1110,9 @@ def ratios(report):
             key = f"one_way_{size}"
             out[f"linux/rumpnet udp {size} B received/s"] = ratio(theirs[key]["received_per_s"],
                                                                   ours[key]["received_per_s"])
-        out["linux/rumpnet udp request/response/s"] = ratio(theirs["request_response"]["round_trips_per_s"],
-                                                            ours["request_response"]["round_trips_per_s"])
+        for key, name in (("request_response", ""), ("request_response_busy_poll", ", busy_poll")):
+            out[f"linux/rumpnet udp request/response/s{name}"] = ratio(
+                theirs["request_response"]["round_trips_per_s"], ours[key]["round_trips_per_s"])
     out.update(tcp_ratios(report["tcp"]))
     return out
 
@@ -1144,8 +1161,10 @@ def format_report(report):
             if f:
                 lines.append(f"{stack + ' ' + label:40} {f['sent_per_s']:10.0f} {f['received_per_s']:11.0f} "
                              f"{f['loss_pct']:7.2f}")
-        rr = figures["request_response"]["round_trips_per_s"]
-        lines.append(f"{stack + ' request/response, round trips/s':40} {rr:10.0f}")
+        for key, label in (("request_response", "request/response, round trips/s"),
+                           ("request_response_busy_poll", f"  the same, busy_poll {BUSY_POLL_US} µs")):
+            if key in figures:
+                lines.append(f"{stack + ' ' + label:40} {figures[key]['round_trips_per_s']:10.0f}")
     lines += format_tcp(report["tcp"])
     lines += ["", f"{'forwarding through one router':40} {'min µs':>8} {'median µs':>10} {'p99 µs':>8} {'lost':>5} "
                   f"{'64 B received/s':>16} {'hop adds µs':>12}"]
