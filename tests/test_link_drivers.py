@@ -3,6 +3,8 @@ injector wrap it and shmif (real bus, real node processes) alike; the interface 
 
 import errno
 from contextlib import asynccontextmanager
+import logging
+import os
 
 import dpkt
 import pytest
@@ -221,3 +223,23 @@ async def test_capenable_from_the_environment_is_shmifs_only(queue_driver, tmp_p
     async with open_node(capenable=0x7FF80) as node:
         assert node.create_interface("tq0").capenable == 0
         assert node.interface(node.create_shmif(str(tmp_path / "bus"))).capenable == 0x7FF80
+
+
+async def test_shmif_reports_through_logging(tmp_path, caplog):
+    """A node in a program says what befell its bus through logging: the problem at WARNING, the news at INFO."""
+    bus = str(tmp_path / "bus")
+    caplog.set_level(logging.INFO, logger="rumpnet")
+    async with open_node() as node:
+        node.add_address(node.create_shmif(bus), "10.0.0.1/24")
+        whole = open(bus, "rb").read()
+        os.truncate(bus, 0)
+        assert not await ping_once(node, "10.0.0.2", timeout=0.2)
+        with open(bus, "r+b") as f:
+            f.write(whole)
+        assert not await ping_once(node, "10.0.0.2", timeout=0.2)
+    said = [(r.name, r.levelno, r.getMessage()) for r in caplog.records]
+    assert said == [
+        ("rumpnet.net.if_shmif", logging.WARNING,
+         f"shmif0: {bus}: bus file shrank to 0 bytes; not using it until it is a shmif bus again"),
+        ("rumpnet.net.if_shmif", logging.INFO, f"shmif0: {bus}: a shmif bus again; using it"),
+    ]

@@ -72,6 +72,7 @@ def daemon(path, stack="host", xen=None):
 
 def serve_in_child(writable, path, stack="host", xen=None):
     """Run the node in this forked child, writing "ready" or what stopped it to the parent's pipe; never return."""
+    log_to_stderr()
 
     def ready():
         os.write(writable, b"ready")
@@ -99,12 +100,17 @@ def describe(error):
     return str(error) or type(error).__name__
 
 
+def log_to_stderr():
+    """A node process's log is its stderr: rumpnet's lines from INFO up, each as `rumpnet: message`."""
+    logging.basicConfig(stream=sys.stderr, format="rumpnet: %(message)s")
+    logging.getLogger("rumpnet").setLevel(logging.INFO)
+
+
 def foreground(path, stack="host", xen=None):
     """Run the node attached to this terminal; its log is stderr: faults of its own, with tracebacks,
     and rumpnet's INFO lines (news such as a new interface's address), which a library user's program
     shows only when it asks logging for them."""
-    logging.basicConfig(stream=sys.stderr, format="rumpnet: %(message)s")
-    logging.getLogger("rumpnet").setLevel(logging.INFO)
+    log_to_stderr()
 
     def ready():
         print(f"rumpnet: node ready at unix://{path}", file=sys.stderr)

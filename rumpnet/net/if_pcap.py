@@ -6,11 +6,13 @@ after it on output, as a tap on the cable would. It writes once per batch.
 """
 
 import errno
-import sys
+import logging
 import time
 
 from . import pcap
 from .ifnet import InterfaceError, Layer
+
+log = logging.getLogger(__name__)  # the node's log
 
 
 class PcapTap(Layer):
@@ -35,7 +37,7 @@ class PcapTap(Layer):
                 self.writer.write(frame, sec, usec)
             self.file.flush()
         except OSError as e:
-            print(f"rumpnet: pcap {self.path}: {e.strerror}; capture stopped", file=sys.stderr, flush=True)
+            log.warning(f"pcap {self.path}: {e.strerror}; capture stopped")
             self.close()
 
     def input(self, frames, up):

@@ -17,7 +17,7 @@ its frames, and a task of the driver sends them in one burst once it is free.
 
 from collections import defaultdict
 import errno
-import sys
+import logging
 import time
 
 import trio
@@ -34,8 +34,7 @@ LOCK_SPIN = 0.0005  # seconds a busy bus lock is retried between other tasks bef
 CORRUPT_LOG_INTERVAL = 10.0  # seconds between log lines about a corrupt ring (each one is counted)
 
 
-def log(message):
-    print(f"rumpnet: {message}", file=sys.stderr, flush=True)
+log = logging.getLogger(__name__)  # the node's log: its faults at WARNING, news at INFO
 
 
 def ratecheck(driver, interval):
@@ -202,7 +201,7 @@ class ShmifDriver(Driver):
         """Add what the bus code counted since last time."""
         now = self.cursor.laps, self.cursor.corrupt, self.bus.locks_stolen
         if now[1] > self._noted[1] and ratecheck(self, CORRUPT_LOG_INTERVAL):
-            log(f"{self.name}: {self.bus.path}: corrupt ring or header; skipped to the newest record "
+            log.warning(f"{self.name}: {self.bus.path}: corrupt ring or header; skipped to the newest record "
                 f"(netstat -s counts every time)")
         for name, new, old in zip(("bus_laps", "bus_corrupt", "locks_stolen"), now, self._noted):
             self.stats[name] += new - old
@@ -257,18 +256,18 @@ class ShmifDriver(Driver):
 
     def _report(self, problem):
         if self.trouble is None:
-            log(f"{self.name}: {problem}; not using it until it is a shmif bus again")
+            log.warning(f"{self.name}: {problem}; not using it until it is a shmif bus again")
             self.stats["bus_unusable"] += 1
         self.trouble = problem
 
     def _resume(self):
-        log(f"{self.name}: {self.bus.path}: a shmif bus again; using it")
+        log.info(f"{self.name}: {self.bus.path}: a shmif bus again; using it")
         self.trouble = None
         self.cursor.resume()
 
     def _note_unlinked(self):
         if self.bus.unlinked and not self._unlinked_told:
-            log(f"{self.name}: {self.bus.path}: bus file removed or replaced; "
+            log.warning(f"{self.name}: {self.bus.path}: bus file removed or replaced; "
                 "staying on the file already open (a node attaching now gets another bus)")
             self.stats["bus_unlinked"] += 1
             self._unlinked_told = True

@@ -25,10 +25,10 @@ giant frames are dropped and counted here, the rest is the stack's to check.
 
 from collections import defaultdict
 import errno
+import logging
 import os
 import pwd
 import select
-import sys
 
 import pytun
 import trio
@@ -43,8 +43,7 @@ GONE = (errno.EBADFD, errno.ENODEV, errno.EIO, errno.ENXIO)  # read errors of a 
 LINK_POLL = 1.0  # seconds between looks at a host side that is up: its going down wakes nobody
 
 
-def log(message):
-    print(f"rumpnet: {message}", file=sys.stderr, flush=True)
+log = logging.getLogger(__name__)  # the node's log: its faults at WARNING, news at INFO
 
 
 def open_tap(ifname, tap):
@@ -184,7 +183,7 @@ class VirtDriver(Driver):
         if state == self.link_state:
             return
         if self.link_state or not up:  # a first look that finds the carrier is no news
-            log(f"{self.name}: link state {state.upper()} (was {(self.link_state or 'unknown').upper()}): "
+            log.info(f"{self.name}: link state {state.upper()} (was {(self.link_state or 'unknown').upper()}): "
                 f"the host's side of {self.tap} is {state}")
         self.link_state = state
         if up:
@@ -205,7 +204,7 @@ class VirtDriver(Driver):
 
     def _gone(self, error):
         """The tap failed a read: this interface goes down (not RUNNING), the node goes on."""
-        log(f"{self.name}: {self.tap}: {error.strerror}; the tap is gone, {self.name} is down "
+        log.warning(f"{self.name}: {self.tap}: {error.strerror}; the tap is gone, {self.name} is down "
             f"(ifconfig {self.name} down up reopens it)")
         self.stats["tap_gone"] += 1
         self.stop()

@@ -21,7 +21,7 @@ the link down: the driver stops and tells the xenbus service why.
 """
 
 from collections import defaultdict
-import sys
+import logging
 
 import trio
 
@@ -31,8 +31,7 @@ from .ifnet import IFF_RUNNING, Driver
 BATCH = 64  # frames the receive task hands up per trip through the scheduler
 
 
-def log(message):
-    print(f"rumpnet: {message}", file=sys.stderr, flush=True)
+log = logging.getLogger(__name__)  # the node's log: its faults at WARNING, news at INFO
 
 
 class XenNetDriver(Driver):
@@ -167,7 +166,7 @@ class XenNetDriver(Driver):
             return
         self.down = reason or "peer gone"
         if reason:
-            log(f"{self.ifp.name}: {reason}; link down")
+            log.warning(f"{self.ifp.name}: {reason}; link down")
         self.ifp.flags &= ~IFF_RUNNING  # the link carries nothing any more
         self.stop()
         if self._scope is not None:
