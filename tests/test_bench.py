@@ -231,3 +231,13 @@ async def test_a_benchmark_node_takes_its_ends_sysctl_variables(tmp_path):
     end = {**bench.shmif_end(str(tmp_path / "bus")), "sysctl": {"net.core.busy_poll": bench.BUSY_POLL_US}}
     async with bench._end_node(end, bench.NODE_ADDRESSES[0]) as node:
         assert node.sysctl["net.core.busy_poll"] == bench.BUSY_POLL_US
+
+
+async def test_a_node_that_cannot_start_says_why(tmp_path):
+    """The node's own last words are in the BenchError, not lost."""
+    not_a_store = tmp_path / "not-a-directory"
+    not_a_store.write_text("")
+    expected = r"exited with status 1: rumpnet server: .*cannot use as a XenStore: Not a directory$"
+    with pytest.raises(bench.BenchError, match=expected):
+        async with bench.node_process(f"unix://{tmp_path}/dom0.sock", {"domid": 0, "xenstore": str(not_a_store)}):
+            pass

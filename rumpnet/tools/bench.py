@@ -222,6 +222,13 @@ async def _process(command, stdout=subprocess.PIPE, stderr=None):
             await proc.stdout.aclose()
 
 
+def _exited(what, proc, stderr):
+    """A BenchError for a child that exited: its status and the last line it printed (stderr: its file)."""
+    stderr.seek(0)
+    lines = stderr.read().decode(errors="replace").strip().splitlines()
+    return BenchError(f"{what} exited with status {proc.returncode}" + (f": {lines[-1].strip()}" if lines else ""))
+
+
 @asynccontextmanager
 async def helper(role, spec, netns=None):
     """Run `python -m rumpnet.tools.bench role spec` (inside netns when given); yields its JSON lines, once ready."""
@@ -239,18 +246,29 @@ async def helper(role, spec, netns=None):
 @asynccontextmanager
 async def node_process(url, xen=None, stack="host"):
     """A `rumpnet server -f` node with stack's profile (a Xen domain when xen gives open_node's domid and
-    xenstore); yields a control-socket client and the process id once it answers."""
+    xenstore); yields a control-socket client and the process id once it answers.
+
+    Its stderr goes to a file (a pipe nobody reads could stop it; bench's own
+    stderr would get its INFO lines): a node that exits, at start or under a
+    benchmark that then fails, is reported with the last line it printed.
+    """
     path = parse_url(url)
     options = [word for name, value in (xen or {}).items() for word in (f"--{name}", str(value))]
     command = [sys.executable, "-m", "rumpnet", "server", "-f", "-s", stack, *options, url]
-    async with _process(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as proc:
-        with _within(15, f"starting the node at {url}"):
-            while not await _answers(path):
+    with tempfile.TemporaryFile() as stderr:
+        async with _process(command, stdout=subprocess.DEVNULL, stderr=stderr) as proc:
+            with _within(15, f"starting the node at {url}"):
+                while not await _answers(path):
+                    if proc.returncode is not None:
+                        raise _exited(f"the node at {url}", proc, stderr)
+                    await trio.sleep(0.02)
+            try:
+                async with connect(url) as remote:
+                    yield remote, proc.pid
+            except Exception as e:
                 if proc.returncode is not None:
-                    raise BenchError(f"the node at {url} exited with status {proc.returncode}")
-                await trio.sleep(0.02)
-        async with connect(url) as remote:
-            yield remote, proc.pid
+                    raise _exited(f"the node at {url}", proc, stderr) from e
+                raise
 
 
 async def _answers(path):
@@ -1018,11 +1036,16 @@ async def startup():
     """The start-up figures of the 32-node scenario, from a helper process of its own."""
     with tempfile.TemporaryDirectory(prefix="rumpnet-bench-") as workdir:
         command = [sys.executable, "-m", "rumpnet.tools.bench", "startup", json.dumps({"workdir": workdir})]
-        async with _process(command, stderr=subprocess.DEVNULL) as proc:
-            with _within(STARTUP_LIMIT, "starting the 32-node scenario"):
-                figures = await _Lines(proc.stdout, "the start-up helper").next()
-            with _within(STARTUP_LIMIT, "stopping the 32-node scenario"):
-                await proc.wait()  # it stops its nodes: ended early, it would leave them running
+        with tempfile.TemporaryFile() as stderr:  # kept as node_process keeps a node's
+            async with _process(command, stderr=stderr) as proc:
+                with _within(STARTUP_LIMIT, "starting the 32-node scenario"):
+                    try:
+                        figures = await _Lines(proc.stdout, "the start-up helper").next()
+                    except BenchError:  # it exited before it reported
+                        await proc.wait()
+                        raise _exited("the start-up helper", proc, stderr) from None
+                with _within(STARTUP_LIMIT, "stopping the 32-node scenario"):
+                    await proc.wait()  # it stops its nodes: ended early, it would leave them running
     if "error" in figures:
         raise BenchError(f"32-node scenario: {figures['error']}")
     if figures["answered"] != figures["pinged"]:
