@@ -198,3 +198,30 @@ async def test_a_channel_closed_while_its_waiter_is_being_woken_only_cancels_the
         finally:
             for fd in (detach, *writers):
                 os.close(fd)
+
+
+async def test_a_channel_closed_under_its_waiter_wakes_it(tmp_path):
+    """Closed with no cancellation, the channel's waiter is told so at once; it neither hangs nor reads a stale fd."""
+    kicks = tmp_path / "kicks"
+    os.mkfifo(kicks)
+    channel = EventChannel(str(kicks))
+    writer = os.open(kicks, os.O_WRONLY | os.O_NONBLOCK)  # a peer that is there and quiet
+    outcome = []
+
+    async def waiter():
+        try:
+            await channel.wait()
+            outcome.append("returned")
+        except trio.ClosedResourceError:
+            outcome.append("closed")
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(waiter)
+            await trio.testing.wait_all_tasks_blocked()
+            channel.close()
+            await trio.testing.wait_all_tasks_blocked()
+            nursery.cancel_scope.cancel()  # a waiter left hanging would keep the test from ending
+    finally:
+        os.close(writer)
+    assert outcome == ["closed"]

@@ -254,20 +254,29 @@ class EventChannel:
         gone, never before the first one, so waiting is safe from the start.
         A waiter already woken when its driver is cancelled and the channel
         closed (both in the same turn of the scheduler) meets the cancellation
-        before it reads: the descriptor is gone by then.
+        before it reads: the descriptor is gone by then. A waiter whose channel
+        is closed under it, cancelled or not, gets trio.ClosedResourceError.
         """
         while True:
-            await trio.lowlevel.wait_readable(self.listen)
+            await trio.lowlevel.wait_readable(self._listening())
             await trio.lowlevel.checkpoint_if_cancelled()
             try:
-                data = os.read(self.listen, 4096)
+                data = os.read(self._listening(), 4096)
             except BlockingIOError:
                 continue
             if not data:
                 raise PeerGone()
             return
 
+    def _listening(self):
+        if self.listen < 0:
+            raise trio.ClosedResourceError("the event channel is closed")
+        return self.listen
+
     def close(self):
+        """Close both FIFOs; a task waiting on ours is woken first (trio must be told before the fd goes)."""
+        if self.listen >= 0:
+            trio.lowlevel.notify_closing(self.listen)
         for fd in (self.listen, self.kick):
             if fd >= 0:
                 os.close(fd)
