@@ -57,6 +57,7 @@ import trio
 SLOTS = 128
 SLOT_BYTES = 2048
 HEADER = struct.Struct("=III52x")
+WORDS = struct.Struct("=III")  # the header's words, as one view
 LENGTH = struct.Struct("=H")
 MIN_FRAME = 14
 MAX_FRAME = 1514
@@ -78,19 +79,23 @@ class Ring:
         self.base = which * RING_BYTES
         self.name = "tx" if which == TX else "rx"
 
+    def _words(self):
+        """prod, cons and event (words 0, 1, 2) as 32-bit words of the mapping, each read one load and each
+        store one store. For a with block, whose end releases the view, so that the mapping can be closed."""
+        return memoryview(self.buf)[self.base:self.base + WORDS.size].cast("I")
+
     def _indices(self):
-        """(prod, cons), each read in one load."""
-        with memoryview(self.buf) as view, view[self.base:self.base + 8].cast("I") as words:
+        """(prod, cons)."""
+        with self._words() as words:
             return words[0], words[1]
 
     def _word(self, word):
-        """prod (word 0), cons (1) or event (2), in one load."""
-        with memoryview(self.buf) as view, view[self.base:self.base + 12].cast("I") as words:
+        with self._words() as words:
             return words[word]
 
     def _publish(self, word, value):
-        """Store prod (word 0), cons (1) or event (2) in one store, never passing through another value."""
-        with memoryview(self.buf) as view, view[self.base:self.base + 12].cast("I") as words:
+        """Store a word, never passing through another value (struct.pack_into would zero it first)."""
+        with self._words() as words:
             words[word] = value & MASK
 
     def reset(self):
