@@ -67,6 +67,13 @@ def pair(nodes, bus):
     return a, b
 
 
+def cpu_seconds(node):
+    """CPU time a NodeProcess has used so far (utime + stime): how a test sees a node spin."""
+    with open(f"/proc/{node.proc.pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def need_tool(name):
     if shutil.which(name) is None:
         pytest.skip(f"{name} is not installed (.ci/run installs it)")

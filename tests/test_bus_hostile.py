@@ -18,6 +18,8 @@ import pytest
 from rumpnet.net.bus import BUS_SIZE, DATA_SIZE, RECORD
 from rumpnet.testing import rumpnet_command, run
 
+from conftest import cpu_seconds
+
 _FIRST, _LAST, _GEN = 16, 20, 8
 
 
@@ -53,17 +55,11 @@ def newest_records(path):
 
 # -- what a node shows -----------------------------------------------------------------------
 
-def cpu_ticks(node):
-    with open(f"/proc/{node.proc.pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime
-
-
 def idle_cpu(nodes, seconds=1.0):
     """The largest share of one CPU any of the nodes used over the same second with no traffic."""
-    before = [cpu_ticks(node) for node in nodes]
+    before = [cpu_seconds(node) for node in nodes]
     time.sleep(seconds)
-    return max(cpu_ticks(node) - ticks for node, ticks in zip(nodes, before)) / os.sysconf("SC_CLK_TCK") / seconds
+    return max(cpu_seconds(node) - used for node, used in zip(nodes, before)) / seconds
 
 
 def shmif_counter(node, name):

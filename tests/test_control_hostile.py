@@ -21,6 +21,8 @@ from rumpnet.kern.control import MAX_CALLS_IN_FLIGHT, MAX_CONNECTIONS, serve
 from rumpnet.kern.protocol import MAX_REQUEST_DATA, MAX_REQUEST_HEADER, PROTOCOL_VERSION
 from rumpnet.testing import run
 
+from conftest import cpu_seconds
+
 RSS_BOUND = 150 * 1024 * 1024
 
 
@@ -82,12 +84,6 @@ def rss(node):
 
 def open_descriptors(node):
     return len(os.listdir(f"/proc/{node.proc.pid}/fd"))
-
-
-def cpu_seconds(node):
-    with open(f"/proc/{node.proc.pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def assert_healthy(node):

@@ -23,7 +23,7 @@ from rumpnet.testing import NodeProcess, as_user, can_drop_privileges, run, rump
 from rumpnet.xen.store import XenStore
 from rumpnet.xen.xenbus import XenBus
 
-from conftest import UNPRIVILEGED
+from conftest import UNPRIVILEGED, cpu_seconds
 
 BACK = "/local/domain/0/backend/vif"
 
@@ -349,12 +349,6 @@ async def test_a_guest_waits_for_the_toolstack_to_finish_its_entry(tmp_path, cap
         finally:
             bus.close()
     assert "can't read" not in caplog.text
-
-
-def cpu_seconds(node):
-    with open(f"/proc/{node.proc.pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 async def sequence_received(sock, count):
