@@ -110,7 +110,7 @@ def udp_flat_out(xen, sender, receiver, address):
         server.terminate()
         server.wait()
         server.stdout.close()
-    report = re.search(r" (\d+)/(\d+) \(", done.stdout)
+    report = re.search(r" (\d+)/ *(\d+) \(", done.stdout)
     assert done.returncode == 0 and report, done.stdout + done.stderr
     lost, sent = map(int, report.groups())
     return sent - lost, sent

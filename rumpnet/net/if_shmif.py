@@ -202,7 +202,7 @@ class ShmifDriver(Driver):
         now = self.cursor.laps, self.cursor.corrupt, self.bus.locks_stolen
         if now[1] > self._noted[1] and ratecheck(self, CORRUPT_LOG_INTERVAL):
             log.warning(f"{self.name}: {self.bus.path}: corrupt ring or header; skipped to the newest record "
-                f"(netstat -s counts every time)")
+                        f"(netstat -s counts every time)")
         for name, new, old in zip(("bus_laps", "bus_corrupt", "locks_stolen"), now, self._noted):
             self.stats[name] += new - old
         self._noted = now
@@ -268,7 +268,7 @@ class ShmifDriver(Driver):
     def _note_unlinked(self):
         if self.bus.unlinked and not self._unlinked_told:
             log.warning(f"{self.name}: {self.bus.path}: bus file removed or replaced; "
-                "staying on the file already open (a node attaching now gets another bus)")
+                        "staying on the file already open (a node attaching now gets another bus)")
             self.stats["bus_unlinked"] += 1
             self._unlinked_told = True
 

@@ -205,7 +205,7 @@ class VirtDriver(Driver):
     def _gone(self, error):
         """The tap failed a read: this interface goes down (not RUNNING), the node goes on."""
         log.warning(f"{self.name}: {self.tap}: {error.strerror}; the tap is gone, {self.name} is down "
-            f"(ifconfig {self.name} down up reopens it)")
+                    f"(ifconfig {self.name} down up reopens it)")
         self.stats["tap_gone"] += 1
         self.stop()
         self._close()
