@@ -6,7 +6,7 @@ import dpkt
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rumpnet.netinet.checksum import in_cksum, ones_sum
+from rumpnet.netinet.checksum import in_cksum, ones_sum, pseudo_header_sum, verifies
 
 
 def reference(data):
@@ -34,3 +34,30 @@ def test_edge_values():
     assert ones_sum(b"") == 0
     assert in_cksum(b"\0\0") == 0xFFFF
     assert in_cksum(b"\xff\xff") == 0
+
+
+addresses = st.binary(min_size=4, max_size=4)
+
+
+@given(addresses, addresses, st.integers(0, 255), st.integers(0, 65535))
+def test_pseudo_header_sum_is_the_sum_of_its_bytes(src, dst, proto, length):
+    assert pseudo_header_sum(src, dst, proto, length) == ones_sum(src + dst + struct.pack("!BBH", 0, proto, length))
+
+
+@given(st.binary(max_size=1600), st.integers(0, 0xFFFF))
+def test_verifies_says_what_in_cksum_says(data, initial):
+    assert verifies(data, initial) == (in_cksum(data, initial) == 0)
+
+
+@given(st.binary(max_size=1600), addresses, addresses)
+def test_a_filled_in_sum_verifies_and_a_changed_byte_does_not(data, src, dst):
+    data = b"\0\0" + data
+    pseudo = pseudo_header_sum(src, dst, 17, len(data))
+    filled = struct.pack("!H", in_cksum(data, pseudo)) + data[2:]
+    assert verifies(filled, pseudo)
+    assert not verifies(filled[:-1] + bytes([filled[-1] ^ 1]), pseudo)
+
+
+def test_all_zeros_do_not_verify():
+    assert not verifies(b"\0" * 20)
+    assert verifies(b"\xff\xff")

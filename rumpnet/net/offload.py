@@ -11,7 +11,7 @@ stack trusts the mark. Either way the frames on the wire are the same.
 import struct
 
 from ..kern import numbers
-from ..netinet.checksum import in_cksum, pseudo_header_sum
+from ..netinet.checksum import in_cksum, pseudo_header_sum, verifies
 
 IFCAP_TSOv4 = 0x00080
 IFCAP_CSUM_IPv4_Rx = 0x00100
@@ -197,7 +197,7 @@ def check_rx(frame, capenable):
     marks = 0
     if capenable & IFCAP_CSUM_IPv4_Rx:
         marks |= CSUM_IP_CHECKED
-        if in_cksum(frame[14:14 + hlen]) != 0:
+        if not verifies(frame[14:14 + hlen]):
             marks |= CSUM_IP_BAD
     if capenable & _RX_BIT.get(proto, 0):
         l4 = _transport(frame, hlen, proto)
@@ -206,6 +206,6 @@ def check_rx(frame, capenable):
             if proto == _IPPROTO_UDP and body[at:at + 2] == b"\0\0":
                 return marks  # UDP sent without a checksum: nothing to check
             marks |= CSUM_L4_CHECKED
-            if in_cksum(body, pseudo) != 0:
+            if not verifies(body, pseudo):
                 marks |= CSUM_L4_BAD
     return marks

@@ -3,7 +3,7 @@
 import errno
 import struct
 
-from .checksum import in_cksum
+from .checksum import in_cksum, verifies
 from .ip import IP_HEADER, IP_OFFMASK, IPPROTO_ICMP, MAXTTL, IpHeader, ip_output
 from .protosw import CtlNotice
 from .raw_ip import rip_deliver
@@ -36,7 +36,7 @@ def icmp_input(node, ifp, header, packet, marks):
     if len(message) < ICMP_HEADER.size:
         stats["too_short"] += 1
         return
-    if in_cksum(message) != 0:
+    if not verifies(message):
         stats["bad_checksum"] += 1
         return
     icmp_type, code = message[0], message[1]

@@ -8,7 +8,7 @@ protosw.py), or to ip_forward. It knows no transport by name.
 import struct
 
 from ..net.offload import CSUM_IP_BAD, CSUM_IP_CHECKED
-from .checksum import in_cksum
+from .checksum import in_cksum, verifies
 from .icmp import icmp_error
 from .ip import INADDR_BROADCAST, IP_HEADER, IP_MF, IP_OFFMASK, IpHeader, route_to
 
@@ -32,7 +32,7 @@ def ip_input(node, ifp, packet, marks, link_multicast):
         if marks & CSUM_IP_BAD:
             stats["bad_checksum"] += 1
             return
-    elif in_cksum(packet[:hlen]) != 0:
+    elif not verifies(packet[:hlen]):
         stats["bad_checksum"] += 1
         return
     if total < hlen or total > len(packet):

@@ -11,7 +11,7 @@ import struct
 from typing import NamedTuple
 
 from ..net.offload import CSUM_L4_BAD, CSUM_L4_CHECKED, IFCAP_CSUM_TCPv4_Tx, M_CSUM_TCPv4
-from .checksum import in_cksum, pseudo_header_sum
+from .checksum import in_cksum, pseudo_header_sum, verifies
 
 IPPROTO_TCP = 6
 TCP_HEADER = struct.Struct("!HHIIBBHHH")  # ports, seq, ack, data offset, flags, window, checksum, urgent
@@ -49,7 +49,7 @@ def tcp_parse(src, dst, segment, marks=0):
     if marks & CSUM_L4_CHECKED:
         if marks & CSUM_L4_BAD:
             raise BadSegment("bad_checksum")
-    elif in_cksum(segment, pseudo_header_sum(src, dst, IPPROTO_TCP, len(segment))) != 0:
+    elif not verifies(segment, pseudo_header_sum(src, dst, IPPROTO_TCP, len(segment))):
         raise BadSegment("bad_checksum")
     flags &= 0x3F
     if flags & TH_SYN and flags & (TH_FIN | TH_RST) or not flags & (TH_SYN | TH_RST | TH_ACK):

@@ -5,7 +5,7 @@ import struct
 
 from ..kern.sockets import UserRequests, oserror, parse_sockaddr
 from ..net.offload import CSUM_L4_BAD, CSUM_L4_CHECKED, IFCAP_CSUM_UDPv4_Tx, M_CSUM_UDPv4
-from .checksum import in_cksum, pseudo_header_sum
+from .checksum import in_cksum, pseudo_header_sum, verifies
 from .icmp import icmp_error
 from .inpcb import ANY, in_pcbbind, in_pcbconnect
 from .ip import IP_HEADER, IPPROTO_UDP, ip_output, route_output, source_for
@@ -87,7 +87,7 @@ def udp_input(node, ifp, header, packet, marks):
             return
     elif checksum == 0:
         stats["no_checksum"] += 1
-    elif in_cksum(datagram, pseudo_header_sum(header.src, header.dst, IPPROTO_UDP, length)) != 0:
+    elif not verifies(datagram, pseudo_header_sum(header.src, header.dst, IPPROTO_UDP, length)):
         stats["bad_checksum"] += 1
         return
     data = bytes(datagram[UDP_HEADER.size:])
