@@ -9,7 +9,7 @@ import pytest
 import trio
 
 import rumpnet
-from rumpnet import SOCK_DGRAM
+from rumpnet import SHUT_RD, SOCK_DGRAM, SOCK_STREAM
 from rumpnet.netinet.checksum import in_cksum, pseudo_header_sum
 from rumpnet.testing import frames_on, open_pair
 from rumpnet.netinet.inpcb import EPHEMERAL_FIRST, EPHEMERAL_LAST
@@ -308,6 +308,39 @@ async def test_sendmmsg_stops_at_the_first_failure_and_counts(two):
     with pytest.raises(OSError) as caught:
         await sock.sendmmsg([bytes(2000), b"ok"])
     assert caught.value.errno == errno.EMSGSIZE
+
+
+async def test_recvmmsg_takes_a_queued_burst_in_one_call(two):
+    a, b, _ = two
+    server, sock = await server_and_client(a, b)
+    await sock.send(b"first")  # resolves the peer's hardware address before the burst
+    with trio.fail_after(5):
+        assert await server.recvmmsg() == [(b"first", ("10.0.0.2", sock.getsockname()[1]))]
+        await sock.sendmmsg([bytes([i]) * 10 for i in range(12)])
+        await server.wait_readable()
+        taken = await server.recvmmsg(vlen=5, bufsize=4)
+        assert taken == [(bytes([i]) * 4, ("10.0.0.2", sock.getsockname()[1])) for i in range(5)]
+        assert [data for data, _ in await server.recvmmsg()] == [bytes([i]) * 10 for i in range(5, 12)]
+    assert server.rcv.cc == 0 and not server.rcv.records
+
+
+async def test_recvmmsg_raises_a_pending_error_and_gives_nothing_once_shut_down(two):
+    a, b, _ = two
+    sock = b.socket(SOCK_DGRAM)
+    await sock.connect(("10.0.0.1", 9999))  # nothing listens there: port unreachable comes back
+    await sock.send(b"anyone?")
+    with trio.fail_after(5), pytest.raises(OSError) as caught:
+        await sock.recvmmsg()
+    assert caught.value.errno == errno.ECONNREFUSED
+    await sock.shutdown(SHUT_RD)
+    assert await sock.recvmmsg() == []
+
+
+async def test_recvmmsg_is_for_datagrams(two):
+    a, _, _ = two
+    with a.socket(SOCK_STREAM) as stream, pytest.raises(OSError) as caught:
+        await stream.recvmmsg()
+    assert caught.value.errno == errno.EOPNOTSUPP
 
 
 # -- remote clients: the control socket's system-call proxy ---------------------------------

@@ -40,6 +40,7 @@ SOCKADDR_IN_LEN = 16  # a queued datagram's source address, charged to the queue
 SB_MAX = 4 * 1024 * 1024  # the largest SO_RCVBUF or SO_SNDBUF (BSD's kern.sbmax)
 SB_DEFAULT = 32768  # a buffer's size until its protocol reserves another
 MAX_SOCKETS = 65536  # open sockets in one node, of every protocol (BSD's kern.maxfiles)
+RECVMMSG_MAX = 1024  # datagrams one recvmmsg takes at most (Linux's UIO_MAXIOV)
 
 
 def oserror(code):
@@ -105,7 +106,7 @@ class SockBuf:
 
     def append_record(self, data, address):
         size = len(data) + SOCKADDR_IN_LEN
-        if size > self.space():
+        if self.cc + size > self.hiwat:
             return False
         self.records.append((data, address))
         self.cc += size
@@ -115,6 +116,13 @@ class SockBuf:
         data, address = self.records.popleft()
         self.cc -= len(data) + SOCKADDR_IN_LEN
         return data, address
+
+    def take_records(self, count):
+        """Up to count of the oldest records, in one call for a batch."""
+        records = self.records
+        taken = [records.popleft() for _ in range(min(count, len(records)))]
+        self.cc -= sum(len(data) for data, _ in taken) + SOCKADDR_IN_LEN * len(taken)
+        return taken
 
     def append_bytes(self, data):
         """As much of data as there is room for; how many bytes that was."""
@@ -438,11 +446,7 @@ class Socket:
         A datagram longer than bufsize is cut to it, the rest discarded, as
         recvfrom(2) does; a stream gives at most bufsize bytes, and b"" at its end.
         """
-        self._check_open()
-        await self._wait(self.readable, self._timeout(timeout))
-        self._check_open()
-        if not self.rcv.cc:
-            self._take_error()
+        await self._wait_to_receive(timeout)
         if self.usrreqs.stream:
             data = self.rcv.take_bytes(bufsize)
             if data:
@@ -452,6 +456,29 @@ class Socket:
             return b"", ("0.0.0.0", 0)  # shut down for reading
         data, address = self.rcv.take_record()
         return data[:bufsize], (unpack_address(address[0]), address[1])
+
+    async def recvmmsg(self, vlen=RECVMMSG_MAX, bufsize=65535, timeout=None):
+        """Wait for datagrams and take up to vlen of those queued: [(data, (address, port)), ...]
+        (BSD's recvmmsg(2)). A reader that keeps up with a burst pays one call for it, not one a
+        datagram; [] once shut down for reading. Each datagram is cut to bufsize, as by recvfrom."""
+        if self.usrreqs.stream:
+            raise OSError(errno.EOPNOTSUPP, "recvmmsg receives datagrams")
+        await self._wait_to_receive(timeout)
+        taken = []
+        source = peer = None
+        for data, address in self.rcv.take_records(vlen):
+            if address != source:  # a burst comes from one peer: one address tuple for it
+                source, peer = address, (unpack_address(address[0]), address[1])
+            taken.append((data[:bufsize], peer))
+        return taken
+
+    async def _wait_to_receive(self, timeout):
+        """Wait until a receive would not wait; raise what a receive raises with nothing queued."""
+        self._check_open()
+        await self._wait(self.readable, self._timeout(timeout))
+        self._check_open()
+        if not self.rcv.cc:
+            self._take_error()
 
     async def recv(self, bufsize=65535, timeout=None):
         data, _ = await self.recvfrom(bufsize, timeout)

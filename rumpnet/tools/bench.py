@@ -662,6 +662,10 @@ class KernelSocket:
     async def recvfrom(self, bufsize=65535):
         return await self._sock.recvfrom(bufsize)
 
+    async def recvmmsg(self, vlen=1, bufsize=65535):
+        """One recvfrom(2) a call (Python has no recvmmsg)."""
+        return [await self._sock.recvfrom(bufsize)]
+
     async def recv(self, bufsize=65535):
         return await self._sock.recv(bufsize)
 

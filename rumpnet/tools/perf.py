@@ -126,27 +126,35 @@ class PerfServer:
         self._send_reports, self.reports = trio.open_memory_channel(KEEP_REPORTS)
 
     async def serve(self):
+        """Take what is queued in one call (recvmmsg) and count it: a receiver that keeps up with a
+        burst pays for one receive, not one a datagram. A batch was queued when it is taken, so
+        its datagrams share one arrival time."""
         async with self._send_reports:
             while True:
                 try:
-                    data, peer = await self.sock.recvfrom()
+                    batch = await self.sock.recvmmsg()
                 except OSError:
                     if self.sock.closed:
                         return
                     continue
-                if len(data) >= HEADER.size:
-                    await self._input(data, peer)
+                now = self.clock()
+                for data, peer in batch:
+                    if len(data) >= HEADER.size:
+                        seq, sec, usec = HEADER.unpack_from(data)
+                        if seq >= 0:
+                            self._count(peer, seq, len(data), sec + usec / 1e6, now)
+                        else:
+                            await self._closing(peer, seq, now)
 
-    async def _input(self, data, peer):
-        now = self.clock()
-        seq, sec, usec = HEADER.unpack_from(data)
-        if seq >= 0:
-            test = self.running.get(peer)
-            if test is None:
-                test = self.running[peer] = _Test(peer, now)
-                self.finished.pop(peer, None)
-            test.add(seq, len(data), sec + usec / 1e6, now)
-            return
+    def _count(self, peer, seq, size, sent, now):
+        test = self.running.get(peer)
+        if test is None:
+            test = self.running[peer] = _Test(peer, now)
+            self.finished.pop(peer, None)
+        test.add(seq, size, sent, now)
+
+    async def _closing(self, peer, seq, now):
+        """A closing datagram (seq is minus the count sent, less one): finish the test and answer with its report."""
         report = self.finished.get(peer)
         total = -seq - 1
         if report is None and total == 0 and peer not in self.running:
