@@ -66,6 +66,8 @@ class Reader:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(steps=steps)
 @example(steps=[("send", 1, 14), ("length", "last", 27)])  # a frame cut short inside the writer's number
+@example(steps=[("send", 1, 14), ("send", 1, 14), ("read",), ("header", "last", 75), ("send", 1, 14),
+                ("header", "generation", 1)])  # a write over the last record read, then a generation: not a lap
 def test_reader_over_a_scribbled_ring(tmp_path_factory, steps):
     path = tmp_path_factory.mktemp("ring") / "bus"
     with Bus(path) as bus:

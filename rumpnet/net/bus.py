@@ -513,17 +513,22 @@ class Cursor:
         """
         return self._bytes_at((self.seen_start, self.seen_end)[which]) != self.witness[which]
 
-    def _lapped(self):
-        """Whether writers went round the ring past this reader: the last record it read is gone.
+    def _lapped(self, oldest):
+        """Whether writers went round the ring past this reader: the last record it read is gone,
+        and the oldest record left at `oldest` was written after it.
 
         Its time stamp and sender are compared, not its length, which anyone
-        may rewrite in place. A reader that has read nothing holds nothing a
-        replay could repeat.
+        may rewrite in place. Writers stamp under the lock, so after a real
+        lap the oldest record is the newer; a `last` or generation scribbled
+        over can make an old record look like a lap's first, and reading on
+        from it would deliver what was read before. A reader that has read
+        nothing holds nothing a replay could repeat.
         """
         if self.last_read is None:
             return True
         at, stamp = self.last_read
-        return RECORD.unpack(self._bytes_at(at))[1:] != stamp
+        return (RECORD.unpack(self._bytes_at(at))[1:] != stamp
+                and RECORD.unpack(self._bytes_at(oldest))[1:3] > stamp[:2])
 
     def _stand(self, end, start):
         self.pos = end
@@ -592,7 +597,7 @@ class Cursor:
             return []
         if end != self.seen_end:
             if self.pos < oldest and oldest > self.seen_start:
-                sane = self._lapped()
+                sane = self._lapped(oldest)
             else:
                 sane = end > self.seen_end and start >= self.seen_end and self._overwritten(1)
             if not sane:
