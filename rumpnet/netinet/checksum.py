@@ -6,15 +6,15 @@ C replaces a Python loop over the words.
 """
 
 
+def _fold(value):
+    """A sum of 16-bit words, as a number, folded to 16 bits: 0 only for 0, 0xffff for a multiple of it."""
+    return value % 0xFFFF or (0xFFFF if value else 0)
+
+
 def ones_sum(data):
-    """The ones'-complement sum of data as 16-bit big-endian words (odd length padded)."""
-    if len(data) & 1:
-        data = bytes(data) + b"\0"
+    """The ones'-complement sum of data as 16-bit big-endian words (odd length padded with a zero byte)."""
     value = int.from_bytes(data, "big")
-    if value == 0:
-        return 0
-    folded = value % 0xFFFF
-    return folded or 0xFFFF
+    return _fold(value << 8 if len(data) & 1 else value)
 
 
 def in_cksum(data, initial=0):
@@ -29,9 +29,7 @@ def verifies(data, initial=0):
     """True when data, its checksum field filled in, and initial (a pseudo-header's sum) add up to all
     ones: what `in_cksum(data, initial) == 0` says, in one remainder and without the folding."""
     value = int.from_bytes(data, "big")
-    if len(data) & 1:
-        value <<= 8
-    total = value + initial
+    total = (value << 8 if len(data) & 1 else value) + initial
     return total != 0 and total % 0xFFFF == 0
 
 
@@ -41,5 +39,4 @@ def pseudo_header_sum(src, dst, proto, length):
     Each 4-byte address, read as a number, is its two 16-bit words modulo
     0xffff, so the sum needs no pseudo-header built in bytes.
     """
-    value = int.from_bytes(src, "big") + int.from_bytes(dst, "big") + proto + length
-    return value % 0xFFFF or (0xFFFF if value else 0)
+    return _fold(int.from_bytes(src, "big") + int.from_bytes(dst, "big") + proto + length)
