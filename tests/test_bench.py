@@ -174,6 +174,34 @@ async def test_perf_and_echo_run_unchanged_on_kernel_sockets():
         nursery.cancel_scope.cancel()
 
 
+async def test_kernel_sockets_send_and_take_bursts_as_a_nodes_do():
+    """The Linux reference is fair: a burst goes out, and what is queued comes in, in one pass
+    through trio's loop, as on a node, not one pass a datagram."""
+    passes = 0
+
+    async def count_passes():
+        nonlocal passes
+        while True:
+            await trio.lowlevel.checkpoint()
+            passes += 1
+
+    async with trio.open_nursery() as nursery:
+        kernel = bench.KernelStack(nursery)
+        with kernel.socket(bench.SOCK_DGRAM) as receiver, kernel.socket(bench.SOCK_DGRAM) as sender:
+            await receiver.bind(("127.0.0.1", 0))
+            await sender.connect(receiver.getsockname())
+            nursery.start_soon(count_passes)
+            await trio.lowlevel.checkpoint()
+            passes = 0
+            assert await sender.sendmmsg([bytes([n]) * 64 for n in range(100)]) == 100
+            assert passes <= 2
+            taken = await receiver.recvmmsg()
+            assert [data[0] for data, _ in taken] == list(range(100))
+            assert await sender.sendmmsg([b"x"] * 3) == 3
+            assert len(await receiver.recvmmsg(vlen=2)) == 2
+        nursery.cancel_scope.cancel()
+
+
 async def test_perf_tcp_runs_unchanged_on_kernel_sockets():
     """The kernel's TCP ends are the nodes' code too, the retransmission count read from /proc/net/snmp."""
     async with trio.open_nursery() as nursery:

@@ -72,7 +72,7 @@ from . import echo, perf, perf_tcp
 from ..client import connect
 from ..kern.node import open_node
 from ..kern.protocol import parse_url
-from ..kern.sockets import SOCK_DGRAM, SOCK_RAW, SOCK_STREAM
+from ..kern.sockets import RECVMMSG_MAX, SOCK_DGRAM, SOCK_RAW, SOCK_STREAM
 from ..kern.tasks import open_service_nursery
 from ..net.bus import Bus, Cursor, new_sender
 from ..net.inotify import ModifyWatch
@@ -624,7 +624,9 @@ class KernelSocket:
     """A kernel UDP socket (trio.socket) with the calls of a node's datagram socket that perf and echo make."""
 
     def __init__(self):
-        self._sock = trio.socket.socket(pysocket.AF_INET, pysocket.SOCK_DGRAM)
+        self._raw = pysocket.socket(pysocket.AF_INET, pysocket.SOCK_DGRAM)
+        self._raw.setblocking(False)
+        self._sock = trio.socket.from_stdlib_socket(self._raw)
         self.service = None  # as a node's socket: which built-in service runs on it
 
     @property
@@ -647,24 +649,41 @@ class KernelSocket:
         return await self._sock.send(data)
 
     async def sendmmsg(self, datagrams, address=None):
-        """One send(2) a datagram (Python has no sendmmsg); an error after the first ends the burst early."""
+        """Send a burst in one pass through trio's loop, as a node's sendmmsg does: a send(2) a
+        datagram (Python has no sendmmsg), waiting only when the first finds the buffer full; an
+        error after the first ends the burst early."""
         sent = 0
         for data in datagrams:
             try:
+                if address is None:
+                    self._raw.send(data)
+                else:
+                    self._raw.sendto(data, address)
+            except BlockingIOError:
+                if sent:
+                    break
                 await (self.send(data) if address is None else self.sendto(data, address))
             except OSError:
                 if not sent:
                     raise
                 break
             sent += 1
+        await trio.lowlevel.checkpoint()
         return sent
 
     async def recvfrom(self, bufsize=65535):
         return await self._sock.recvfrom(bufsize)
 
-    async def recvmmsg(self, vlen=1, bufsize=65535):
-        """One recvfrom(2) a call (Python has no recvmmsg)."""
-        return [await self._sock.recvfrom(bufsize)]
+    async def recvmmsg(self, vlen=RECVMMSG_MAX, bufsize=65535):
+        """Wait for a datagram, then take what else is queued, up to vlen, without going back
+        to trio's loop: what a node's recvmmsg does (Python has no recvmmsg)."""
+        taken = [await self._sock.recvfrom(bufsize)]
+        while len(taken) < vlen:
+            try:
+                taken.append(self._raw.recvfrom(bufsize))
+            except BlockingIOError:
+                break
+        return taken
 
     async def recv(self, bufsize=65535):
         return await self._sock.recv(bufsize)
