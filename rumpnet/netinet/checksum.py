@@ -6,22 +6,16 @@ C replaces a Python loop over the words.
 """
 
 
-def _fold(value):
-    """A sum of 16-bit words, as a number, folded to 16 bits: 0 only for 0, 0xffff for a multiple of it."""
-    return value % 0xFFFF or (0xFFFF if value else 0)
-
-
-def ones_sum(data):
-    """The ones'-complement sum of data as 16-bit big-endian words (odd length padded with a zero byte)."""
-    value = int.from_bytes(data, "big")
-    return _fold(value << 8 if len(data) & 1 else value)
-
-
 def in_cksum(data, initial=0):
-    """The checksum to store in a header whose checksum field is zero in data."""
-    total = ones_sum(data) + initial
-    total = (total & 0xFFFF) + (total >> 16)
-    total = (total & 0xFFFF) + (total >> 16)
+    """The checksum to store in a header whose checksum field is zero in data.
+
+    initial is what else the sum covers, as a number: a pseudo-header's sum,
+    or header words the caller adds up instead of packing them first. It need
+    not be folded: the one remainder below folds everything at once.
+    """
+    value = int.from_bytes(data, "big")
+    total = (value << 8 if len(data) & 1 else value) + initial  # an odd length is padded with a zero byte
+    total = total % 0xFFFF or (0xFFFF if total else 0)  # ones' complement: 0 only for 0
     return ~total & 0xFFFF
 
 
@@ -34,9 +28,9 @@ def verifies(data, initial=0):
 
 
 def pseudo_header_sum(src, dst, proto, length):
-    """The ones'-complement sum of the IPv4 pseudo-header that UDP and TCP checksum over.
+    """The sum of the IPv4 pseudo-header that UDP and TCP checksum over, unfolded.
 
-    Each 4-byte address, read as a number, is its two 16-bit words modulo
-    0xffff, so the sum needs no pseudo-header built in bytes.
+    Each 4-byte address, read as a number, counts as its two 16-bit words
+    (modulo 0xffff), so the sum needs no pseudo-header built in bytes.
     """
-    return _fold(int.from_bytes(src, "big") + int.from_bytes(dst, "big") + proto + length)
+    return int.from_bytes(src, "big") + int.from_bytes(dst, "big") + proto + length

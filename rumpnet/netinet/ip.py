@@ -102,14 +102,15 @@ def ip_output(node, proto, src, dst, payload, *, ttl=None, broadcast_ok=False, r
     if total > (TSO_MAX if segments else ifp.mtu):
         stats["too_big"] += 1
         raise OSError(errno.EMSGSIZE, "Message too long")
-    header = bytearray(IP_HEADER.pack(0x45, 0, total, node.next_ip_id(), 0, ttl, proto, 0, src, dst))
+    ident = node.next_ip_id()
     for _ in range(segments - 1):
         node.next_ip_id()  # the identifiers of the frames the interface cuts it into
     if segments or ifp.capenable & IFCAP_CSUM_IPv4_Tx:  # TSO's cutting sums every frame's header
         csum_flags |= M_CSUM_IPv4
-    else:
-        struct.pack_into("!H", header, 10, in_cksum(header))
-    packet = bytes(header) + payload
+        checksum = 0
+    else:  # the header's words summed from its fields, so it is packed once, its sum in place
+        checksum = in_cksum(src + dst, 0x4500 + total + ident + (ttl << 8 | proto))
+    packet = IP_HEADER.pack(0x45, 0, total, ident, 0, ttl, proto, checksum, src, dst) + payload
     stats["output"] += 1
     if dst in node.inaddrs.local:
         node.ipintrq.enqueue(ifp, packet)

@@ -60,9 +60,9 @@ def udp_output(node, sock, data, dst, port):
     if ifp.capenable & IFCAP_CSUM_UDPv4_Tx:
         checksum, csum_flags = 0, M_CSUM_UDPv4  # the interface sums it (offload.finish_tx)
     else:
-        pseudo = pseudo_header_sum(src, dst, IPPROTO_UDP, length)
-        checksum = in_cksum(UDP_HEADER.pack(sport, port, length, 0) + data, pseudo) or 0xFFFF  # 0: "none"
-        csum_flags = 0
+        header_words = sport + port + length  # the header summed as numbers, not packed to be summed
+        checksum = in_cksum(data, pseudo_header_sum(src, dst, IPPROTO_UDP, length) + header_words) or 0xFFFF
+        csum_flags = 0  # (a sum of 0 is sent as 0xffff: 0 says "none")
     ip_output(node, IPPROTO_UDP, src, dst, UDP_HEADER.pack(sport, port, length, checksum) + data,
               ttl=sock.ttl, broadcast_ok=sock.broadcast, route=(ifp, nexthop), csum_flags=csum_flags)
     node.stats.udp["output"] += 1
