@@ -421,7 +421,8 @@ class Socket:
         try:
             self.usrreqs.send(self, data, address)
         finally:
-            self.node.ipintrq.drain()  # a packet to the node itself is received before the next is sent
+            if self.node.ipintrq.queue:
+                self.node.ipintrq.drain()  # a packet to the node itself is received before the next is sent
 
     def _send_bytes(self, data, address):
         """Put what fits of data in the send buffer, through the protocol; how many bytes."""

@@ -11,10 +11,6 @@ ETHER_HDR_LEN = 14
 _HEADER = struct.Struct("!6s6sH")
 
 
-def ether_frame(dst, src, ethertype, payload):
-    return _HEADER.pack(dst, src, ethertype) + payload
-
-
 def ether_input(node, ifp, frame):
     """Hand a received frame for us to ARP or IP by its type; drop and count the rest.
 
@@ -49,4 +45,4 @@ def ether_input(node, ifp, frame):
 def ether_output(node, ifp, dst_mac, ethertype, payload, csum_flags=0):
     """Frame a payload and hand it to the driver, with the sums (M_CSUM_*) the driver must fill in."""
     node.stats.ether["output"] += 1
-    ifp.output(ether_frame(dst_mac, ifp.mac, ethertype, payload), csum_flags)
+    ifp.output(_HEADER.pack(dst_mac, ifp.mac, ethertype) + payload, csum_flags)
