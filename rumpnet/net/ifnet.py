@@ -187,12 +187,15 @@ class Interface:
         return self.driver.kind
 
     @property
-    def up(self):
-        return bool(self.flags & IFF_UP)
+    def flags(self):
+        return self._flags
 
-    @property
-    def running(self):
-        return bool(self.flags & IFF_RUNNING)
+    @flags.setter
+    def flags(self, value):
+        """Set the IFF_ flags; `up` and `running` are kept as plain attributes, read for every packet."""
+        self._flags = value
+        self.up = bool(value & IFF_UP)
+        self.running = bool(value & IFF_RUNNING)
 
     def primary(self):
         return self.addresses[0] if self.addresses else None
