@@ -200,6 +200,8 @@ class ShmifDriver(Driver):
     def _note_bus_events(self):
         """Add what the bus code counted since last time."""
         now = self.cursor.laps, self.cursor.corrupt, self.bus.locks_stolen
+        if now == self._noted:  # the usual batch: nothing to note
+            return
         if now[1] > self._noted[1] and ratecheck(self, CORRUPT_LOG_INTERVAL):
             log.warning(f"{self.name}: {self.bus.path}: corrupt ring or header; skipped to the newest record "
                         f"(netstat -s counts every time)")
@@ -243,10 +245,11 @@ class ShmifDriver(Driver):
         frames: the reader slept while the writers lapped it.
         """
         got = self._grab(checked=checked)
-        wait = None
+        if got is not None:
+            return got
+        wait = shmbus.LockWait(self.bus)
         spin_until = time.monotonic() + LOCK_SPIN
         while got is None:
-            wait = wait or shmbus.LockWait(self.bus)
             if time.monotonic() < spin_until:
                 await trio.lowlevel.checkpoint()
             else:
