@@ -3,6 +3,7 @@ then the same socket calls made by remote clients through the control socket of 
 """
 
 import errno
+import os
 
 import dpkt
 import pytest
@@ -444,3 +445,16 @@ async def test_a_sender_is_not_woken_by_its_own_writes(two):
             await trio.sleep(0.01)
     assert woken["wakeups"] - before <= 2
     assert b.interfaces["shmif0"].driver.stats["wakeups"] >= 10  # the reader is woken (a few writes may share one)
+
+
+async def test_a_removed_bus_is_noticed_by_the_writer_whose_drain_took_the_event(two):
+    """The link count is looked at only when inotify reports IN_ATTRIB; a writer's own drain, just after its
+    write, may be the one that takes that event, and must look too."""
+    a, b, bus = two
+    sock = a.socket(SOCK_DGRAM)
+    os.unlink(bus)
+    sock.send_nowait(b"x", ("10.0.0.2", 9))  # no checkpoint between: a's receive loop has not run yet
+    with trio.fail_after(5):
+        while b.interfaces["shmif0"].driver.stats["bus_unlinked"] < 1:
+            await trio.sleep(0.01)
+    assert a.interfaces["shmif0"].driver.stats["bus_unlinked"] == 1

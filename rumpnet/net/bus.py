@@ -198,14 +198,18 @@ class Bus:
         process with SIGBUS at the first access, and Python cannot catch it;
         so every wake-up and every write burst starts with this fstat. (A file
         cut between this check and the access still kills: the window is the
-        microseconds of one batch.) It also notes whether the file still has
-        a name: a bus removed or replaced goes on, for those who hold it open.
+        microseconds of one batch.) The size is asked with lseek(2), which
+        makes no stat_result.
         """
-        st = os.fstat(self.fd)
-        self.unlinked = st.st_nlink == 0
-        if st.st_size < BUS_SIZE:
-            return f"{self.path}: bus file shrank to {st.st_size} bytes"
+        size = os.lseek(self.fd, 0, os.SEEK_END)
+        if size < BUS_SIZE:
+            return f"{self.path}: bus file shrank to {size} bytes"
         return None
+
+    def check_link(self):
+        """Note whether the file still has a name: a bus removed or replaced goes on, for those who
+        hold it open. An fstat, so asked only when inotify reports IN_ATTRIB (the link count changed)."""
+        self.unlinked = os.fstat(self.fd).st_nlink == 0
 
     def header_fault(self):
         """Why the header is no longer a usable bus header, or None; only after size_fault()."""

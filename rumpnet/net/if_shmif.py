@@ -97,6 +97,7 @@ class ShmifDriver(Driver):
         self.bus, self.watch = bus, watch
         self.trouble = None
         self._unlinked_told = False
+        self._check_link()  # removed before the watch was set: no IN_ATTRIB would tell
 
     def detach(self):
         self.stop()
@@ -149,11 +150,10 @@ class ShmifDriver(Driver):
         too. A task already woken when stop() cancels it runs on to its next
         checkpoint: it checks the scope first, as the bus may be closed by then.
         """
-        watch, cursor, bus = self.watch, self.cursor, self.bus
+        cursor, bus = self.cursor, self.bus
         while not scope.cancel_called:
-            woken = watch.drain()
+            woken = self._drain()
             problem = bus.fault()
-            self._note_unlinked()
             if problem:
                 self._report(problem)
                 await self._sleep()
@@ -268,7 +268,16 @@ class ShmifDriver(Driver):
         self.trouble = None
         self.cursor.resume()
 
-    def _note_unlinked(self):
+    def _drain(self):
+        """Consume the watch's events (their mask): what is not a write (IN_ATTRIB, the link count
+        among it; an overflow) has the file's name looked at at once, whichever drain takes it."""
+        mask = self.watch.drain()
+        if mask & ~IN_MODIFY:
+            self._check_link()
+        return mask
+
+    def _check_link(self):
+        self.bus.check_link()
         if self.bus.unlinked and not self._unlinked_told:
             log.warning(f"{self.name}: {self.bus.path}: bus file removed or replaced; "
                         "staying on the file already open (a node attaching now gets another bus)")
@@ -331,7 +340,7 @@ class ShmifDriver(Driver):
         receive loop to find. The cursor steps over its own records
         (Cursor.append), so when nothing else came it is caught up.
         """
-        if self.watch.drain() & ~IN_MODIFY or not self.cursor.caught_up():
+        if self._drain() & ~IN_MODIFY or not self.cursor.caught_up():
             self.bus.wakeup()
 
 
