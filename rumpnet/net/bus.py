@@ -320,27 +320,28 @@ class Bus:
             return None
         return (off + RECORD.size + length) % DATA_SIZE
 
-    def _advance_first(self, off, length):
-        """Move `first` past every record that a write of length bytes at off overwrites."""
-        first = self._u32(_FIRST)
+    def _advance_first(self, off, length, first):
+        """Move `first` (as the caller read it) past every record that a write of length bytes at off
+        overwrites; returns where it is now."""
         while off <= first + RECORD.size and off + length > first:
             following = self.next_offset(first % DATA_SIZE)
             if following is None:
                 following = (off + length) % DATA_SIZE
             first = following
-            struct.pack_into("=I", self.mem, _FIRST, first)
+            _U32.pack_into(self.mem, _FIRST, first)
             if length >= DATA_SIZE:
                 break
+        return first
 
-    def _ring_write(self, off, data):
+    def _ring_write(self, off, data, first):
         chunk = min(len(data), DATA_SIZE - off)
         filled = off + chunk == DATA_SIZE
-        self._advance_first(off, chunk + (1 if filled else 0))
+        first = self._advance_first(off, chunk + (1 if filled else 0), first)
         self.mem[DATA_OFFSET + off:DATA_OFFSET + off + chunk] = data[:chunk]
         if chunk == len(data):
             return filled
         rest = len(data) - chunk
-        self._advance_first(0, rest)
+        self._advance_first(0, rest, first)
         self.mem[DATA_OFFSET:DATA_OFFSET + rest] = data[chunk:]
         return True
 
@@ -354,17 +355,17 @@ class Bus:
         if sec is None:
             sec, usec = _stamp()
         mem = self.mem
-        gen, _, last = _GEN_FIRST_LAST.unpack_from(mem, _GEN)
+        gen, first, last = _GEN_FIRST_LAST.unpack_from(mem, _GEN)
         off = self.next_offset(last)
         if off is None:  # a corrupt newest record: start again at the ring's start
             off = 0
         end = off + RECORD.size + len(frame)
         if end < DATA_SIZE:  # the usual case, written in place: the record stops short of the ring's end
-            self._advance_first(off, end - off)
+            self._advance_first(off, end - off, first)
             start = DATA_OFFSET + off
             RECORD.pack_into(mem, start, len(frame), sec & 0xFFFFFFFF, usec, sender)
             mem[start + RECORD.size:DATA_OFFSET + end] = frame
-        elif self._ring_write(off, RECORD.pack(len(frame), sec & 0xFFFFFFFF, usec, sender) + frame):
+        elif self._ring_write(off, RECORD.pack(len(frame), sec & 0xFFFFFFFF, usec, sender) + frame, first):
             struct.pack_into("=Q", mem, _GEN, (gen + 1) & _GEN_MASK)
         _U32.pack_into(mem, _LAST, off)
 
