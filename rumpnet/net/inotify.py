@@ -37,6 +37,8 @@ class ModifyWatch:
 
         One read takes every queued event that fits (and identical events
         coalesce into one), so only a nearly full buffer calls for another.
+        The kernel writes whole events; a watch on a file gets no names, but
+        an event's name length is stepped over all the same.
         """
         mask = 0
         while True:
@@ -44,7 +46,11 @@ class ModifyWatch:
                 events = os.read(self.fd, _BUFFER)
             except BlockingIOError:
                 return mask
-            mask |= _masks(events)
+            offset = 0
+            while offset + _EVENT.size <= len(events):
+                _wd, event_mask, _cookie, name_length = _EVENT.unpack_from(events, offset)
+                mask |= event_mask
+                offset += _EVENT.size + name_length
             if len(events) < _BUFFER // 2:
                 return mask
 
@@ -57,13 +63,3 @@ class ModifyWatch:
             os.close(self.fd)
             self.fd = -1
 
-
-def _masks(events):
-    """The OR of the masks of the events one read returned (the kernel writes whole events)."""
-    mask = 0
-    offset = 0
-    while offset + _EVENT.size <= len(events):
-        _wd, event_mask, _cookie, name_length = _EVENT.unpack_from(events, offset)
-        mask |= event_mask
-        offset += _EVENT.size + name_length
-    return mask
