@@ -241,8 +241,10 @@ class Bus:
     # -- lock --------------------------------------------------------------
 
     def try_lock(self):
-        self._expected.value = 0
-        return _cas32(self._lockaddr, self._expectedaddr, 1, _SEQ_CST, _SEQ_CST)
+        if _cas32(self._lockaddr, self._expectedaddr, 1, _SEQ_CST, _SEQ_CST):
+            return True
+        self._expected.value = 0  # a failed compare-and-swap stores the word it found in the comparand
+        return False
 
     def lock(self):
         """Take the bus lock, sleeping between tries: for command-line tools, never for a node.
