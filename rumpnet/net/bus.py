@@ -196,7 +196,7 @@ class Bus:
 
         A page of the mapping past the end of a file that shrank kills the
         process with SIGBUS at the first access, and Python cannot catch it;
-        so every wake-up and every write burst starts with this fstat. (A file
+        so every wake-up and every write burst starts with this check. (A file
         cut between this check and the access still kills: the window is the
         microseconds of one batch.) The size is asked with lseek(2), which
         makes no stat_result.
