@@ -240,11 +240,11 @@ class XenBus:
                 return
             # a backend already in InitWait is answered below: its state will not change again to wake us
         if not exists or bstate == CLOSING:
+            if exists:  # before the interface goes: its link going down lets the backend close, then xl
+                self._set_state(device, CLOSING)  # removes this entry, which a later write would make again
+                self._set_state(device, CLOSED)
             self._destroy(device)
             del self.fronts[handle]
-            if exists:
-                self._set_state(device, CLOSING)
-                self._set_state(device, CLOSED)
             return
         if device.down or bstate == CLOSED and device.state == CONNECTED:
             if device.state != CLOSED:
