@@ -114,12 +114,24 @@ _OCTETS = st.one_of(st.integers(0, 300).map(str), st.text("0123456789x. +-", max
 @settings(max_examples=2000, deadline=None)
 @given(st.one_of(st.text(max_size=20), st.lists(_OCTETS, min_size=1, max_size=6).map(".".join)))
 def test_an_address_is_taken_only_as_a_strict_dotted_quad(text):
-    """What ipaddress takes: not inet_aton's "10.1", "0x0a.0.0.1", "010.0.0.1" or trailing junk."""
+    """What ipaddress takes: not inet_aton's "10.1", "0x0a.0.0.1", "010.0.0.1" or trailing junk.
+    Asked twice: the second answer comes from the cache of converted addresses."""
     try:
         expected = ipaddress.IPv4Address(text).packed
     except ValueError:
-        with pytest.raises(OSError) as refused:
-            pack_address(text)
-        assert refused.value.errno == errno.EINVAL
-    else:
-        assert pack_address(text) == expected
+        expected = None
+    for _ in range(2):
+        if expected is None:
+            with pytest.raises(OSError) as refused:
+                pack_address(text)
+            assert refused.value.errno == errno.EINVAL
+        else:
+            assert pack_address(text) == expected
+
+
+@given(st.one_of(st.binary(min_size=4, max_size=4), st.lists(st.text(max_size=3), max_size=2), st.integers()))
+def test_what_is_not_text_is_no_address(value):
+    """EINVAL, as for bad text: not a TypeError from the cache, which a list (unhashable) would raise."""
+    with pytest.raises(OSError) as refused:
+        pack_address(value)
+    assert refused.value.errno == errno.EINVAL

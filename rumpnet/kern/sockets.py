@@ -21,6 +21,7 @@ are OSError with the errno a BSD kernel would give.
 from collections import deque
 from contextlib import ExitStack, contextmanager
 import errno
+import functools
 import math
 import os
 import socket
@@ -41,6 +42,7 @@ SB_MAX = 4 * 1024 * 1024  # the largest SO_RCVBUF or SO_SNDBUF (BSD's kern.sbmax
 SB_DEFAULT = 32768  # a buffer's size until its protocol reserves another
 MAX_SOCKETS = 65536  # open sockets in one node, of every protocol (BSD's kern.maxfiles)
 RECVMMSG_MAX = 1024  # datagrams one recvmmsg takes at most (Linux's UIO_MAXIOV)
+ADDRESS_CACHE = 1024  # addresses kept converted between text and packed form, the least recently used dropped
 
 
 def oserror(code):
@@ -50,15 +52,20 @@ def oserror(code):
 def pack_address(text):
     """Strictly dotted-quad: inet_aton would also take "10.1", "0x0a.1" or "010.0.0.1", so only the
     text that its packed form prints back as is taken (ipaddress's rule, at a fraction of the cost)."""
-    if isinstance(text, str):
-        try:
-            packed = socket.inet_aton(text)
-        except (OSError, ValueError):  # ValueError: a NUL or a character that is not ASCII
-            pass
-        else:
-            if socket.inet_ntoa(packed) == text:
-                return packed
-    raise OSError(errno.EINVAL, f"{text!r} is not an IPv4 address")
+    packed = _dotted_quad(text) if isinstance(text, str) else None
+    if packed is None:
+        raise OSError(errno.EINVAL, f"{text!r} is not an IPv4 address")
+    return packed
+
+
+@functools.lru_cache(maxsize=ADDRESS_CACHE)
+def _dotted_quad(text):
+    """text packed, or None. Cached: a socket sends to the same few addresses datagram after datagram."""
+    try:
+        packed = socket.inet_aton(text)
+    except (OSError, ValueError):  # ValueError: a NUL or a character that is not ASCII
+        return None
+    return packed if socket.inet_ntoa(packed) == text else None
 
 
 def parse_sockaddr(address, low_port=0):
@@ -74,7 +81,9 @@ def parse_sockaddr(address, low_port=0):
     return pack_address("0.0.0.0" if host == "" else host), port
 
 
+@functools.lru_cache(maxsize=ADDRESS_CACHE)
 def unpack_address(packed):
+    """The dotted quad of a packed address. Cached: datagrams come from the same few peers."""
     return socket.inet_ntoa(packed)
 
 
