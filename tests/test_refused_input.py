@@ -18,7 +18,7 @@ import struct
 import tempfile
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from conftest import UNPRIVILEGED
 from test_control_hostile import call, client
@@ -213,6 +213,7 @@ def test_integer_accepted_iff_ascii_decimal_in_range(text, low, span):
 
 
 @given(number_text, st.floats(-1e6, 1e6), st.floats(0, 1e12))
+@example("0000\x1f\x1f" + "\U0001089f" * 9, 0.0, 1.0)  # each character shown as ten: the message was cut too late
 def test_decimal_accepted_iff_ascii_finite_in_range(text, low, span):
     high = low + span
     value = float(text) if ASCII_DECIMAL.match(text) else None

@@ -20,8 +20,10 @@ _SHOWN = 24  # characters of a bad value quoted in a message: it stays one reada
 
 
 def shown(text):
-    """text as an error message quotes it: repr, cut short when long."""
-    return repr(text) if len(text) <= _SHOWN else repr(text[:_SHOWN]) + "..."
+    """text as an error message quotes it: repr, cut short when long (the repr, as one character
+    may take ten to show)."""
+    quoted = repr(text)
+    return quoted if len(quoted) <= _SHOWN + 2 else quoted[:_SHOWN + 2] + "..."
 
 
 def integer(text, low, high=None, *, hexadecimal=False):
