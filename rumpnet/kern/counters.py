@@ -70,6 +70,7 @@ DESCRIPTIONS = {
         ("no_port_broadcast", "broadcast datagrams for a closed port (dropped)"),
         ("full_socket", "datagrams dropped because a socket's queue was full"),
         ("delivered", "datagrams delivered"),
+        ("predicted", "datagrams taken in one step (header prediction)"),
         ("output", "datagrams sent"),
     ],
     "tcp": [

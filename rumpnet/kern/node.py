@@ -19,7 +19,7 @@ import os
 import trio
 
 from . import numbers, profile
-from ..net import ether, if_bridge, if_clone, if_shmif, if_virt, offload  # noqa: F401 (if_virt registers its driver)
+from ..net import if_bridge, if_clone, if_shmif, if_virt, offload  # noqa: F401 (if_virt registers its driver)
 from ..xen import xenbus as xen_bus
 from ..net.if_impair import FaultInjector, Impairment
 from ..net.if_pcap import PcapTap
@@ -28,6 +28,7 @@ from ..net.ifnet import (IFF_UP, Interface, InterfaceAddress, InterfaceError, ne
 from ..net.loopback import LoopbackQueue
 from ..net.route import Route, RouteTable
 from ..netinet import arp, icmp, ip, tcp, udp
+from ..netinet.udp_fastpath import udp_fast_input
 from ..netinet.ip_nat import NatTable
 from ..netinet.in_proto import protocol_switch
 from ..netinet.inaddr import AddressSets
@@ -91,10 +92,10 @@ class Node:
     # -- the input path ------------------------------------------------------------
 
     def if_input(self, ifp, frames):
-        """What an interface hands up for every batch its driver read: Ethernet input
-        for each frame, then the packets they sent to the node itself (BSD's if_input and ipintr)."""
-        for frame in frames:
-            ether.ether_input(self, ifp, frame)
+        """What an interface hands up for every batch its driver read: Ethernet input for each
+        frame (the common UDP datagram in one step, udp_fastpath.py), then the packets they
+        sent to the node itself (BSD's if_input and ipintr)."""
+        udp_fast_input(self, ifp, frames)
         self.ipintrq.drain()
 
     # -- sockets ---------------------------------------------------------------------

@@ -76,11 +76,12 @@ class ArpTable:
         if broadcast:
             ether_output(self.node, ifp, BROADCAST_MAC, ETHERTYPE_IP, payload, csum_flags)
             return
+        mac = self.cached(ifp, nexthop)
+        if mac is not None:
+            ether_output(self.node, ifp, mac, ETHERTYPE_IP, payload, csum_flags)
+            return
         key = (ifp.name, nexthop)
         entry = self.entries.get(key)
-        if entry is not None and entry.resolved and (entry.permanent or entry.expires > self.node.now()):
-            ether_output(self.node, ifp, entry.mac, ETHERTYPE_IP, payload, csum_flags)
-            return
         if entry is None or entry.resolved:
             entry = self._new_entry(key)
             entry.asked = 1
@@ -92,6 +93,13 @@ class ArpTable:
             entry.hold.pop(0)
             self.node.stats.arp["hold_dropped"] += 1
         entry.hold.append((ifp, payload, csum_flags))
+
+    def cached(self, ifp, nexthop):
+        """nexthop's link address on ifp while its entry is good, else None: what resolve sends to at once."""
+        entry = self.entries.get((ifp.name, nexthop))
+        if entry is not None and entry.resolved and (entry.permanent or entry.expires > self.node.now()):
+            return entry.mac
+        return None
 
     def _new_entry(self, key):
         """A fresh entry for key, replacing any old one; the least recently learned make room."""
