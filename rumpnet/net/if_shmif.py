@@ -165,12 +165,12 @@ class ShmifDriver(Driver):
                 await self._sleep()
                 continue
             try:
-                records = cursor.read_locked(BATCH, self.sender, BATCH_BYTES)
+                read = cursor.read_locked(BATCH, self.sender, BATCH_BYTES, frames=True)
             finally:
                 bus.unlock()
-            frames = [record.frame for record in records if shmbus.MIN_FRAME <= len(record.frame) <= shmbus.MAX_FRAME]
-            if len(frames) < len(records):
-                self._count_insane(records)
+            frames = [frame for frame in read if shmbus.MIN_FRAME <= len(frame) <= shmbus.MAX_FRAME]
+            if len(frames) < len(read):
+                self._count_insane(read)
             if frames:
                 self._in_batch = True
                 try:
@@ -188,12 +188,12 @@ class ShmifDriver(Driver):
         await self.watch.wait()
         self.stats["wakeups"] += 1
 
-    def _count_insane(self, records):
-        """Count the records a shmif reader does not deliver (libshmif's size rules: the batch kept the rest)."""
-        for record in records:
-            if len(record.frame) < shmbus.MIN_FRAME:
+    def _count_insane(self, frames):
+        """Count the frames a shmif reader does not deliver (libshmif's size rules: the batch kept the rest)."""
+        for frame in frames:
+            if len(frame) < shmbus.MIN_FRAME:
                 self.stats["runt"] += 1
-            elif len(record.frame) > shmbus.MAX_FRAME:
+            elif len(frame) > shmbus.MAX_FRAME:
                 self.stats["oversized"] += 1
                 self.ifp.counters.ierrors += 1
 

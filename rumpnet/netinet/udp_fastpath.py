@@ -23,7 +23,7 @@ import struct
 
 from ..net.ether import ETHERTYPE_IP, ether_input
 from ..net.offload import RX_BITS
-from .checksum import pseudo_header_sum, verifies
+from .checksum import verifies
 from .ip import IP_MF, IP_OFFMASK, IPPROTO_UDP
 from .udp import udp_input
 
@@ -32,7 +32,8 @@ from .udp import udp_input
 PREDICTED = struct.Struct("!6s6xHBxH2xHxB2x4s4sHHHH")
 UDP_DATA = PREDICTED.size  # 42: where the data of a predicted datagram starts
 IP_START = 14
-UDP_START = 34
+ADDRESSES = 26  # the IPv4 source and destination, just before the UDP header: the pseudo-header's
+UDP_START = 34  # addresses and the datagram are summed as one run of bytes (their words line up)
 
 
 def predicts(node, ifp):
@@ -60,8 +61,7 @@ def udp_fast_input(node, ifp, frames):
                         and 8 <= length <= total - 20 and checksum
                         and dst in local and dst not in broadcast and src[0] < 224
                         and verifies(frame[IP_START:UDP_START])
-                        and verifies(frame[UDP_START:UDP_START + length],
-                                     pseudo_header_sum(src, dst, IPPROTO_UDP, length))):
+                        and verifies(frame[ADDRESSES:UDP_START + length], IPPROTO_UDP + length)):
                     sock = lookup(dst, dport, src, sport)
                     if sock is not None:
                         predicted += 1
