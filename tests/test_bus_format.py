@@ -64,7 +64,7 @@ def test_lapped_reader_resynchronises(tmp_path):
     with Bus(path) as bus:
         slow = Cursor(bus)
         for i in range(1500):
-            bus.append(struct.pack("!I", i) + b"\0" * 1400, 1)
+            bus.append([struct.pack("!I", i) + b"\0" * 1400], 1)
         got = slow.read(10000)
         assert slow.laps == 1
         numbers = [struct.unpack_from("!I", r.frame)[0] for r in got]

@@ -226,7 +226,7 @@ print("locked", flush=True)
 frame = b"\\xff" * 6 + b"\\x02" * 6 + b"\\x88\\xb5" + bytes(46)
 stop = time.monotonic() + float(sys.argv[2])
 while time.monotonic() < stop:  # the ring moves: it is no dead holder, so no one takes the lock over
-    bus.append(frame, 0x4A4A)
+    bus.append([frame], 0x4A4A)
     bus.wakeup()
     time.sleep(0.02)
 bus.unlock()

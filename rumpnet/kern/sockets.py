@@ -407,8 +407,10 @@ class Socket:
         """Send several datagrams as one burst (BSD's sendmmsg(2)); returns how many went.
 
         The link wakes its peers once for the whole burst instead of once a
-        datagram. An error on the first datagram is raised; a later one ends
-        the burst early, and the count says where.
+        datagram. The protocol may send the first datagrams its own way
+        (send_burst: UDP's fast path); the rest go one by one. An error on the
+        first datagram is raised; a later one ends the burst early, and the
+        count says where.
         """
         if self.usrreqs.stream:
             raise OSError(errno.EOPNOTSUPP, "sendmmsg sends datagrams")

@@ -347,29 +347,38 @@ class Bus:
         self.mem[DATA_OFFSET:DATA_OFFSET + rest] = data[chunk:]
         return True
 
-    def append(self, frame, sender, sec=None, usec=None):
-        """Write one record after the newest; the caller holds the lock, has seen no
+    def append(self, frames, sender, sec=None, usec=None):
+        """Write a record for each frame after the newest; the caller holds the lock, has seen no
         header_fault() under it, and wakes the readers.
 
-        `last` and the generation are stored after the record is complete, so a
-        writer killed half-way leaves no torn record behind `last`.
+        `last` and the generation are stored after each record is complete, so
+        a writer killed half-way leaves no torn record behind `last`. Where the
+        next record starts and where `first` stands are carried from one
+        record to the next, not read back from the header.
         """
         if sec is None:
             sec, usec = _stamp()
+        sec &= 0xFFFFFFFF
         mem = self.mem
         gen, first, last = _GEN_FIRST_LAST.unpack_from(mem, _GEN)
         off = self.next_offset(last)
         if off is None:  # a corrupt newest record: start again at the ring's start
             off = 0
-        end = off + RECORD.size + len(frame)
-        if end < DATA_SIZE:  # the usual case, written in place: the record stops short of the ring's end
-            self._advance_first(off, end - off, first)
-            start = DATA_OFFSET + off
-            RECORD.pack_into(mem, start, len(frame), sec & 0xFFFFFFFF, usec, sender)
-            mem[start + RECORD.size:DATA_OFFSET + end] = frame
-        elif self._ring_write(off, RECORD.pack(len(frame), sec & 0xFFFFFFFF, usec, sender) + frame, first):
-            struct.pack_into("=Q", mem, _GEN, (gen + 1) & _GEN_MASK)
-        _U32.pack_into(mem, _LAST, off)
+        for frame in frames:
+            end = off + RECORD.size + len(frame)
+            if end < DATA_SIZE:  # the usual case, written in place: the record stops short of the ring's end
+                first = self._advance_first(off, end - off, first)
+                start = DATA_OFFSET + off
+                RECORD.pack_into(mem, start, len(frame), sec, usec, sender)
+                mem[start + RECORD.size:DATA_OFFSET + end] = frame
+            else:
+                if self._ring_write(off, RECORD.pack(len(frame), sec, usec, sender) + frame, first):
+                    gen = (gen + 1) & _GEN_MASK
+                    struct.pack_into("=Q", mem, _GEN, gen)
+                first = _U32.unpack_from(mem, _FIRST)[0]
+                end -= DATA_SIZE
+            _U32.pack_into(mem, _LAST, off)
+            off = end
 
     def records(self):
         """Every record on the bus from `first` to `last`, oldest first (as shmif_dumpbus walks)."""
@@ -400,8 +409,7 @@ class Bus:
             problem = self.header_fault()
             if problem:
                 raise BusError(problem)
-            for frame in frames:
-                self.append(frame, sender)
+            self.append(frames, sender)
         self.wakeup()
 
 
@@ -655,9 +663,7 @@ class Cursor:
         for every burst sent. The records of one burst share a time stamp.
         """
         caught_up = self.witness is not None and self.caught_up()
-        sec, usec = _stamp()
-        for frame in frames:
-            self.bus.append(frame, sender, sec, usec)
+        self.bus.append(frames, sender)
         if caught_up:
             self.catch_up()
 
