@@ -221,6 +221,7 @@ class Socket:
         self.snd = SockBuf(SB_DEFAULT)
         self.pcb = None  # the protocol's own state for this socket (BSD's so_pcb)
         self._waiters = trio.lowlevel.ParkingLot()
+        self._maybe_parked = False  # a task may be in _waiters: set before parking, cleared by wakeup()
         self.error = 0
         self.closed = False
         self.local = (b"\0\0\0\0", 0)
@@ -287,8 +288,12 @@ class Socket:
         return sock
 
     def wakeup(self):
-        """Wake every task waiting on this socket, for data, room or a state change."""
-        if self._waiters:
+        """Wake every task waiting on this socket, for data, room or a state change.
+
+        Called for every datagram queued, so it reads a flag that _wait sets
+        before parking, not trio's ParkingLot (asking it is a Python call)."""
+        if self._maybe_parked:
+            self._maybe_parked = False
             self._waiters.unpark_all()
 
     # -- readiness ---------------------------------------------------------------------
@@ -320,10 +325,12 @@ class Socket:
         self.node.busy_poll.waiting()
         if timeout is None:  # no cancel scope of its own: a blocking receive per datagram pays for none
             while not ready():
+                self._maybe_parked = True
                 await self._waiters.park()
             return
         with trio.move_on_after(timeout):
             while not ready():
+                self._maybe_parked = True
                 await self._waiters.park()
             return
         raise oserror(errno.EAGAIN)
