@@ -72,6 +72,7 @@ DESCRIPTIONS = {
         ("delivered", "datagrams delivered"),
         ("predicted", "datagrams taken in one step (header prediction)"),
         ("output", "datagrams sent"),
+        ("predicted_output", "datagrams sent in one step (header prediction)"),
     ],
     "tcp": [
         ("output", "packets sent"),

@@ -185,8 +185,9 @@ class UserRequests:
         raise oserror(errno.EOPNOTSUPP)
 
     def send_burst(self, sock, datagrams, address):
-        """sendmmsg's datagrams: how many of the first the protocol sent at once, in a way of its own
-        (UDP's fast path); the socket sends the rest one by one through send(). 0 by default."""
+        """Datagrams of a sendmmsg (or sendto's one): how many of the first the protocol sent at once,
+        in a way of its own (UDP's fast path); the socket sends the rest one by one through send().
+        0 by default."""
         return 0
 
     def rcvd(self, sock):
@@ -387,7 +388,8 @@ class Socket:
         """Send data: a datagram at once, or all of a stream's bytes, waiting for room as they go."""
         data = bytes(data)
         if not self.usrreqs.stream:
-            self._send_datagram(data, address)
+            if not self.usrreqs.send_burst(self, (data,), address):  # the protocol's fast path, if it has one
+                self._send_datagram(data, address)
             await trio.lowlevel.checkpoint()
             return len(data)
         sent, view = 0, memoryview(data)  # a view: the rest is not copied again for every piece

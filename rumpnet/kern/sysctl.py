@@ -13,6 +13,7 @@ VARIABLES = {
     "net.inet.arp.keep": (1200, 1, 86400, "seconds a resolved ARP entry is kept"),
     "net.inet.arp.max_entries": (1024, 1, 65536, "ARP entries kept at most; the least recently learned go first"),
     "net.inet.udp.recvspace": (41600, 1024, 4 * 1024 * 1024, "bytes a UDP socket may queue"),
+    "net.inet.udp.fastpath": (1, 0, 1, "take the common UDP datagram in one step (Linux's udp_early_demux)"),
     "net.inet.tcp.sendspace": (262144, 4096, 4 * 1024 * 1024, "bytes a TCP socket's send buffer holds"),
     "net.inet.tcp.recvspace": (262144, 4096, 4 * 1024 * 1024, "bytes a TCP socket's receive buffer holds"),
     "net.inet.tcp.msl": (30, 0, 600, "TCP's maximum segment lifetime in seconds (TIME_WAIT lasts twice this)"),

@@ -75,7 +75,8 @@ def udp_output(node, sock, data, dst, port):
 
 
 def udp_output_burst(node, sock, datagrams, address):
-    """sendmmsg's fast path: send a burst's datagrams from the first while they fit one prediction; how many went.
+    """The fast path of sendmmsg and sendto: send a burst's datagrams from the first while they fit one
+    prediction; how many went.
 
     They share everything but their length, identifier, sums and data. The
     route, source address, link address and fixed header fields are found
@@ -85,11 +86,12 @@ def udp_output_burst(node, sock, datagrams, address):
     addresses or ARP entries change. The first datagram larger than the link
     and all after it go the full way, which raises or sends as always.
 
-    It sends none when the socket has an error to report or is not bound, or
-    the destination is ours, a broadcast or a multicast address, or has no
-    route, no resolved link address, or an interface that offloads the sums.
+    It sends none when net.inet.udp.fastpath is 0, the socket has an error
+    to report or is not bound, or the destination is ours, a broadcast or a
+    multicast address, or has no route, no resolved link address, or an
+    interface that offloads the sums.
     """
-    if sock.closed or sock.error or sock.cant_send or not sock.local[1]:
+    if not node.sysctl["net.inet.udp.fastpath"] or sock.closed or sock.error or sock.cant_send or not sock.local[1]:
         return 0
     if address is None:
         if sock.remote is None:
@@ -133,6 +135,7 @@ def udp_output_burst(node, sock, datagrams, address):
         if sent:
             route.use += sent
             node.stats.udp["output"] += sent
+            node.stats.udp["predicted_output"] += sent
             node.stats.ip["output"] += sent
             node.stats.ether["output"] += sent
     return sent

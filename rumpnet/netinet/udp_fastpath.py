@@ -13,7 +13,9 @@ always: the fast path never drops a frame, so it cannot drop one wrongly.
 TCP's header predictions.
 
 It holds only while nothing else must see the frame: no RX checksum offload
-marks to set, no NAT to undo, and UDP's own input in the protocol switch.
+marks to set, no NAT to undo, and UDP's own input in the protocol switch;
+`sysctl -w net.inet.udp.fastpath=0` turns it off (as Linux's
+net.ipv4.udp_early_demux), to watch or measure the layers one by one.
 Its output side, a sendmmsg burst to one peer, is udp.udp_output_burst.
 Tests check that for any frames and any burst both paths leave the same
 counters, queues and frames on the wire (tests/test_udp_fastpath.py).
@@ -38,8 +40,8 @@ UDP_START = 34  # addresses and the datagram are summed as one run of bytes (the
 
 def predicts(node, ifp):
     """Whether the prediction can hold for a batch from ifp (checked once a batch)."""
-    return (not ifp.capenable & RX_BITS and not ifp.mac[0] & 1 and not node.nat.translating(ifp)
-            and node.protosw.input_entry(IPPROTO_UDP).input is udp_input)
+    return (node.sysctl["net.inet.udp.fastpath"] and not ifp.capenable & RX_BITS and not ifp.mac[0] & 1
+            and not node.nat.translating(ifp) and node.protosw.input_entry(IPPROTO_UDP).input is udp_input)
 
 
 def udp_fast_input(node, ifp, frames):
