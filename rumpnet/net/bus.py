@@ -628,6 +628,7 @@ class Cursor:
         mem = self.bus.mem
         records = []
         pos = self.pos
+        read = None  # where the last record read starts
         budget = DATA_SIZE if budget is None else budget
         while pos < end and limit > 0 and budget > 0:
             off = pos % DATA_SIZE
@@ -638,11 +639,12 @@ class Cursor:
             following = pos + RECORD.size + length
             if following > end or length >= DATA_SIZE // 2:
                 self.corrupt += 1
+                self._remember(read)
                 self._stand(end, start)
                 return records
             limit -= 1
             budget -= length
-            self.last_read = (pos, (sec, usec, sender))
+            read = pos
             if sender != skip:
                 at = (off + RECORD.size) % DATA_SIZE
                 if at + length <= DATA_SIZE:
@@ -652,7 +654,14 @@ class Cursor:
                 records.append(frame if frames else Record(sender, sec, usec, frame))
             pos = following
         self.pos = pos
+        self._remember(read)
         return records
+
+    def _remember(self, at):
+        """Note the last record read, at `at` (None: none read), and its stamp, which a lap overwrites
+        (_lapped): once a batch, not for every record."""
+        if at is not None:
+            self.last_read = (at, RECORD.unpack(self._bytes_at(at))[1:])
 
     def append(self, frames, sender):
         """Append a burst of this reader's own frames; the caller holds the lock, has seen no

@@ -36,6 +36,7 @@ UDP_DATA = PREDICTED.size  # 42: where the data of a predicted datagram starts
 IP_START = 14
 ADDRESSES = 26  # the IPv4 source and destination, just before the UDP header: the pseudo-header's
 UDP_START = 34  # addresses and the datagram are summed as one run of bytes (their words line up)
+FRAGMENT_BITS = IP_MF | IP_OFFMASK
 
 
 def predicts(node, ifp):
@@ -45,12 +46,17 @@ def predicts(node, ifp):
 
 
 def udp_fast_input(node, ifp, frames):
-    """Queue each predicted datagram of a batch on its socket; every other frame goes to ether_input, in order."""
+    """Queue each predicted datagram of a batch on its socket; every other frame goes to ether_input, in order.
+
+    (*) is checksum.verifies for the IPv4 header, written out: 20 bytes,
+    never all zeros (vhl is 0x45), so their sum is right exactly when the
+    number they spell is a multiple of 0xffff; a call per frame saved.
+    """
     if not predicts(node, ifp):
         for frame in frames:
             ether_input(node, ifp, frame)
         return
-    mac, local, broadcast = ifp.mac, node.inaddrs.local, node.inaddrs.broadcast_on(ifp)
+    mac, ours = ifp.mac, node.inaddrs.local - node.inaddrs.broadcast_on(ifp)  # our unicast addresses
     lookup, unpack = node.udp.lookup, PREDICTED.unpack_from
     predicted = predicted_bytes = delivered = 0
     last_flow = sock = None
@@ -60,10 +66,9 @@ def udp_fast_input(node, ifp, frames):
             if size >= UDP_DATA:
                 dst_mac, ethertype, vhl, total, frag, proto, src, dst, sport, dport, length, checksum = unpack(frame)
                 if (dst_mac == mac and ethertype == ETHERTYPE_IP and vhl == 0x45 and proto == IPPROTO_UDP
-                        and not frag & (IP_MF | IP_OFFMASK) and total <= size - IP_START
-                        and 8 <= length <= total - 20 and checksum
-                        and dst in local and dst not in broadcast and src[0] < 224
-                        and verifies(frame[IP_START:UDP_START])
+                        and not frag & FRAGMENT_BITS and total <= size - IP_START
+                        and 8 <= length <= total - 20 and checksum and dst in ours and src[0] < 224
+                        and int.from_bytes(frame[IP_START:UDP_START], "big") % 0xFFFF == 0  # (*)
                         and verifies(frame[ADDRESSES:UDP_START + length], IPPROTO_UDP + length)):
                     # A batch is mostly one flow: its socket is looked up once. Input never binds
                     # or closes a socket, so the answer holds for the whole batch.
