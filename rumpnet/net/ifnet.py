@@ -97,7 +97,8 @@ class Driver:
     node then calls, in this order:
 
         attach(linkstr)         connect to the medium (`ifconfig NAME linkstr ...`)
-        start(nursery, input)   start receiving: call input(frames) with each batch read,
+        start(nursery, input)   start receiving: call input(frames) with each batch read (a list
+                                of bytes, which the stack may keep: a datagram's data is a slice),
                                 from a task of the nursery, which the driver owns until stop()
         transmit(frames)        send a batch: one lock and one wake-up for all of it
         stop()                  stop receiving and sending; drop (and count) what is queued
