@@ -22,7 +22,7 @@ class AddressSets:
 
     def is_broadcast_on(self, ifp, packed):
         """A broadcast address of this interface's networks (or the limited broadcast)."""
-        return packed == INADDR_BROADCAST or packed in self._broadcast_on.get(ifp.name, ())
+        return packed in self._broadcast_on.get(ifp.name, _LIMITED_ONLY)
 
     def broadcast_on(self, ifp):
         """Every address is_broadcast_on(ifp, ...) says yes to, as a set."""

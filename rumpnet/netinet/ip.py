@@ -42,12 +42,20 @@ def route_to(node, dst):
             if ifp.running and ifp.addresses:
                 return ifp, dst
         return None, None
-    route = node.routes.lookup_packed(dst)
+    route, ifp, nexthop = route_entry(node, dst)
     if route is None:
         return None, None
     route.use += 1
-    ifp = node.interfaces.get(route.ifname)
-    return ifp, route.gateway.packed if route.gateway else dst
+    return ifp, nexthop
+
+
+def route_entry(node, dst):
+    """(route, interface, next hop) for a unicast packed destination, the route's use not counted
+    (its caller counts one for each packet that takes it); (None, None, None) without a route."""
+    route = node.routes.lookup_packed(dst)
+    if route is None:
+        return None, None, None
+    return route, node.interfaces.get(route.ifname), route.gateway.packed if route.gateway else dst
 
 
 def route_output(node, dst):

@@ -9,7 +9,7 @@ from ..net.offload import CSUM_L4_BAD, CSUM_L4_CHECKED, IFCAP_CSUM_IPv4_Tx, IFCA
 from .checksum import in_cksum, pseudo_header_sum, verifies
 from .icmp import icmp_error
 from .inpcb import ANY, in_pcbbind, in_pcbconnect
-from .ip import IP_HEADER, IPPROTO_UDP, ip_output, route_output, source_for
+from .ip import IP_HEADER, IPPROTO_UDP, ip_output, route_entry, route_output, source_for
 
 UDP_HEADER = struct.Struct("!HHHH")
 HEADERS = struct.Struct("!6s6sHBBHHHBBH4s4sHHHH")  # Ethernet, IPv4 and UDP headers in one, for a burst
@@ -34,14 +34,7 @@ class UdpUserRequests(UserRequests):
         in_pcbconnect(sock.node.udp, sock, address)
 
     def send(self, sock, data, address):
-        if address is None:
-            if sock.remote is None:
-                raise oserror(errno.EDESTADDRREQ)
-            dst, port = sock.remote
-        else:
-            if sock.remote is not None:
-                raise oserror(errno.EISCONN)
-            dst, port = parse_sockaddr(address, 1)
+        dst, port = udp_destination(sock, address)
         if not sock.local[1]:
             sock.node.udp.bind(sock, ANY, 0)
         udp_output(sock.node, sock, data, dst, port)
@@ -54,6 +47,18 @@ class UdpUserRequests(UserRequests):
 
 
 UDP_USRREQS = UdpUserRequests()
+
+
+def udp_destination(sock, address):
+    """Where a datagram goes: address, or the connected peer for None, as (packed address, port);
+    the OSError a send raises when neither or both are given."""
+    if address is None:
+        if sock.remote is None:
+            raise oserror(errno.EDESTADDRREQ)
+        return sock.remote
+    if sock.remote is not None:
+        raise oserror(errno.EISCONN)
+    return parse_sockaddr(address, 1)
 
 
 def udp_output(node, sock, data, dst, port):
@@ -93,30 +98,22 @@ def udp_output_burst(node, sock, datagrams, address):
     """
     if not node.sysctl["net.inet.udp.fastpath"] or sock.closed or sock.error or sock.cant_send or not sock.local[1]:
         return 0
-    if address is None:
-        if sock.remote is None:
-            return 0
-        dst, port = sock.remote
-    else:
-        if sock.remote is not None:
-            return 0
-        try:
-            dst, port = parse_sockaddr(address, 1)
-        except OSError:
-            return 0
-    route = node.routes.lookup_packed(dst)
-    if route is None or dst in node.inaddrs.local or dst[0] >= 224:
+    try:
+        dst, port = udp_destination(sock, address)
+    except OSError:
+        return 0  # the full way raises it
+    route, ifp, nexthop = route_entry(node, dst)
+    if route is None or ifp is None or dst in node.inaddrs.local or dst[0] >= 224:
         return 0
-    ifp = node.interfaces.get(route.ifname)
-    if ifp is None or not ifp.running or ifp.capenable & TX_BITS or node.inaddrs.is_broadcast_on(ifp, dst):
+    if not ifp.running or ifp.capenable & TX_BITS or node.inaddrs.is_broadcast_on(ifp, dst):
         return 0
-    link_dst = node.arp.cached(ifp, route.gateway.packed if route.gateway else dst)
+    link_dst = node.arp.cached(ifp, nexthop)
     if link_dst is None or sock.local[0] == ANY and not ifp.addresses:
         return 0
     src = sock.local[0] if sock.local[0] != ANY else source_for(ifp)
     ttl = node.sysctl["net.inet.ip.ttl"] if sock.ttl is None else sock.ttl
-    sport, mtu, output, pack = sock.local[1], ifp.mtu, ifp.output, HEADERS.pack
-    addresses, ttl_proto = src + dst, ttl << 8 | IPPROTO_UDP
+    sport, mtu, output, pack, next_id = sock.local[1], ifp.mtu, ifp.output, HEADERS.pack, node.next_ip_id
+    link_src, addresses, ttl_proto = ifp.mac, src + dst, ttl << 8 | IPPROTO_UDP
     pseudo = pseudo_header_sum(src, dst, IPPROTO_UDP, 0) + sport + port  # with the header's ports
     sent = 0
     try:
@@ -125,10 +122,10 @@ def udp_output_burst(node, sock, datagrams, address):
             length = 8 + len(data)
             if length + 20 > mtu:
                 break
-            ident = node.next_ip_id()
+            ident = next_id()
             ip_sum = in_cksum(addresses, 0x4500 + 20 + length + ident + ttl_proto)
             udp_sum = in_cksum(data, pseudo + length + length) or 0xFFFF  # the pseudo-header's length and the header's
-            output(pack(link_dst, ifp.mac, ETHERTYPE_IP, 0x45, 0, 20 + length, ident, 0, ttl, IPPROTO_UDP, ip_sum,
+            output(pack(link_dst, link_src, ETHERTYPE_IP, 0x45, 0, 20 + length, ident, 0, ttl, IPPROTO_UDP, ip_sum,
                         src, dst, sport, port, length, udp_sum) + data)
             sent += 1
     finally:

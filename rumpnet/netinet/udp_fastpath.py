@@ -16,7 +16,7 @@ It holds only while nothing else must see the frame: no RX checksum offload
 marks to set, no NAT to undo, and UDP's own input in the protocol switch;
 `sysctl -w net.inet.udp.fastpath=0` turns it off (as Linux's
 net.ipv4.udp_early_demux), to watch or measure the layers one by one.
-Its output side, a sendmmsg burst to one peer, is udp.udp_output_burst.
+Its output side, a sendmmsg burst or a sendto to one peer, is udp.udp_output_burst.
 Tests check that for any frames and any burst both paths leave the same
 counters, queues and frames on the wire (tests/test_udp_fastpath.py).
 """
