@@ -6,7 +6,7 @@ import dpkt
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rumpnet.netinet.checksum import in_cksum, pseudo_header_sum, verifies
+from rumpnet.netinet.checksum import FOLDED, in_cksum, pseudo_header_sum, verifies
 
 
 def reference(data):
@@ -70,3 +70,32 @@ def test_a_filled_in_sum_verifies_and_a_changed_byte_does_not(data, src, dst):
 def test_all_zeros_do_not_verify():
     assert not verifies(b"\0" * 20)
     assert verifies(b"\xff\xff")
+
+
+frame_sized = st.integers(FOLDED.start - 2, FOLDED.stop + 1).flatmap(lambda n: st.binary(min_size=n, max_size=n))
+
+
+@given(frame_sized, st.lists(st.integers(0, 0xFFFF), max_size=20))
+def test_frame_sized_data_folded_first_sums_as_the_reference(data, words):
+    """Folding a frame-sized number's halves before its remainder changes no sum, odd lengths and both
+    ends of the folded sizes included."""
+    assert in_cksum(data, sum(words)) == reference(struct.pack(f"!{len(words)}H", *words) + data)
+    assert verifies(data, sum(words)) == (in_cksum(data, sum(words)) == 0)
+
+
+@given(frame_sized.filter(lambda d: len(d) % 2 == 0), addresses, addresses)
+def test_a_frame_sized_filled_in_sum_verifies(data, src, dst):
+    data = b"\0\0" + data
+    pseudo = pseudo_header_sum(src, dst, 17, len(data))
+    filled = struct.pack("!H", in_cksum(data, pseudo)) + data[2:]
+    assert verifies(filled, pseudo)
+    middle = len(filled) // 2
+    assert not verifies(filled[:middle] + bytes([filled[middle] ^ 0x80]) + filled[middle + 1:], pseudo)
+
+
+def test_frame_sized_edge_values():
+    """All ones is a sum of 0xffff, not of 0, however it is folded; all zeros stays zero."""
+    for size in (FOLDED.start, 1400, 1401, FOLDED.stop - 1):
+        assert in_cksum(b"\xff" * size) == reference(b"\xff" * size)
+        assert in_cksum(b"\0" * size) == 0xFFFF
+        assert not verifies(b"\0" * size)
