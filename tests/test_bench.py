@@ -59,6 +59,14 @@ def test_round_trips(report):
         assert trips[name]["count"] + trips[name]["lost"] == pings
 
 
+def test_the_bus_alone_back_to_back(report):
+    """(a) back to back: the request/response floor, a rate of bounces with one frame outstanding."""
+    back = report["bus_back_to_back"]
+    assert set(back) == {"count", "round_trips_per_s"}
+    assert 0 < back["count"] <= bench.BACK_TO_BACK * report["settings"]["pings"]
+    assert positive(back["round_trips_per_s"])
+
+
 def test_udp(report):
     stacks = report["udp"]
     assert "rumpnet" in stacks and "xvif" in stacks  # shmif and an xvif pair, in the same run
@@ -117,6 +125,10 @@ def test_ratios_are_computed_from_the_rows_shown(report):
         for key, name in (("request_response", ""), ("request_response_busy_poll", ", busy_poll")):
             assert ratios[f"linux/rumpnet udp request/response/s{name}"] == pytest.approx(
                 udp["linux"]["request_response"]["round_trips_per_s"] / udp["rumpnet"][key]["round_trips_per_s"])
+        assert ratios["linux/a request/response/s"] == pytest.approx(
+            udp["linux"]["request_response"]["round_trips_per_s"] / report["bus_back_to_back"]["round_trips_per_s"])
+    assert ratios["a/rumpnet udp request/response/s"] == pytest.approx(
+        report["bus_back_to_back"]["round_trips_per_s"] / report["udp"]["rumpnet"]["request_response"]["round_trips_per_s"])
 
 
 def test_idle_node_memory_is_reported(report):
@@ -140,6 +152,7 @@ def test_text_report(report):
     assert any(line.startswith("(b) ping node to node") for line in lines)
     assert any(line.strip().startswith("rumpnet ping, the command") for line in lines)
     assert any(line.startswith("(b') ping over an xvif pair") for line in lines)
+    assert any(line.startswith("(a) back to back, round trips/s") for line in lines)
     assert any(line.startswith("xvif 64 B flat out") for line in lines)
     assert any(line.startswith("rumpnet 64 B flat out") for line in lines)
     assert any(line.startswith(f"rumpnet   the same, busy_poll {bench.BUSY_POLL_US} µs") for line in lines)

@@ -6,6 +6,7 @@ Round trips, each `pings` exchanges `interval` apart (min, median, p99):
   through a bus file with the bus code a node uses (lock, append, pwrite
   wake-up) and a plain blocking wait on inotify, no event loop and no stack;
   (a') the same bounce with the inotify wait awaited from trio, as a node waits;
+  and (a) back to back, a rate: the floor under UDP's request/response;
 * (b) ping between two nodes on a bus: a node in this process pings a node
   process (the stack alone); a raw socket in a node process driven through
   its control socket, one call per send and per reply; and `rumpnet ping`
@@ -117,6 +118,7 @@ class Settings:
 
 
 QUICK = Settings(pings=100, udp_seconds=0.5)
+BACK_TO_BACK = 5  # (a) back to back bounces this many times as many frames as a round-trip series has pings
 
 
 # -- figures -------------------------------------------------------------------------------
@@ -366,18 +368,29 @@ def _tag(frame):
     return frame[14:14 + SEQ.size]
 
 
+async def _bus_bounce(workdir, name, kind, count, interval):
+    """The times, in seconds, of count bounces interval apart between a pinger and a bouncer process, no stack."""
+    spec = {"bus": os.path.join(workdir, name), "kind": kind, "count": count, "interval": interval,
+            "seconds": count * interval + 10}
+    async with helper("bounce", spec):
+        async with helper("bounce_pinger", spec) as pinger:
+            with _within(spec["seconds"] + 10, f"the {kind} bus bounce"):
+                return (await pinger.next())["rtts"]
+
+
 async def bus_round_trips(workdir, count, interval):
     """(a) and (a'): each a pinger and a bouncer process passing a ping-sized frame to and fro, no stack."""
-    figures = {}
-    for key, kind in (("bus", "blocking"), ("bus_trio", "trio")):
-        path = os.path.join(workdir, f"bare-bus-{kind}")
-        spec = {"bus": path, "kind": kind, "count": count, "interval": interval, "seconds": count * interval + 10}
-        async with helper("bounce", spec):
-            async with helper("bounce_pinger", spec) as pinger:
-                with _within(spec["seconds"] + 10, f"the {kind} bus bounce"):
-                    result = await pinger.next()
-        figures[key] = round_trip_figures(result["rtts"], count)
-    return figures
+    return {key: round_trip_figures(await _bus_bounce(workdir, f"bare-bus-{kind}", kind, count, interval), count)
+            for key, kind in (("bus", "blocking"), ("bus_trio", "trio"))}
+
+
+async def bus_back_to_back(workdir, count):
+    """(a) back to back: round trips a second of the bus alone with one frame outstanding, each bounce sent
+    as soon as the last came back; the floor under UDP's request/response, as (a) is under a ping."""
+    rtts = await _bus_bounce(workdir, "bare-bus-back-to-back", "blocking", count, 0.0)
+    if not rtts:
+        raise BenchError(f"no replies to {count} bounces back to back")
+    return {"count": len(rtts), "round_trips_per_s": perf.rate(len(rtts), sum(rtts))}
 
 
 def _bounce_blocking(spec):
@@ -1089,6 +1102,8 @@ async def run(settings, progress=lambda text: None):
     with tempfile.TemporaryDirectory(prefix="rumpnet-bench-") as workdir:
         progress(f"(a) the bus alone: {settings.pings} round trips, without and with trio")
         trips.update(await bus_round_trips(workdir, settings.pings, settings.interval))
+        progress(f"(a) back to back: {BACK_TO_BACK * settings.pings} round trips")
+        report["bus_back_to_back"] = await bus_back_to_back(workdir, BACK_TO_BACK * settings.pings)
         progress(f"(b) ping between two nodes: {settings.pings} pings, three ways")
         pings, report["memory"]["idle_node_rss_mb"] = await node_ping(workdir, settings)
         trips.update(pings)
@@ -1144,6 +1159,7 @@ def tcp_ratios(tcp):
 
 def ratios(report):
     trips, udp = report["round_trip"], report["udp"]
+    floor = report["bus_back_to_back"]["round_trips_per_s"]
     median = {name: figures["median_us"] for name, figures in trips.items()}
     out = {f"{name}/a": ratio(median[name], median["bus"]) for name in ("bus_trio", "stack", "control", "cli", "xvif")}
     for stack, added in report["added_per_hop_us"].items():
@@ -1159,6 +1175,8 @@ def ratios(report):
         for key, name in (("request_response", ""), ("request_response_busy_poll", ", busy_poll")):
             out[f"linux/rumpnet udp request/response/s{name}"] = ratio(
                 theirs["request_response"]["round_trips_per_s"], ours[key]["round_trips_per_s"])
+        out["linux/a request/response/s"] = ratio(theirs["request_response"]["round_trips_per_s"], floor)
+    out["a/rumpnet udp request/response/s"] = ratio(floor, udp["rumpnet"]["request_response"]["round_trips_per_s"])
     out.update(tcp_ratios(report["tcp"]))
     return out
 
@@ -1199,7 +1217,8 @@ def format_report(report):
         f = report["round_trip"].get(key)
         if f:
             lines.append(f"{label:40} {f['min_us']:8.0f} {f['median_us']:10.0f} {f['p99_us']:8.0f} {f['lost']:5}")
-    lines += ["", f"{'UDP':40} {'sent/s':>10} {'received/s':>11} {'loss %':>7}"]
+    lines += ["", f"{'UDP':40} {'sent/s':>10} {'received/s':>11} {'loss %':>7}",
+              f"{'(a) back to back, round trips/s':40} {report['bus_back_to_back']['round_trips_per_s']:10.0f}"]
     for stack, figures in report["udp"].items():
         for key, label in [(f"{kind}_{size}", f"{size} B {text}") for size in UDP_SIZES
                            for kind, text in (("one_way", "flat out"), ("paced", "paced"))]:
