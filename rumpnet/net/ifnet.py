@@ -180,7 +180,7 @@ class Interface:
         self.capabilities = self.driver.capabilities
         self._input = None
         self._bursts = 0
-        self._burst = _Burst(self)
+        self._burst = OutputHold((self,))
         self._outq = []
 
     @property
@@ -317,21 +317,25 @@ class Interface:
         return info
 
 
-class _Burst:
-    """Interface.burst()'s context manager: a plain class, as it is entered for every received batch
-    and every sendmmsg (contextlib's generator would cost several calls more each time)."""
+class OutputHold:
+    """`with OutputHold(interfaces):` holds their output to the end of the block, then sends what each
+    gathered as one batch (Interface.burst() is one for a single interface). A plain class, as one is
+    entered for every received batch and every sendmmsg (contextlib's generator would cost several
+    calls more each time)."""
 
-    def __init__(self, ifp):
-        self._ifp = ifp
+    def __init__(self, interfaces):
+        self._interfaces = tuple(interfaces)
 
     def __enter__(self):
-        self._ifp._bursts += 1
+        for ifp in self._interfaces:
+            ifp._bursts += 1
 
     def __exit__(self, *exc):
-        ifp = self._ifp
-        ifp._bursts -= 1
-        if not ifp._bursts and ifp._outq:
-            ifp._flush()
+        for ifp in self._interfaces:
+            ifp._bursts -= 1  # every hold ends first, whatever a send below raises
+        for ifp in self._interfaces:
+            if not ifp._bursts and ifp._outq:
+                ifp._flush()
 
 
 class Layer:
