@@ -65,19 +65,18 @@ def ip_input(node, ifp, packet, marks, link_multicast):
 def ip_forward(node, ifp, packet, hlen, ttl, dst):
     """Forward a packet not for us (net.inet.ip.forwarding=1): TTL, route, send."""
     stats = node.stats.ip
-    header = IpHeader(packet[12:16], dst, packet[9], ttl, hlen, False)
     if ttl <= 1:
         stats["ttl_exceeded"] += 1
-        icmp_error(node, packet, header, 11, 0)
+        _refuse(node, packet, hlen, ttl, dst, 11, 0)
         return
     out_ifp, nexthop = route_to(node, dst)
     if out_ifp is None or not out_ifp.running:
         stats["no_route"] += 1
-        icmp_error(node, packet, header, 3, 0)
+        _refuse(node, packet, hlen, ttl, dst, 3, 0)
         return
     if len(packet) > out_ifp.mtu:
         stats["too_big"] += 1
-        icmp_error(node, packet, header, 3, 4)
+        _refuse(node, packet, hlen, ttl, dst, 3, 4)
         return
     out = bytearray(packet)
     if node.nat.translating(out_ifp) and not node.nat.output(out_ifp, out, hlen):
@@ -89,4 +88,10 @@ def ip_forward(node, ifp, packet, hlen, ttl, dst):
     try:
         node.arp.resolve(out_ifp, nexthop, bytes(out))
     except OSError:
-        icmp_error(node, packet, header, 3, 1)
+        _refuse(node, packet, hlen, ttl, dst, 3, 1)
+
+
+def _refuse(node, packet, hlen, ttl, dst, icmp_type, code):
+    """Answer a packet not forwarded with an ICMP error: its header's fields are gathered only then, not for
+    every packet forwarded."""
+    icmp_error(node, packet, IpHeader(packet[12:16], dst, packet[9], ttl, hlen, False), icmp_type, code)
