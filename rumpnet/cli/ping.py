@@ -8,10 +8,18 @@ Exit status as NetBSD ping(8): 0 when a reply came, 2 when none did, 1 on error.
 
 import os
 
+import trio
+
 from ..kern.tasks import open_service_nursery
 from ..netinet.ip import MAXTTL
 from ..tools.ping import MAX_SIZE, MIN_INTERVAL
 from .common import MAX_SECONDS, Parser, ipv4_host, out, ranged, run_client, stop_on_sigint
+
+# Between collecting the lines: each collection wakes this process and the
+# node, and on a machine of few CPUs that moves the nodes' next round trips
+# (docs/performance.md). Replies a tenth of a second apart or more are shown
+# as they come; faster ones in groups, ten times a second (a flood's at once).
+COLLECT_PAUSE = 0.1
 
 
 def main(argv, server):
@@ -42,6 +50,8 @@ def main(argv, server):
                     out(text, end)
                 if output["done"]:
                     break
+                if not args.flood:  # a flood's dots would pile up past what a node keeps for us
+                    await trio.sleep(COLLECT_PAUSE)  # the next lines wait in the node meanwhile
         return 0 if output["received"] else 2
 
     return run_client("ping", args.server or server, body)
