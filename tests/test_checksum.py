@@ -6,7 +6,7 @@ import dpkt
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rumpnet.netinet.checksum import FOLDED, in_cksum, pseudo_header_sum, verifies
+from rumpnet.netinet.checksum import FOLDED, in_cksum, pseudo_header_sum, ttl_decremented, verifies
 
 
 def reference(data):
@@ -99,3 +99,20 @@ def test_frame_sized_edge_values():
         assert in_cksum(b"\xff" * size) == reference(b"\xff" * size)
         assert in_cksum(b"\0" * size) == 0xFFFF
         assert not verifies(b"\0" * size)
+
+
+@given(st.binary(min_size=20, max_size=60).filter(lambda h: len(h) % 4 == 0), st.integers(2, 255),
+       st.booleans())
+def test_the_sum_after_a_ttl_decrement_is_the_sum_taken_anew(header, ttl, all_ones):
+    """Any header whose sum verifies, in either form of a zero sum (0 and 0xffff both verify), gets
+    from ttl_decremented exactly what in_cksum gives the header with the TTL one less."""
+    header = bytearray(bytes([0x40 | len(header) // 4]) + header[1:8] + bytes([ttl]) + header[9:])
+    header[10:12] = b"\0\0"
+    checksum = in_cksum(bytes(header))
+    if all_ones and checksum == 0:
+        checksum = 0xFFFF
+    header[10:12] = struct.pack("!H", checksum)
+    assert verifies(bytes(header))
+    header[8] = ttl - 1
+    header[10:12] = b"\0\0"
+    assert ttl_decremented(checksum) == in_cksum(bytes(header))

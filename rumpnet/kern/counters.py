@@ -39,6 +39,7 @@ DESCRIPTIONS = {
         ("unknown_protocol", "packets for an unknown protocol (dropped)"),
         ("not_for_us", "packets not for this host, not forwarding (dropped)"),
         ("forwarded", "packets forwarded"),
+        ("fastforward", "packets fast forwarded"),
         ("ttl_exceeded", "packets whose TTL ran out while forwarding"),
         ("no_route", "packets with no route (dropped)"),
         ("output", "packets sent"),

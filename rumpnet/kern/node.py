@@ -29,6 +29,7 @@ from ..net.loopback import LoopbackQueue
 from ..net.route import Route, RouteTable
 from ..netinet import arp, icmp, ip, tcp, udp
 from ..netinet.udp_fastpath import udp_fast_input
+from ..netinet.ip_fastfwd import forwards, ip_fastforward
 from ..netinet.ip_nat import NatTable
 from ..netinet.in_proto import protocol_switch
 from ..netinet.inaddr import AddressSets
@@ -93,8 +94,9 @@ class Node:
 
     def if_input(self, ifp, frames):
         """What an interface hands up for every batch its driver read: Ethernet input for each
-        frame (the common UDP datagram in one step, udp_fastpath.py), then the packets they
-        sent to the node itself (BSD's if_input and ipintr).
+        frame (on a router, the common packet to forward in one step, ip_fastfwd.py; the common
+        UDP datagram in one step, udp_fastpath.py), then the packets they sent to the node
+        itself (BSD's if_input and ipintr).
 
         What the batch sends on any interface goes out when it is done, in one
         burst an interface: a router's forwarded frames, like the answers on the
@@ -102,7 +104,10 @@ class Node:
         the batch instead of one each.
         """
         with OutputHold(self.interfaces.values()):
-            udp_fast_input(self, ifp, frames)
+            if forwards(self, ifp):
+                ip_fastforward(self, ifp, frames, udp_fast_input)
+            else:
+                udp_fast_input(self, ifp, frames)
             self.ipintrq.drain()
 
     # -- sockets ---------------------------------------------------------------------

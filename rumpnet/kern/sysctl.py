@@ -6,6 +6,7 @@ from . import numbers
 VARIABLES = {
     "net.core.busy_poll": (0, 0, 100000, "microseconds a node keeps polling, not sleeping, once a socket waits (Linux's)"),
     "net.inet.ip.forwarding": (0, 0, 1, "forward packets not addressed to this node"),
+    "net.inet.ip.fastforwarding": (1, 0, 1, "forward the common packet in one step (FreeBSD's ip_tryforward)"),
     "net.inet.ip.nat": (0, 0, 1, "translate the source of packets forwarded out of a virt interface to its address"),
     "net.inet.ip.ttl": (64, 1, 255, "time to live of packets this node sends"),
     "net.inet.icmp.bmcastecho": (0, 0, 1, "answer echo requests sent to a broadcast address"),

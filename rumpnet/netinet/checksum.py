@@ -58,3 +58,10 @@ def pseudo_header_sum(src, dst, proto, length):
     (modulo 0xffff), so the sum needs no pseudo-header built in bytes.
     """
     return int.from_bytes(src, "big") + int.from_bytes(dst, "big") + proto + length
+
+
+def ttl_decremented(checksum):
+    """The header sum of a packet whose sum verified, once its TTL is one less: what in_cksum would
+    sum anew (RFC 1624's update: the TTL's word drops by 0x100, so the sum's field rises by as
+    much; taken modulo 0xffff it is never 0xffff, which in_cksum never gives for a header either)."""
+    return (checksum + 0x100) % 0xFFFF
