@@ -19,6 +19,7 @@ from rumpnet.client import connect
 
 from rumpnet.kern.node import open_node
 from rumpnet.net import xenring
+from rumpnet.net.ifnet import SEND_QUEUE
 from rumpnet.testing import NodeProcess, as_user, can_drop_privileges, run, rumpnet_command
 from rumpnet.xen.store import XenStore
 from rumpnet.xen.xenbus import XenBus
@@ -390,9 +391,9 @@ async def test_a_full_ring_queues_frames_until_the_peer_takes_some_and_a_stuck_p
         with trio.fail_after(30):
             assert await sequence_received(socks["back"], 300) == list(range(300))
 
-        os.killpg(guest.proc.pid, signal.SIGSTOP)  # dom0 -> guest: 500, a peer that takes nothing
+        os.killpg(guest.proc.pid, signal.SIGSTOP)  # dom0 -> guest: 116 more than the ring and the queue
         try:
-            for seq in range(500):
+            for seq in range(128 + SEND_QUEUE + 116):
                 await socks["back"].sendto(seq.to_bytes(4, "big"), ("10.0.1.2", 7000))
             before = cpu_seconds(dom0)
             await trio.sleep(1)
@@ -404,7 +405,7 @@ async def test_a_full_ring_queues_frames_until_the_peer_takes_some_and_a_stuck_p
         assert dropped.returncode == 0 and "\t116 frames dropped: the transmit ring and the send queue full" in dropped.stdout
         assert re.search(r"output: \d+ packets, \d+ bytes, \d+ multicasts, 116 errors", output), output
         with trio.fail_after(30):
-            assert await sequence_received(socks["front"], 128 + 256) == list(range(128 + 256))
+            assert await sequence_received(socks["front"], 128 + SEND_QUEUE) == list(range(128 + SEND_QUEUE))
         with pytest.raises(OSError):  # and no more: the rest were dropped
             await socks["front"].recv(timeout=0.5)
     assert dom0.is_alive() and guest.is_alive()
