@@ -8,7 +8,7 @@ from .offload import RX_BITS, check_rx
 ETHERTYPE_IP = 0x0800
 ETHERTYPE_ARP = 0x0806
 ETHER_HDR_LEN = 14
-_HEADER = struct.Struct("!6s6sH")
+ETHER_HEADER = struct.Struct("!6s6sH")  # destination, source, type
 
 
 def ether_input(node, ifp, frame):
@@ -45,4 +45,4 @@ def ether_input(node, ifp, frame):
 def ether_output(node, ifp, dst_mac, ethertype, payload, csum_flags=0):
     """Frame a payload and hand it to the driver, with the sums (M_CSUM_*) the driver must fill in."""
     node.stats.ether["output"] += 1
-    ifp.output(_HEADER.pack(dst_mac, ifp.mac, ethertype) + payload, csum_flags)
+    ifp.output(ETHER_HEADER.pack(dst_mac, ifp.mac, ethertype) + payload, csum_flags)

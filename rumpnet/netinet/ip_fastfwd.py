@@ -26,17 +26,17 @@ for any batch both paths leave the same counters and frames on every wire
 
 import struct
 
-from ..net.ether import ETHERTYPE_IP
+from ..net.ether import ETHER_HDR_LEN, ETHER_HEADER, ETHERTYPE_IP
 from ..net.offload import RX_BITS
 from .checksum import ttl_decremented
+from .ip import route_entry
 
 # Ethernet (destination, type), IPv4 (version and length, total, TTL, protocol, sum, source,
 # destination): every field the prediction reads or writes, at fixed offsets.
 PREDICTED = struct.Struct("!6s6xHBxH4xBBH4s4s")
-IP_START = 14
+IP_START = ETHER_HDR_LEN
 HEADER_END = PREDICTED.size  # 34: the end of an IPv4 header without options
 TTL_TO_SUM = struct.Struct("!BBH")  # bytes 22 to 26: the TTL, the protocol and the header sum
-_ETHER = struct.Struct("!6s6sH")
 
 
 def forwards(node, ifp):
@@ -88,16 +88,13 @@ def ip_fastforward(node, ifp, frames, rest):
 def _next_hop(node, dst):
     """(interface, route, Ethernet header) a packet to dst leaves with, or () when the full path must
     decide: no route, an interface not running, an unresolved next hop, or translation on the way out."""
-    route = node.routes.lookup_packed(dst)
-    if route is None:
+    route, out_ifp, nexthop = route_entry(node, dst)
+    if route is None or out_ifp is None or not out_ifp.running or node.nat.translating(out_ifp):
         return ()
-    out_ifp = node.interfaces.get(route.ifname)
-    if out_ifp is None or not out_ifp.running or node.nat.translating(out_ifp):
-        return ()
-    mac = node.arp.cached(out_ifp, route.gateway.packed if route.gateway else dst)
+    mac = node.arp.cached(out_ifp, nexthop)
     if mac is None:
         return ()
-    return out_ifp, route, _ETHER.pack(mac, out_ifp.mac, ETHERTYPE_IP)
+    return out_ifp, route, ETHER_HEADER.pack(mac, out_ifp.mac, ETHERTYPE_IP)
 
 
 def _count(node, ifp, forwarded, forwarded_bytes):
