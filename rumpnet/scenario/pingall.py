@@ -8,7 +8,6 @@ once holds one packet for each, as BSD's ARP does, and drops the others.
 """
 
 import os
-import time
 
 import trio
 
@@ -45,7 +44,7 @@ async def _from_node(name, url, targets, deadline, results):
                 for seq, target in enumerate(targets):
                     if not answered[target]:
                         try:
-                            await sock.sendto(echo_request(ident, seq, 8, time.monotonic_ns()), (target[1], 0))
+                            await sock.sendto(echo_request(ident, seq, 8, trio.current_time()), (target[1], 0))
                         except OSError:
                             pass  # no route, or the interface is down: that target stays unanswered
                 resend = min(end, trio.current_time() + RESEND)

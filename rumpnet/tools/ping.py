@@ -24,6 +24,8 @@ ICMP_ECHO = 8
 ICMP_ECHOREPLY = 0
 MAXWAIT = 10.0
 _STAMP = struct.Struct("!Q")
+_ECHO_HEADER = struct.Struct("!BBHHH")  # type, code, checksum, identifier, sequence number
+_FILL = bytes(range(256)) * 257  # byte n is n & 0xff, for any data size an IPv4 packet can carry
 MIN_INTERVAL = 0.001  # seconds; a shorter wait between requests would send flat out
 MAX_SECONDS = 2147483  # the longest wait a BSD tool takes: INT_MAX milliseconds, about 24 days
 MAX_SIZE = 1472  # data bytes that fit a 1500-byte MTU after the IP and ICMP headers
@@ -56,11 +58,16 @@ class PingStats:
 
 
 def echo_request(ident, seq, size, sent):
-    """An echo request whose data starts with the time it was sent (clock seconds), in nanoseconds."""
-    data = _STAMP.pack(round(sent * 1e9) & 0xFFFF_FFFF_FFFF_FFFF) if size >= _STAMP.size else b""
-    data += bytes((8 + i) & 0xFF for i in range(len(data), size))
-    head = struct.pack("!BBHHH", ICMP_ECHO, 0, 0, ident, seq) + data
-    return head[:2] + struct.pack("!H", in_cksum(head)) + head[4:]
+    """An echo request whose data starts with the time it was sent (clock seconds), in nanoseconds.
+
+    The rest of the data is ping(8)'s fill: data byte i is (8 + i) & 0xff,
+    sliced from _FILL rather than made byte by byte (the request is built
+    inside the timed interval). The header's words are summed as numbers.
+    """
+    stamp = _STAMP.pack(round(sent * 1e9) & 0xFFFF_FFFF_FFFF_FFFF) if size >= _STAMP.size else b""
+    data = stamp + _FILL[8 + len(stamp):8 + size]
+    checksum = in_cksum(data, (ICMP_ECHO << 8) + ident + seq)
+    return _ECHO_HEADER.pack(ICMP_ECHO, 0, checksum, ident, seq) + data
 
 
 def parse_reply(packet, ident):
