@@ -4,9 +4,10 @@ import os
 import struct
 
 import dpkt
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from busreader import RING, SIZE, read_header, walk
-from rumpnet.net.bus import Bus, Cursor
+from rumpnet.net.bus import MAX_FRAME, MIN_FRAME, Bus, Cursor
 
 
 def test_bus_after_ping_exchange(pair, bus):
@@ -57,6 +58,27 @@ def test_wrapped_bus(tmp_path):
     assert records[-1][5] == frames[-1]
     assert [r[5] for r in records] == frames[-len(records):]
     assert {r[4] for r in records} == {7}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(fill=st.integers(0, 2 * RING // (24 + MAX_FRAME)),
+       bursts=st.lists(st.lists(st.integers(MIN_FRAME, MAX_FRAME), min_size=1, max_size=48), min_size=1, max_size=8))
+def test_a_burst_leaves_the_bus_as_its_frames_written_one_by_one(tmp_path_factory, fill, bursts):
+    """A burst moves `first` once for all its records, where they all fit before the ring's end; the
+    bus it leaves is the one its frames leave appended one at a time, wherever the ring stood."""
+    workdir = tmp_path_factory.mktemp("bursts")
+    with Bus(workdir / "burst") as burst, Bus(workdir / "single") as single:
+        for bus in burst, single:
+            for _ in range(fill):  # the ring's state before: anywhere from fresh to wrapped
+                bus.append([bytes(MAX_FRAME)], 1, sec=1, usec=0)
+        for number, sizes in enumerate(bursts):
+            frames = [bytes([number, index & 0xFF]) * (size // 2) + bytes(size % 2) for index, size in enumerate(sizes)]
+            burst.append(frames, 7, sec=2, usec=number)
+            for frame in frames:
+                single.append([frame], 7, sec=2, usec=number)
+            assert burst.mem[:] == single.mem[:]
+        assert walk(burst.mem[:])[-len(frames):] == walk(single.mem[:])[-len(frames):]
+        assert [record[5] for record in walk(burst.mem[:])[-len(frames):]] == frames
 
 
 def test_lapped_reader_resynchronises(tmp_path):

@@ -325,15 +325,17 @@ class Bus:
     def _advance_first(self, off, length, first):
         """Move `first` (as the caller read it) past every record that a write of length bytes at off
         overwrites; returns where it is now."""
-        while off <= first + RECORD.size and off + length > first:
-            following = self.next_offset(first % DATA_SIZE)
+        moved = first
+        while off <= moved + RECORD.size and off + length > moved:
+            following = self.next_offset(moved % DATA_SIZE)
             if following is None:
                 following = (off + length) % DATA_SIZE
-            first = following
-            _U32.pack_into(self.mem, _FIRST, first)
+            moved = following
             if length >= DATA_SIZE:
                 break
-        return first
+        if moved != first:  # stored once, before any byte of the records it passed is written
+            _U32.pack_into(self.mem, _FIRST, moved)
+        return moved
 
     def _ring_write(self, off, data, first):
         chunk = min(len(data), DATA_SIZE - off)
@@ -354,7 +356,11 @@ class Bus:
         `last` and the generation are stored after each record is complete, so
         a writer killed half-way leaves no torn record behind `last`. Where the
         next record starts and where `first` stands are carried from one
-        record to the next, not read back from the header.
+        record to the next, not read back from the header. A burst that stops
+        short of the ring's end moves `first` once, past all it will cover:
+        readers look only under the lock, and one that finds the burst cut
+        short (its writer killed) reads up to `last`, never into the space
+        between `last` and `first`.
         """
         if sec is None:
             sec, usec = _stamp()
@@ -364,10 +370,15 @@ class Bus:
         off = self.next_offset(last)
         if off is None:  # a corrupt newest record: start again at the ring's start
             off = 0
+        span = RECORD.size * len(frames) + sum(map(len, frames))
+        within = off + span < DATA_SIZE  # the usual burst: every record written in place
+        if within:
+            first = self._advance_first(off, span, first)
         for frame in frames:
             end = off + RECORD.size + len(frame)
-            if end < DATA_SIZE:  # the usual case, written in place: the record stops short of the ring's end
-                first = self._advance_first(off, end - off, first)
+            if end < DATA_SIZE:  # written in place: the record stops short of the ring's end
+                if not within:
+                    first = self._advance_first(off, end - off, first)
                 start = DATA_OFFSET + off
                 RECORD.pack_into(mem, start, len(frame), sec, usec, sender)
                 mem[start + RECORD.size:DATA_OFFSET + end] = frame
