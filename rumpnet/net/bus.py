@@ -358,9 +358,9 @@ class Bus:
         next record starts and where `first` stands are carried from one
         record to the next, not read back from the header. A burst that stops
         short of the ring's end moves `first` once, past all it will cover:
-        readers look only under the lock, and one that finds the burst cut
-        short (its writer killed) reads up to `last`, never into the space
-        between `last` and `first`.
+        readers that take the lock see the header only after the burst, and
+        one that finds it cut short (its writer killed) reads up to `last`,
+        never into the space between `last` and `first`.
         """
         if sec is None:
             sec, usec = _stamp()
