@@ -14,6 +14,7 @@ ICMP_ECHO = 8
 ICMP_TIMXCEED = 11
 ICMP_PARAMPROB = 12
 ICMP_HEADER = struct.Struct("!BBHHH")  # type, code, checksum, id, seq (or the unused word)
+_TYPE_CODE_SUM = struct.Struct("!BBH")  # the header's first four bytes
 ICMP_ERROR_TYPES = {ICMP_UNREACH, 4, 5, ICMP_TIMXCEED, ICMP_PARAMPROB}
 
 # What a socket is told when an ICMP error names one of its datagrams (BSD's inetctlerrmap):
@@ -24,9 +25,12 @@ CTLINPUT_TYPES = (ICMP_UNREACH, ICMP_TIMXCEED, ICMP_PARAMPROB)
 
 
 def icmp_message(icmp_type, code, rest):
-    """An ICMP message with its checksum; rest is everything after the checksum field."""
-    head = struct.pack("!BBH", icmp_type, code, 0) + rest
-    return head[:2] + struct.pack("!H", in_cksum(head)) + head[4:]
+    """An ICMP message with its checksum; rest is everything after the checksum field.
+
+    The type and code word is added to the sum as a number, so the message
+    is packed once, with its sum in place (rest starts on a word boundary).
+    """
+    return _TYPE_CODE_SUM.pack(icmp_type, code, in_cksum(rest, (icmp_type << 8) + code)) + rest
 
 
 def icmp_input(node, ifp, header, packet, marks):

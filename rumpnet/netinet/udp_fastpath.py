@@ -23,7 +23,7 @@ counters, queues and frames on the wire (tests/test_udp_fastpath.py).
 
 import struct
 
-from ..net.ether import ETHERTYPE_IP, ether_input
+from ..net.ether import ETHER_HDR_LEN, ETHERTYPE_IP, ether_input
 from ..net.offload import RX_BITS
 from .checksum import verifies
 from .ip import IP_MF, IP_OFFMASK, IPPROTO_UDP
@@ -33,7 +33,7 @@ from .udp import udp_input
 # destination) and UDP (ports, length, checksum): every field the prediction reads, at fixed offsets.
 PREDICTED = struct.Struct("!6s6xHBxH2xHxB2x4s4sHHHH")
 UDP_DATA = PREDICTED.size  # 42: where the data of a predicted datagram starts
-IP_START = 14
+IP_START = ETHER_HDR_LEN
 ADDRESSES = 26  # the IPv4 source and destination, just before the UDP header: the pseudo-header's
 UDP_START = 34  # addresses and the datagram are summed as one run of bytes (their words line up)
 FRAGMENT_BITS = IP_MF | IP_OFFMASK

@@ -16,15 +16,13 @@ import struct
 
 import trio
 
-from ..netinet.checksum import in_cksum
+from ..netinet.icmp import ICMP_ECHO, ICMP_ECHOREPLY, ICMP_HEADER, icmp_message
 from ..netinet.ip import MAXTTL
 from .noderun import NodeRun
 
-ICMP_ECHO = 8
-ICMP_ECHOREPLY = 0
 MAXWAIT = 10.0
 _STAMP = struct.Struct("!Q")
-_ECHO_HEADER = struct.Struct("!BBHHH")  # type, code, checksum, identifier, sequence number
+_ID_SEQ = struct.Struct("!HH")  # an echo's identifier and sequence number
 _FILL = bytes(range(256)) * 257  # byte n is n & 0xff, for any data size an IPv4 packet can carry
 MIN_INTERVAL = 0.001  # seconds; a shorter wait between requests would send flat out
 MAX_SECONDS = 2147483  # the longest wait a BSD tool takes: INT_MAX milliseconds, about 24 days
@@ -62,12 +60,10 @@ def echo_request(ident, seq, size, sent):
 
     The rest of the data is ping(8)'s fill: data byte i is (8 + i) & 0xff,
     sliced from _FILL rather than made byte by byte (the request is built
-    inside the timed interval). The header's words are summed as numbers.
+    inside the timed interval).
     """
     stamp = _STAMP.pack(round(sent * 1e9) & 0xFFFF_FFFF_FFFF_FFFF) if size >= _STAMP.size else b""
-    data = stamp + _FILL[8 + len(stamp):8 + size]
-    checksum = in_cksum(data, (ICMP_ECHO << 8) + ident + seq)
-    return _ECHO_HEADER.pack(ICMP_ECHO, 0, checksum, ident, seq) + data
+    return icmp_message(ICMP_ECHO, 0, _ID_SEQ.pack(ident, seq) + stamp + _FILL[8 + len(stamp):8 + size])
 
 
 def parse_reply(packet, ident):
@@ -79,7 +75,7 @@ def parse_reply(packet, ident):
     message = packet[hlen:]
     if len(message) < 8:
         return None
-    icmp_type, code, _, rid, seq = struct.unpack_from("!BBHHH", message)
+    icmp_type, code, _, rid, seq = ICMP_HEADER.unpack_from(message)
     if icmp_type == ICMP_ECHOREPLY and rid == ident:
         sent = _STAMP.unpack_from(message, 8)[0] if len(message) >= 8 + _STAMP.size else None
         return "reply", seq, ttl, len(message), sent
@@ -87,7 +83,7 @@ def parse_reply(packet, ident):
         inner = message[8:]
         ihl = (inner[0] & 0xF) * 4
         if inner[9] == 1 and len(inner) >= ihl + 8:
-            itype, _, _, iid, iseq = struct.unpack_from("!BBHHH", inner, ihl)
+            itype, _, _, iid, iseq = ICMP_HEADER.unpack_from(inner, ihl)
             if itype == ICMP_ECHO and iid == ident:
                 text = UNREACH_TEXT.get(code, f"Destination Unreachable, code {code}") if icmp_type == 3 \
                     else "Time To Live exceeded"
