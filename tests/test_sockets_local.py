@@ -13,7 +13,7 @@ from hypothesis import given, settings, strategies as st
 import pytest
 import trio
 
-from rumpnet import SOCK_DGRAM, SOCK_RAW, open_node
+from rumpnet import SHUT_WR, SOCK_DGRAM, SOCK_RAW, SOCK_STREAM, open_node
 from rumpnet.kern.sockets import MAX_SOCKETS, pack_address
 from rumpnet.testing import open_pair, ping_once
 
@@ -135,3 +135,36 @@ def test_what_is_not_text_is_no_address(value):
     with pytest.raises(OSError) as refused:
         pack_address(value)
     assert refused.value.errno == errno.EINVAL
+
+
+async def test_a_call_cancelled_before_it_starts_does_nothing(tmp_path):
+    """trio's rule for its own sockets: a call that raises Cancelled had no effect. The calls that
+    need not wait take the cancellation before they act, not after."""
+    async with open_pair(str(tmp_path / "bus")) as (a, b):
+        receiver = a.socket(SOCK_DGRAM)
+        await receiver.bind(("0.0.0.0", 9000))
+        assert await ping_once(b, "10.0.0.1")
+        sender = b.socket(SOCK_DGRAM)
+        listener = b.socket(SOCK_STREAM)
+        calls = {"bind": sender.bind(("0.0.0.0", 5000)),
+                 "connect": sender.connect(("10.0.0.1", 9000)),
+                 "sendto": sender.sendto(b"not sent", ("10.0.0.1", 9000)),
+                 "sendmmsg": sender.sendmmsg([b"not", b"sent"], ("10.0.0.1", 9000)),
+                 "shutdown": sender.shutdown(SHUT_WR),
+                 "listen": listener.listen()}
+        for name, call in calls.items():
+            with trio.CancelScope() as scope:
+                scope.cancel()
+                await call
+            assert scope.cancelled_caught, name
+        assert sender.getsockname() == ("0.0.0.0", 0)
+        with pytest.raises(OSError) as refused:
+            sender.getpeername()
+        assert refused.value.errno == errno.ENOTCONN
+        assert not sender.cant_send and not listener.listening
+        assert b.stats.udp["output"] == 0
+        await sender.sendto(b"sent", ("10.0.0.1", 9000))  # the socket is as it was: this one goes
+        with trio.fail_after(5):
+            assert await receiver.recvfrom() == (b"sent", ("10.0.0.2", sender.getsockname()[1]))
+        sender.close()
+        listener.close()

@@ -20,6 +20,7 @@ callout of the node's timer service.
 import struct
 
 from .checksum import in_cksum
+from .icmp import ICMP_ECHO, ICMP_ECHOREPLY, ICMP_ERROR_TYPES
 from .ip import IP_HEADER, IPPROTO_ICMP, IPPROTO_UDP
 from .tcp import IPPROTO_TCP
 
@@ -28,8 +29,6 @@ TIMEOUT = {IPPROTO_TCP: 600.0, IPPROTO_UDP: 60.0, IPPROTO_ICMP: 30.0}  # seconds
 CHECKSUM_AT = {IPPROTO_TCP: 16, IPPROTO_UDP: 6, IPPROTO_ICMP: 2}  # in the transport header
 PSEUDO_HEADER = (IPPROTO_TCP, IPPROTO_UDP)  # their checksum covers the addresses too
 OUTSIDE_IDS = range(32768, 49152)  # outside ports and echo ids: below the node's own ephemeral ports
-ICMP_ECHO, ICMP_ECHOREPLY = 8, 0
-ICMP_ERRORS = {3, 4, 5, 11, 12}
 PORT = struct.Struct("!H")
 
 
@@ -173,7 +172,7 @@ class NatTable:
         """Translate back a packet (a bytearray) addressed to ifp's address; True when it was ours to forward."""
         proto = packet[9]
         message = packet[hlen:]
-        if proto == IPPROTO_ICMP and len(message) >= 8 and message[0] in ICMP_ERRORS:
+        if proto == IPPROTO_ICMP and len(message) >= 8 and message[0] in ICMP_ERROR_TYPES:
             return self._error_input(ifp, packet, hlen)
         at = _id_offset(proto, message)
         if at is None or (proto == IPPROTO_ICMP and message[0] != ICMP_ECHOREPLY):
