@@ -337,14 +337,16 @@ class Socket:
         raise oserror(errno.EAGAIN)
 
     # -- the calls a program makes ---------------------------------------------------------
-    # A call that need not wait still lets other tasks run and takes a cancellation (trio's
-    # checkpoint), and it does so first, as trio's own sockets do: a call that raises Cancelled
-    # has done nothing (no datagram sent, no address bound).
+    # A call that need not wait still takes a cancellation and lets other tasks run (trio's
+    # checkpoint), as trio's own sockets do: the cancellation before it acts, so that a call that
+    # raises Cancelled has done nothing (no datagram sent, no address bound); the other tasks
+    # after, so that a reply is sent before the scheduler's pass, not after it.
 
     async def bind(self, address):
-        await trio.lowlevel.checkpoint()
+        await trio.lowlevel.checkpoint_if_cancelled()
         self._check_open()
         self.usrreqs.bind(self, address)
+        await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def connect(self, address):
         """Fix the peer of a datagram socket; connect a stream socket, waiting until it is connected.
@@ -352,8 +354,7 @@ class Socket:
         As BSD's in_pcbconnect, an unbound socket gets an ephemeral port and
         a wildcard local address becomes the one the route to the peer uses.
         """
-        if not self.usrreqs.stream:
-            await trio.lowlevel.checkpoint()
+        await trio.lowlevel.checkpoint_if_cancelled()
         self._check_open()
         if self.listening:
             raise OSError(errno.EOPNOTSUPP, "a listening socket cannot connect")
@@ -364,16 +365,19 @@ class Socket:
             await self._wait(lambda: self.isconnected or self.error or self.closed)
             self._check_open()
             self._take_error()
+        else:
+            await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def listen(self, backlog=SOMAXCONN):
         """Take connections; at most backlog (bounded by SOMAXCONN) wait to be accepted."""
-        await trio.lowlevel.checkpoint()
+        await trio.lowlevel.checkpoint_if_cancelled()
         self._check_open()
         if self.isconnected:
             raise oserror(errno.EINVAL)
         self.usrreqs.listen(self)
         self.listening = True
         self.backlog = max(1, min(int(backlog), SOMAXCONN))
+        await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def accept(self, timeout=None):
         """Wait for a connection: (new socket, peer address)."""
@@ -391,9 +395,10 @@ class Socket:
         """Send data: a datagram at once, or all of a stream's bytes, waiting for room as they go."""
         data = bytes(data)
         if not self.usrreqs.stream:
-            await trio.lowlevel.checkpoint()
+            await trio.lowlevel.checkpoint_if_cancelled()
             if not self.usrreqs.send_burst(self, (data,), address):  # the protocol's fast path, if it has one
                 self._send_datagram(data, address)
+            await trio.lowlevel.cancel_shielded_checkpoint()
             return len(data)
         sent, view = 0, memoryview(data)  # a view: the rest is not copied again for every piece
         while True:
@@ -427,7 +432,7 @@ class Socket:
         if self.usrreqs.stream:
             raise OSError(errno.EOPNOTSUPP, "sendmmsg sends datagrams")
         datagrams = list(datagrams)
-        await trio.lowlevel.checkpoint()
+        await trio.lowlevel.checkpoint_if_cancelled()
         with ExitStack() as burst:
             for ifp in self.node.interfaces.values():
                 burst.enter_context(ifp.burst())
@@ -440,6 +445,7 @@ class Socket:
                         raise
                     break
                 sent += 1
+        await trio.lowlevel.cancel_shielded_checkpoint()
         return sent
 
     def _send_datagram(self, data, address):
@@ -516,7 +522,7 @@ class Socket:
 
     async def shutdown(self, how):
         """End reading (SHUT_RD), sending (SHUT_WR: the peer reads end of file once the buffer is sent) or both."""
-        await trio.lowlevel.checkpoint()
+        await trio.lowlevel.checkpoint_if_cancelled()
         self._check_open()
         if how not in (SHUT_RD, SHUT_WR, SHUT_RDWR):
             raise OSError(errno.EINVAL, f"shutdown: how must be 0, 1 or 2, not {how!r}")
@@ -529,6 +535,7 @@ class Socket:
             self.cant_send = True
             self.usrreqs.shutdown(self)
             self.wakeup()
+        await trio.lowlevel.cancel_shielded_checkpoint()
 
     def _timeout(self, timeout):
         if timeout is None:
