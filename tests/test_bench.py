@@ -6,13 +6,14 @@ A benchmark prints figures; this test never compares one with a threshold.
 import json
 import math
 import os
+import struct
 import subprocess
 
 import pytest
 import trio
 
 from rumpnet.tools import bench, echo, perf, perf_tcp
-from rumpnet.testing import rumpnet_command
+from rumpnet.testing import can_drop_privileges, rumpnet_command, run
 
 TRIP_FIELDS = {"count", "lost", "min_us", "median_us", "p99_us"}
 ONE_WAY_FIELDS = {"sent_per_s", "received_per_s", "loss_pct"}
@@ -282,3 +283,39 @@ async def test_a_node_that_cannot_start_says_why(tmp_path):
     with pytest.raises(bench.BenchError, match=expected):
         async with bench.node_process(f"unix://{tmp_path}/dom0.sock", {"domid": 0, "xenstore": str(not_a_store)}):
             pass
+
+
+def current_cpu_latency():
+    """The kernel's CPU latency limit now, in µs: what reading /dev/cpu_dma_latency gives."""
+    with open(bench.CPU_DMA_LATENCY, "rb") as f:
+        return struct.unpack("=i", f.read(4))[0]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists(bench.CPU_DMA_LATENCY),
+                    reason="holding the CPU latency needs root and /dev/cpu_dma_latency")
+def test_the_cpu_latency_is_held_for_the_run_and_let_go_after():
+    before = current_cpu_latency()
+    with bench.cpu_latency(7):
+        assert current_cpu_latency() == min(before, 7)
+    assert current_cpu_latency() == before
+    with bench.cpu_latency(None):  # the default: the machine as it is
+        assert current_cpu_latency() == before
+
+
+def test_the_report_says_how_the_cpus_idled(report):
+    assert report["settings"]["cpu_latency_us"] is None
+    assert "cpuidle" in report["machine"]
+
+
+def test_a_cpu_latency_out_of_range_is_refused():
+    done = run("bench", "--cpu-latency", "-1")
+    assert done.returncode == 1
+    assert done.stderr == "rumpnet bench: argument --cpu-latency: invalid int from 0 to 2000000000 value: '-1'\n"
+
+
+@pytest.mark.skipif(not can_drop_privileges(), reason="needs root, to run the command as another user")
+def test_holding_the_cpu_latency_unprivileged_says_it_needs_root():
+    """Refused before any figure is taken: one line naming the file and why."""
+    done = run("bench", "--quick", "--cpu-latency", "0", user="nobody", timeout=60)
+    assert done.returncode == 1
+    assert done.stderr == "rumpnet bench: --cpu-latency: /dev/cpu_dma_latency: Permission denied (it needs root)\n"

@@ -115,10 +115,51 @@ class Settings:
     interval: float = 0.01
     udp_seconds: float = 3.0
     paced_fraction: float = 0.8  # of the received rate, for the paced UDP figure
+    cpu_latency_us: int = None  # held in /dev/cpu_dma_latency for the run (root), or None: the machine as it is
 
 
 QUICK = Settings(pings=100, udp_seconds=0.5)
 BACK_TO_BACK = 5  # (a) back to back bounces this many times as many frames as a round-trip series has pings
+
+
+CPU_DMA_LATENCY = "/dev/cpu_dma_latency"
+CPUIDLE_DRIVER = "/sys/devices/system/cpu/cpuidle/current_driver"
+MAX_CPU_LATENCY_US = 2_000_000_000  # the kernel's default request: no limit
+
+
+@contextmanager
+def cpu_latency(us):
+    """Hold the kernel's CPU latency request (PM QoS) at us microseconds while the block runs, as
+    cyclictest does; None leaves the machine as it is.
+
+    An idle CPU that may take no more than 0 µs to wake polls instead of
+    halting. On a virtual machine a halted virtual CPU is woken through the
+    hypervisor, and that wake-up lands inside every round trip the
+    benchmark times, the kernel's included. The request lasts while the
+    file stays open.
+    """
+    if us is None:
+        yield
+        return
+    try:
+        fd = os.open(CPU_DMA_LATENCY, os.O_WRONLY)
+    except OSError as e:
+        raise BenchError(f"--cpu-latency: {CPU_DMA_LATENCY}: {e.strerror}"
+                         f"{' (it needs root)' if e.errno in (errno.EACCES, errno.EPERM) else ''}") from None
+    try:
+        os.write(fd, struct.pack("=i", us))
+        yield
+    finally:
+        os.close(fd)
+
+
+def cpuidle_driver():
+    """The kernel's cpuidle driver (haltpoll, intel_idle, acpi_idle...), or None where it shows none."""
+    try:
+        with open(CPUIDLE_DRIVER) as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
 
 
 # -- figures -------------------------------------------------------------------------------
@@ -1096,8 +1137,16 @@ async def run(settings, progress=lambda text: None):
     """Every figure of one run, as a plain dictionary (what --json prints)."""
     report = {"settings": vars(settings).copy(),
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                          "kernel": platform.release()},
+                          "kernel": platform.release(), "cpuidle": cpuidle_driver()},
               "round_trip": {}, "udp": {}, "tcp": {}, "forwarding": {}, "memory": {}, "skipped": {}}
+    with cpu_latency(settings.cpu_latency_us):
+        await _measure(settings, report, progress)
+    report["added_per_hop_us"] = added_per_hop(report)
+    report["ratios"] = ratios(report)
+    return report
+
+
+async def _measure(settings, report, progress):
     trips, udp = report["round_trip"], report["udp"]
     with tempfile.TemporaryDirectory(prefix="rumpnet-bench-") as workdir:
         progress(f"(a) the bus alone: {settings.pings} round trips, without and with trio")
@@ -1144,9 +1193,6 @@ async def run(settings, progress=lambda text: None):
             report["forwarding"]["linux"] = await linux_forwarding(settings)
         except BenchError as e:
             report["skipped"]["forwarding_linux"] = str(e)
-    report["added_per_hop_us"] = added_per_hop(report)
-    report["ratios"] = ratios(report)
-    return report
 
 
 def tcp_ratios(tcp):
@@ -1211,7 +1257,9 @@ def format_report(report):
     s = report["settings"]
     m = report["machine"]
     lines = [f"rumpnet bench: {s['pings']} round trips {s['interval'] * 1000:g} ms apart; UDP and TCP {s['udp_seconds']:g} s "
-             f"per figure ({m['cpus']} CPUs, Python {m['python']}, Linux {m['kernel']})", "",
+             f"per figure ({m['cpus']} CPUs, Python {m['python']}, Linux {m['kernel']}, cpuidle {m['cpuidle']})",
+             *([] if s["cpu_latency_us"] is None else
+               [f"CPU latency held at {s['cpu_latency_us']} µs ({CPU_DMA_LATENCY}) for the run"]), "",
              f"{'round trip':40} {'min µs':>8} {'median µs':>10} {'p99 µs':>8} {'lost':>5}"]
     for key, label in TRIP_LABELS:
         f = report["round_trip"].get(key)
