@@ -305,6 +305,7 @@ def test_the_cpu_latency_is_held_for_the_run_and_let_go_after():
 def test_the_report_says_how_the_cpus_idled(report):
     assert report["settings"]["cpu_latency_us"] is None
     assert "cpuidle" in report["machine"]
+    assert report["machine"]["cpuidle"] == bench.cpuidle_driver()
 
 
 def test_a_cpu_latency_out_of_range_is_refused():

@@ -26,7 +26,7 @@ import struct
 from ..net.ether import ETHER_HDR_LEN, ETHERTYPE_IP, ether_input
 from ..net.offload import RX_BITS
 from .checksum import verifies
-from .ip import IP_MF, IP_OFFMASK, IPPROTO_UDP
+from .ip import IP_HEADER, IP_MF, IP_OFFMASK, IPPROTO_UDP
 from .udp import udp_input
 
 # Ethernet (destination, type), IPv4 (version and length, total, fragment, protocol, source,
@@ -34,8 +34,8 @@ from .udp import udp_input
 PREDICTED = struct.Struct("!6s6xHBxH2xHxB2x4s4sHHHH")
 UDP_DATA = PREDICTED.size  # 42: where the data of a predicted datagram starts
 IP_START = ETHER_HDR_LEN
-ADDRESSES = 26  # the IPv4 source and destination, just before the UDP header: the pseudo-header's
-UDP_START = 34  # addresses and the datagram are summed as one run of bytes (their words line up)
+ADDRESSES = IP_START + 12  # the IPv4 source and destination, just before the UDP header: the pseudo-header's
+UDP_START = IP_START + IP_HEADER.size  # addresses and the datagram are summed as one run of bytes (their words line up)
 FRAGMENT_BITS = IP_MF | IP_OFFMASK
 
 

@@ -115,7 +115,7 @@ class Settings:
     interval: float = 0.01
     udp_seconds: float = 3.0
     paced_fraction: float = 0.8  # of the received rate, for the paced UDP figure
-    cpu_latency_us: int = None  # held in /dev/cpu_dma_latency for the run (root), or None: the machine as it is
+    cpu_latency_us: int | None = None  # held in /dev/cpu_dma_latency for the run (root), or None: the machine as it is
 
 
 QUICK = Settings(pings=100, udp_seconds=0.5)
@@ -1257,7 +1257,7 @@ def format_report(report):
     s = report["settings"]
     m = report["machine"]
     lines = [f"rumpnet bench: {s['pings']} round trips {s['interval'] * 1000:g} ms apart; UDP and TCP {s['udp_seconds']:g} s "
-             f"per figure ({m['cpus']} CPUs, Python {m['python']}, Linux {m['kernel']}, cpuidle {m['cpuidle']})",
+             f"per figure ({m['cpus']} CPUs, Python {m['python']}, Linux {m['kernel']}, cpuidle {m['cpuidle'] or 'not shown'})",
              *([] if s["cpu_latency_us"] is None else
                [f"CPU latency held at {s['cpu_latency_us']} µs ({CPU_DMA_LATENCY}) for the run"]), "",
              f"{'round trip':40} {'min µs':>8} {'median µs':>10} {'p99 µs':>8} {'lost':>5}"]

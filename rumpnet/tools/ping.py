@@ -16,8 +16,8 @@ import struct
 
 import trio
 
-from ..netinet.icmp import ICMP_ECHO, ICMP_ECHOREPLY, ICMP_HEADER, icmp_message
-from ..netinet.ip import MAXTTL
+from ..netinet.icmp import ICMP_ECHO, ICMP_ECHOREPLY, ICMP_HEADER, ICMP_TIMXCEED, ICMP_UNREACH, icmp_message
+from ..netinet.ip import IP_HEADER, IPPROTO_ICMP, MAXTTL
 from .noderun import NodeRun
 
 MAXWAIT = 10.0
@@ -79,13 +79,13 @@ def parse_reply(packet, ident):
     if icmp_type == ICMP_ECHOREPLY and rid == ident:
         sent = _STAMP.unpack_from(message, 8)[0] if len(message) >= 8 + _STAMP.size else None
         return "reply", seq, ttl, len(message), sent
-    if icmp_type in (3, 11) and len(message) >= 8 + 20 + 8:
+    if icmp_type in (ICMP_UNREACH, ICMP_TIMXCEED) and len(message) >= 8 + IP_HEADER.size + 8:
         inner = message[8:]
         ihl = (inner[0] & 0xF) * 4
-        if inner[9] == 1 and len(inner) >= ihl + 8:
+        if inner[9] == IPPROTO_ICMP and len(inner) >= ihl + 8:
             itype, _, _, iid, iseq = ICMP_HEADER.unpack_from(inner, ihl)
             if itype == ICMP_ECHO and iid == ident:
-                text = UNREACH_TEXT.get(code, f"Destination Unreachable, code {code}") if icmp_type == 3 \
+                text = UNREACH_TEXT.get(code, f"Destination Unreachable, code {code}") if icmp_type == ICMP_UNREACH \
                     else "Time To Live exceeded"
                 return "error", iseq, ttl, len(message), text
     return None
